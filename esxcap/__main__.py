@@ -1,0 +1,5 @@
+"""Allow ``python -m esxcap``."""
+
+from esxcap.cli import main
+
+main()

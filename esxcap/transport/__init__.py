@@ -1,0 +1,44 @@
+"""The small protocol every SSH transport implements: connect to a host, run an argv, close.
+
+Only argv lists cross this boundary; transports turn them into a command line with
+`esxcap.remote.command_line` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from esxcap.inventory import HostConfig
+
+PasswordSource = Callable[[str], str | None]
+"""Given a prompt naming the host, return the password or None (never logged, never in argv)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command returned: exit status (None if the host did not say) and raw output."""
+
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+
+
+class Connection(Protocol):
+    """An open SSH connection to one host."""
+
+    async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
+        """Run argv on the host and return its complete output; CommandTimeout after `timeout` seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        ...
+
+
+class Transport(Protocol):
+    """Opens connections; raises ConnectError, AuthError or HostKeyError with a hint."""
+
+    async def connect(self, host: HostConfig, *, password: PasswordSource, accept_new: bool) -> Connection: ...
