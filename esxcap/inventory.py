@@ -1,0 +1,367 @@
+"""The inventory: which ESXi hosts exist, how to reach them, and how the admin names them.
+
+Reads a Nornir-like YAML file (`defaults`, `groups`, `hosts`) into frozen `HostConfig`s with precedence
+host > groups (first listed wins) > defaults, and turns `[user@]address[:port]` on the command line into
+ad-hoc hosts. Every mistake in the file is a `ConfigError` naming file, line and key. Apart from reading
+the file (and its permission bits) nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from esxcap.errors import ConfigError
+
+SETTING_KEYS = (
+    "username",
+    "port",
+    "known_hosts",
+    "identity_file",
+    "password_env",
+    "transport",
+    "connect_timeout",
+    "command_timeout",
+    "proxy_jump",
+)
+HOST_ONLY_KEYS = ("hostname", "groups")
+TRANSPORTS = ("asyncssh", "paramiko")
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+INVENTORY_ENV = "ESXCAP_INVENTORY"
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
+_ADHOC = re.compile(
+    r"(?:(?P<user>[^@\s\[\]:]+)@)?(?:\[(?P<v6>[^\]\s]+)\]|(?P<host>[^@\s\[\]:]+))(?::(?P<port>\d+))?\Z"
+)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """How to reach one host. `explicit` names the fields the inventory (or the ad-hoc spec) set, so that
+    ~/.ssh/config may fill in the others."""
+
+    name: str
+    hostname: str
+    port: int = 22
+    username: str = "root"
+    known_hosts: Path | None = field(default_factory=lambda: Path(DEFAULT_KNOWN_HOSTS).expanduser())
+    identity_file: Path | None = None
+    password_env: str | None = None
+    groups: tuple[str, ...] = ()
+    transport: str = "asyncssh"
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    proxy_jump: str | None = None
+    explicit: frozenset[str] = frozenset()
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for `esxcap hosts` (no secret is ever stored here; only the variable's name)."""
+        return {
+            "name": self.name,
+            "hostname": self.hostname,
+            "port": self.port,
+            "username": self.username,
+            "groups": list(self.groups),
+            "transport": self.transport,
+            "known_hosts": str(self.known_hosts) if self.known_hosts else None,
+            "identity_file": str(self.identity_file) if self.identity_file else None,
+            "password_env": self.password_env,
+            "proxy_jump": self.proxy_jump,
+            "connect_timeout": self.connect_timeout,
+            "command_timeout": self.command_timeout,
+            "from_inventory": sorted(self.explicit),
+        }
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The hosts of one inventory file (or none: then only ad-hoc hosts exist)."""
+
+    hosts: Mapping[str, HostConfig]
+    path: Path | None
+    groups: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def select(self, names: Sequence[str], group: str | None = None) -> list[HostConfig]:
+        """Hosts named on the command line and/or members of `group`; all hosts when neither is given."""
+        if not names and group is None:
+            return list(self.hosts.values())
+        chosen: dict[str, HostConfig] = {}
+        if group is not None:
+            if group not in self.groups:
+                raise ConfigError(
+                    f"unknown group '{group}'{self._where()}",
+                    f"groups: {', '.join(self.groups) or '(none defined)'}",
+                )
+            chosen.update((h.name, h) for h in self.hosts.values() if group in h.groups)
+        for name in names:
+            host = self.hosts.get(name) or self.adhoc(name)
+            chosen.setdefault(host.name, host)
+        return list(chosen.values())
+
+    def adhoc(self, spec: str) -> HostConfig:
+        """`[user@]address[:port]` (IPv6 as `[::1]:22` or bare) -> a HostConfig with the defaults applied.
+
+        `user@esx01` / `esx01:2222` with an inventory name override that host's user or port.
+        """
+        m = _ADHOC.match(spec)
+        bare_v6 = _is_ip(spec) and ":" in spec
+        if bare_v6:
+            user, address, port_text = None, spec, None
+        elif m:
+            user, address, port_text = m["user"], m["v6"] or m["host"], m["port"]
+        else:
+            raise self._unknown_host(spec)
+        if m and m["v6"] and not _is_ip(address):
+            raise ConfigError(f"'{spec}': '[{address}]' is not an IPv6 address",
+                              "write it as [2001:db8::1]:22")
+        overrides: dict[str, Any] = {}
+        if user:
+            overrides["username"] = user
+        if port_text is not None:
+            port = int(port_text)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"'{spec}': port {port} is not in 1-65535", "the SSH port is usually 22")
+            overrides["port"] = port
+        base = self.hosts.get(address)
+        if base is not None and not bare_v6 and not (m and m["v6"]):
+            return replace(base, name=spec, explicit=base.explicit | frozenset(overrides), **overrides)
+        looks_like_address = bool(overrides) or _is_ip(address) or "." in address
+        if not looks_like_address or not (_is_ip(address) or _HOSTNAME.match(address)):
+            raise self._unknown_host(spec)
+        settings = {**self.defaults, **overrides}
+        return _make_host(spec, address, settings, groups=(), explicit=frozenset(settings) | {"hostname"})
+
+    def _unknown_host(self, spec: str) -> ConfigError:
+        known = ", ".join(self.hosts) or "(none)"
+        close = difflib.get_close_matches(spec, list(self.hosts), n=1)
+        maybe = f"did you mean '{close[0]}'? " if close else ""
+        return ConfigError(
+            f"unknown host '{spec}'{self._where()}; hosts: {known}",
+            f"{maybe}a host outside the inventory is given as an address: "
+            f"root@{spec}, {spec}:22, 10.0.0.11 or [2001:db8::1]:22",
+        )
+
+    def _where(self) -> str:
+        return f" in {self.path}" if self.path else " (no inventory file)"
+
+
+def find_inventory(explicit: Path | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path | None:
+    """`-i FILE`, then $ESXCAP_INVENTORY, then ./inventory.yaml, then ~/.config/esxcap/inventory.yaml."""
+    for given, origin in ((explicit, "-i"), (Path(env[INVENTORY_ENV]) if env.get(INVENTORY_ENV) else None,
+                                             f"${INVENTORY_ENV}")):
+        if given is not None:
+            path = given.expanduser()
+            path = path if path.is_absolute() else cwd / path
+            if not path.is_file():
+                raise ConfigError(
+                    f"inventory {path} (from {origin}) does not exist",
+                    "check the path, or drop it to use ./inventory.yaml or ~/.config/esxcap/inventory.yaml",
+                )
+            return path
+    for candidate in (cwd / "inventory.yaml", home / ".config" / "esxcap" / "inventory.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_inventory(path: Path | None) -> Inventory:
+    """Read and check the inventory file; None gives an empty inventory (ad-hoc hosts still work)."""
+    if path is None:
+        return Inventory(hosts={}, path=None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read inventory {path}: {exc}",
+                          "check the file's path and permissions") from exc
+    inventory = parse_inventory(text, path)
+    return replace(inventory, warnings=tuple(permission_warnings(path)))
+
+
+def permission_warnings(path: Path) -> list[str]:
+    """A warning when others than the owner may read the inventory (it names hosts, users and key paths)."""
+    if os.name != "posix":
+        return []
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return []
+    if mode & 0o077:
+        return [f"{path} is readable by group/others (mode {mode:04o}); run: chmod 600 {path}"]
+    return []
+
+
+def parse_inventory(text: str, path: Path) -> Inventory:
+    """Parse inventory YAML; relative paths in it are resolved against `path`'s folder."""
+    reader = _Reader(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError(
+            f"{path}:{line}: YAML syntax error: {exc.problem}",
+            "check indentation and quoting near that line (values with ':' or '#' need quotes)",
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {exc}", "check the file's syntax") from exc
+    top = {key: value for key, (_k, value) in
+           reader.mapping(root, "the file", allowed=("defaults", "groups", "hosts")).items()}
+    defaults = reader.settings(top.get("defaults"), "defaults", allowed=SETTING_KEYS)
+    groups_node = reader.mapping(top.get("groups"), "groups")
+    groups = {name: reader.settings(node, f"groups.{name}", allowed=SETTING_KEYS)
+              for name, node in reader.named(groups_node)}
+    hosts: dict[str, HostConfig] = {}
+    for name, node in reader.named(reader.mapping(top.get("hosts"), "hosts")):
+        own = reader.settings(node, f"hosts.{name}", allowed=SETTING_KEYS + HOST_ONLY_KEYS)
+        member_of = own.pop("groups", ())
+        for group_name in member_of:
+            if group_name not in groups:
+                raise reader.error(
+                    reader.value_node(node, "groups"), f"hosts.{name}.groups",
+                    f"unknown group '{group_name}'", f"groups: {', '.join(groups) or '(none defined)'}",
+                )
+        settings = dict(defaults)
+        for group_name in reversed(member_of):
+            settings.update(groups[group_name])
+        settings.update(own)
+        hostname = settings.pop("hostname", None)
+        explicit = frozenset(settings) | ({"hostname"} if hostname else set())
+        hosts[name] = _make_host(name, hostname or name, settings, tuple(member_of), explicit)
+    return Inventory(hosts=hosts, path=path, groups=tuple(groups), defaults=defaults)
+
+
+class _Reader:
+    """Walks composed YAML nodes so that every error can name its file, line and key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def error(self, node: yaml.Node | None, key: str, problem: str, hint: str) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return ConfigError(f"{self.path}:{line}: {key}: {problem}", hint)
+
+    def mapping(self, node: yaml.Node | None, where: str,
+                allowed: Sequence[str] | None = None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """key -> (key node, value node); null is an empty mapping."""
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, where, f"must be a mapping of 'key: value' lines, not {_kind(node)}",
+                             "indent the entries under it: 'hosts:' then '  esx01: {hostname: 10.0.0.11}'")
+        self._constructor.flatten_mapping(node)
+        result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self._constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str) or not key:
+                raise self.error(key_node, f"{where} key {key!r}", "names must be text",
+                                 "quote the name, e.g. '\"1.2\": ...'")
+            label = key if where == "the file" else f"{where}.{key}"
+            if key in result:
+                raise self.error(key_node, label, "appears twice", "remove one of the entries")
+            if allowed is not None and key not in allowed:
+                secret = "pass" in key.lower() or "secret" in key.lower()
+                problem = "passwords are not accepted in the inventory" if secret else f"unknown key '{key}'"
+                raise self.error(key_node, label, problem, _key_hint(key, allowed))
+            result[key] = (key_node, value_node)
+        return result
+
+    @staticmethod
+    def named(entries: Mapping[str, tuple[yaml.Node, yaml.Node]]) -> list[tuple[str, yaml.Node]]:
+        return [(name, value) for name, (_key, value) in entries.items()]
+
+    def value_node(self, node: yaml.Node, key: str) -> yaml.Node | None:
+        entry = self.mapping(node, "").get(key)
+        return entry[1] if entry else None
+
+    def settings(self, node: yaml.Node | None, where: str, allowed: Sequence[str]) -> dict[str, Any]:
+        """Checked and converted settings of one section (defaults, a group or a host)."""
+        result: dict[str, Any] = {}
+        for key, (_key_node, value_node) in self.mapping(node, where, allowed=allowed).items():
+            value = self._constructor.construct_object(value_node, deep=True)
+            result[key] = self._check(key, value, value_node, f"{where}.{key}")
+        return result
+
+    def _check(self, key: str, value: Any, node: yaml.Node, label: str) -> Any:
+        def bad(problem: str, hint: str) -> ConfigError:
+            return self.error(node, label, problem, hint)
+
+        if key == "port":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise bad(f"port must be a number, not {value!r}", "e.g. 'port: 22'")
+            if not 1 <= value <= 65535:
+                raise bad(f"port {value} is not in 1-65535", "the SSH port is usually 22")
+            return value
+        if key in ("connect_timeout", "command_timeout"):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise bad(f"{key} must be a positive number of seconds, not {value!r}", f"e.g. '{key}: 30'")
+            return float(value)
+        if key == "groups":
+            if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
+                raise bad(f"groups must be a list of group names, not {value!r}",
+                          "e.g. 'groups: [prod, lab]'")
+            return tuple(value)
+        if not isinstance(value, str) or not value.strip():
+            raise bad(f"{key} must be non-empty text, not {value!r}", f"e.g. '{key}: {_EXAMPLES[key]}'")
+        if key in ("known_hosts", "identity_file"):
+            expanded = Path(value).expanduser()
+            return expanded if expanded.is_absolute() else (self.path.parent / expanded).resolve()
+        if key == "password_env" and not _ENV_NAME.match(value):
+            raise bad(f"'{value}' is not an environment variable name",
+                      "give the variable's name, not the password: 'password_env: ESXCAP_PASSWORD'")
+        if key == "transport" and value not in TRANSPORTS:
+            raise bad(f"unknown transport '{value}'", f"transports: {', '.join(TRANSPORTS)}")
+        if key == "hostname" and any(c.isspace() for c in value):
+            raise bad(f"hostname {value!r} contains spaces", "give an address or DNS name")
+        return value
+
+
+_EXAMPLES = {
+    "username": "root",
+    "known_hosts": DEFAULT_KNOWN_HOSTS,
+    "identity_file": "~/.ssh/id_rsa",
+    "password_env": "ESXCAP_PASSWORD",
+    "transport": "asyncssh",
+    "proxy_jump": "admin@jumphost",
+    "hostname": "10.0.0.11",
+}
+
+
+def _key_hint(key: str, allowed: Sequence[str]) -> str:
+    if "pass" in key.lower() or "secret" in key.lower():
+        return ("passwords are never stored in the inventory: set 'password_env: VARIABLE' and export the "
+                "password in that variable, or let esxcap prompt for it")
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    maybe = f"did you mean '{close[0]}'? " if close else ""
+    return f"{maybe}allowed keys here: {', '.join(allowed)}"
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return f"the value {node.value!r}" if isinstance(node, yaml.ScalarNode) else "this"
+
+
+def _make_host(name: str, hostname: str, settings: Mapping[str, Any], groups: tuple[str, ...],
+               explicit: frozenset[str]) -> HostConfig:
+    values = {k: v for k, v in settings.items() if k in SETTING_KEYS}
+    return HostConfig(name=name, hostname=hostname, groups=groups, explicit=explicit, **values)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
