@@ -2,9 +2,9 @@
 
 The parsers read these layouts and the simulator writes them, so the two can never drift apart.
 Rules (REFERENCE.md §3.0): columns are separated by two spaces and sized by the dash row; numeric
-columns are right-aligned; the dash run of the last left-aligned column is as long as its widest value in the old
-style (<= 6.7) and as long as its header in the new style (>= 7.0); its values are never padded
-(the verbatim 6.7 samples carry no trailing spaces).
+columns are right-aligned. The dash run of the last left-aligned column is as long as its widest value
+in the old style (<= 7.0.1) and as long as its header in the new style (>= 7.0.2); its values are never
+padded (the verbatim 6.7 samples carry no trailing spaces).
 Record blocks have an optional title at column 0 and `   Key: Value` lines; nested lists of records
 (dvs list) are indented nine spaces and separated by a line of six spaces.
 """

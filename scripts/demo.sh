@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job against the built-in simulator: start simulated ESXi hosts, discover them, find a VM, stop.
+set -euo pipefail
+state="${1:-demo-state}"
+rm -rf "$state"
+esxcap sim --state-dir "$state" 2>"$state.log" &
+sim_pid=$!
+trap 'kill -INT $sim_pid 2>/dev/null; wait $sim_pid 2>/dev/null || true; rm -f "$state.log"' EXIT
+for _ in $(seq 100); do
+  [ -s "$state/inventory.yaml" ] && break
+  kill -0 "$sim_pid" 2>/dev/null || { cat "$state.log"; exit 1; }
+  sleep 0.1
+done
+[ -s "$state/inventory.yaml" ] || { echo "simulator did not start:"; cat "$state.log"; exit 1; }
+
+run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+run esxcap -i "$state/inventory.yaml" hosts
+run esxcap -i "$state/inventory.yaml" discover
+run esxcap -i "$state/inventory.yaml" find 'web*'
+run esxcap -i "$state/inventory.yaml" find 'データベース01'
