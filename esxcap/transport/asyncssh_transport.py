@@ -1,0 +1,350 @@
+"""The asyncssh transport: connect with OpenSSH-like behaviour (known_hosts, ~/.ssh/config, keys, ssh-agent,
+keyboard-interactive passwords as ESXi asks for them) and run argv lists binary-safe with streamed output.
+
+Every asyncssh failure leaves this module as one of esxcap's errors naming the host and the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+from asyncssh.config import SSHClientConfig
+
+from esxcap.errors import AuthError, CommandTimeout, ConnectError, HostError, HostKeyError
+from esxcap.remote import command_line
+from esxcap.transport import CommandResult, PasswordSource
+from esxcap.transport.hostkeys import DEFAULT_PORT, changed_key_error, record_host_key, unknown_key_error
+
+if TYPE_CHECKING:
+    from esxcap.inventory import HostConfig
+
+SSH_CONFIG_ENV = "ESXCAP_SSH_CONFIG"
+READ_CHUNK = 256 * 1024
+
+# Newest first; what ESXi 5.5/6.x may need comes last: chosen only when the host offers nothing newer.
+ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+ENCRYPTION_OLD = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc")
+KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
+       "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "diffie-hellman-group-exchange-sha256",
+       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512", "diffie-hellman-group14-sha256")
+KEX_OLD = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1")
+MAC = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com",
+       "hmac-sha2-256", "hmac-sha2-512", "umac-128@openssh.com")
+MAC_OLD = ("hmac-sha1",)
+HOST_KEY = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+            "rsa-sha2-512", "rsa-sha2-256")
+HOST_KEY_OLD = ("ssh-rsa",)
+
+
+def _supported(names: Sequence[str], available: Sequence[bytes]) -> list[str]:
+    have = {a.decode() for a in available}
+    return [n for n in names if n in have]
+
+
+def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
+    """Preference lists for asyncssh.connect; host key types already in known_hosts go first, and a list
+    the user set in ~/.ssh/config (Ciphers, KexAlgorithms, MACs, HostKeyAlgorithms) is left to asyncssh."""
+    host_keys = [a for a in known_key_algs if a not in HOST_KEY_OLD]
+    host_keys += [a for a in HOST_KEY + HOST_KEY_OLD if a not in host_keys]
+    lists = {
+        ("encryption_algs", "Ciphers"): _supported(ENCRYPTION + ENCRYPTION_OLD, asyncssh.encryption
+                                                   .get_encryption_algs()),
+        ("kex_algs", "KexAlgorithms"): _supported(KEX + KEX_OLD, asyncssh.kex.get_kex_algs()),
+        ("mac_algs", "MACs"): _supported(MAC + MAC_OLD, asyncssh.mac.get_mac_algs()),
+        ("server_host_key_algs", "HostKeyAlgorithms"): _supported(host_keys,
+                                                                  asyncssh.public_key.get_public_key_algs()),
+    }
+    return {option: algs for (option, key), algs in lists.items() if ssh_config.get(key) is None}
+
+
+def default_ssh_config_paths() -> list[Path]:
+    """$ESXCAP_SSH_CONFIG (empty: none), else ~/.ssh/config when readable."""
+    if SSH_CONFIG_ENV in os.environ:
+        value = os.environ[SSH_CONFIG_ENV]
+        return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+    path = Path("~/.ssh/config").expanduser()
+    return [path] if os.access(path, os.R_OK) else []
+
+
+@dataclass
+class _Attempt:
+    """What one connection attempt learns along the way (host key verdict, offered auth methods)."""
+
+    host: HostConfig
+    label: str
+    known_hosts: Path
+    accept_new: bool
+    password_source: PasswordSource
+    timeout: asyncio.Timeout | None = None
+    tcp_connected: bool = False
+    key_problem: HostKeyError | None = None
+    offered: list[str] = field(default_factory=list)
+    password_asked: bool = False
+    password_value: str | None = field(default=None, repr=False)
+    kbdint_answered: bool = False
+    password_sent: bool = False
+
+    async def password(self) -> str | None:
+        """The password from $password_env, else from the prompt; asked at most once."""
+        if self.password_asked:
+            return self.password_value
+        self.password_asked = True
+        env = self.host.password_env
+        if env and env in os.environ:
+            self.password_value = os.environ[env]
+            return self.password_value
+        loop = asyncio.get_running_loop()
+        if self.timeout is not None:
+            self.timeout.reschedule(None)
+        try:
+            prompt = f"Password for {self.label}: "
+            self.password_value = await asyncio.to_thread(self.password_source, prompt)
+        finally:
+            if self.timeout is not None:
+                self.timeout.reschedule(loop.time() + self.host.connect_timeout)
+        return self.password_value
+
+    def note_methods(self, conn: asyncssh.SSHClientConnection | None) -> None:
+        for method in conn.get_server_auth_methods() if conn else ():
+            if method not in self.offered:
+                self.offered.append(method)
+
+
+class _Client(asyncssh.SSHClient):
+    """asyncssh callbacks: host key verdicts and password answers for one attempt."""
+
+    def __init__(self, attempt: _Attempt) -> None:
+        self._attempt = attempt
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._conn = conn
+        self._attempt.tcp_connected = True
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        a = self._attempt
+        known = _known_keys(a.known_hosts, host, addr, port)
+        key_type, fingerprint = key.get_algorithm(), key.get_fingerprint("sha256")
+        if known:
+            a.key_problem = changed_key_error(a.label, host, port, key_type, fingerprint, a.known_hosts,
+                                              sorted({k.get_algorithm() for k in known}))
+            return False
+        if not a.accept_new:
+            a.key_problem = unknown_key_error(a.label, a.host.name, host, port, key_type, fingerprint,
+                                              a.known_hosts)
+            return False
+        record_host_key(a.known_hosts, host, port, key.export_public_key("openssh").decode("ascii"))
+        return True
+
+    def public_key_auth_requested(self) -> None:
+        self._attempt.note_methods(self._conn)
+
+    def kbdint_auth_requested(self) -> str | None:
+        self._attempt.note_methods(self._conn)
+        return None if self._attempt.kbdint_answered else ""
+
+    async def kbdint_challenge_received(self, name: str, instructions: str, lang: str,
+                                        prompts: Sequence[tuple[str, bool]]) -> list[str] | None:
+        if not prompts:
+            return []
+        if self._attempt.kbdint_answered or any(echo for _prompt, echo in prompts):
+            return None
+        password = await self._attempt.password()
+        self._attempt.kbdint_answered = True
+        return None if password is None else [password for _prompt in prompts]
+
+    async def password_auth_requested(self) -> str | None:
+        self._attempt.note_methods(self._conn)
+        if self._attempt.password_sent or self._attempt.kbdint_answered:
+            return None
+        self._attempt.password_sent = True
+        return await self._attempt.password()
+
+
+def _known_keys(path: Path, host: str, addr: str, port: int | None) -> list[asyncssh.SSHKey]:
+    if not path.is_file():
+        return []
+    try:
+        known = asyncssh.read_known_hosts(str(path))
+    except (OSError, ValueError) as exc:
+        raise HostKeyError(f"cannot read known_hosts {path}: {exc}", "fix or remove the broken line") from exc
+    return list(known.match(host, addr, None if port == DEFAULT_PORT else port)[0])
+
+
+class AsyncsshConnection:
+    """An open connection to one host; also an async context manager that closes on exit."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, host: HostConfig, label: str) -> None:
+        self._conn = conn
+        self.host = host
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"<AsyncsshConnection {self.label}>"
+
+    @property
+    def algorithms(self) -> dict[str, str]:
+        """What was negotiated: cipher, MAC, server host key type and the server's version string."""
+        key = self._conn.get_server_host_key()
+        return {
+            "cipher": str(self._conn.get_extra_info("send_cipher")),
+            "mac": str(self._conn.get_extra_info("send_mac")),
+            "host_key": key.get_algorithm() if key else "",
+            "server_version": str(self._conn.get_extra_info("server_version")),
+        }
+
+    async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
+        line = command_line(argv)
+        process: asyncssh.SSHClientProcess[bytes] | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                process = await self._conn.create_process(line, encoding=None)
+                if stdin:
+                    process.stdin.write(stdin)
+                process.stdin.write_eof()
+                stdout, stderr = await asyncio.gather(_drain(process.stdout), _drain(process.stderr))
+                await process.wait_closed()
+                return CommandResult(process.exit_status, stdout, stderr)
+        except TimeoutError:
+            shown = line if len(line) <= 80 else line[:77] + "..."
+            raise CommandTimeout(
+                f"{self.label}: '{shown}' did not finish within {timeout:g} s; its channel was closed",
+                "the host may be overloaded; raise command_timeout in the inventory if it is just slow",
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(f"{self.label}: connection failed while running '{argv[0]}': {_reason(exc)}",
+                               "check the host's state and try again") from exc
+        finally:
+            if process is not None:
+                process.close()
+
+    async def close(self) -> None:
+        self._conn.close()
+        await self._conn.wait_closed()
+
+    async def __aenter__(self) -> AsyncsshConnection:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+async def _drain(stream: asyncssh.SSHReader[bytes]) -> bytes:
+    parts: list[bytes] = []
+    while chunk := await stream.read(READ_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.DisconnectError):
+        return exc.reason
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+
+
+class AsyncsshTransport:
+    """Opens asyncssh connections. `ssh_config`: OpenSSH client config files (None: see
+    `default_ssh_config_paths`)."""
+
+    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
+        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+
+    async def connect(self, host: HostConfig, *, password: PasswordSource,
+                      accept_new: bool) -> AsyncsshConnection:
+        paths = self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
+        options = _connect_options(host, paths)
+        ssh_config: SSHClientConfig = options.pop("_ssh_config")
+        target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
+        label = f"{host.name} ({target}:{port})"
+        known_hosts = host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        known_algs = [alg.decode() for key in _known_keys(known_hosts, target, target, port)
+                      for alg in key.sig_algorithms]
+        options.update(algorithm_options(known_algs, ssh_config))
+        attempt = _Attempt(host, label, known_hosts, accept_new, password)
+        options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
+        try:
+            async with asyncio.timeout(host.connect_timeout) as attempt.timeout:
+                conn = await asyncssh.connect(host.hostname, client_factory=lambda: _Client(attempt),
+                                              **options)
+        except TimeoutError:
+            what = "no SSH answer" if attempt.tcp_connected else "no answer"
+            raise ConnectError(f"{label}: {what} within {host.connect_timeout:g} s",
+                               _down_hint(port) if not attempt.tcp_connected else
+                               "something answers on that port but does not speak SSH in time; "
+                               "check the port, or raise connect_timeout for a slow link") from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise attempt.key_problem or HostKeyError(
+                f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise _auth_error(label, str(options.get("username", "")), attempt) from None
+        except asyncssh.KeyExchangeFailed as exc:
+            raise ConnectError(f"{label}: no common SSH algorithm: {exc.reason}",
+                               "the host's sshd may be restricted (FIPS mode?); compare its Ciphers and "
+                               "KexAlgorithms with esxcap's") from None
+        except ConnectionRefusedError:
+            raise ConnectError(f"{label}: connection refused", _down_hint(port)) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(f"{label}: cannot connect: {_reason(exc)}", _down_hint(port)) from None
+        return AsyncsshConnection(conn, host, label)
+
+
+def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:
+    """asyncssh.connect keyword arguments: inventory values beat ~/.ssh/config, which beats our defaults."""
+    explicit = host.explicit
+    user_arg: Any = host.username if "username" in explicit else ()
+    port_arg: Any = host.port if "port" in explicit else ()
+    ssh_config = SSHClientConfig.load(None, [str(p) for p in paths], False, False, False,
+                                      getpass.getuser(), user_arg, host.hostname, port_arg)
+    options: dict[str, Any] = {
+        "config": [str(p) for p in paths],
+        "username": host.username if "username" in explicit else ssh_config.get("User") or host.username,
+        "_ssh_config": ssh_config,
+        "_port": port_arg if port_arg != () else ssh_config.get("Port", DEFAULT_PORT),
+    }
+    if port_arg != ():
+        options["port"] = port_arg
+    if host.identity_file is not None:
+        options["client_keys"] = [_load_identity(host)]
+        options["agent_path"] = None
+    if host.proxy_jump is not None:
+        options["tunnel"] = host.proxy_jump
+    return options
+
+
+def _load_identity(host: HostConfig) -> asyncssh.SSHKeyPair:
+    path = host.identity_file
+    try:
+        return asyncssh.load_keypairs([str(path)])[0]
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise AuthError(
+            f"{host.name}: cannot use identity_file {path}: {_reason(exc)}",
+            "check the path in the inventory; for a passphrase-protected key, drop identity_file and "
+            "load the key into ssh-agent (ssh-add) instead",
+        ) from None
+
+
+def _auth_error(label: str, user: str, attempt: _Attempt) -> HostError:
+    methods = ", ".join(attempt.offered) if attempt.offered else "none that esxcap supports"
+    tried = attempt.password_value is not None and (attempt.kbdint_answered or attempt.password_sent)
+    rejected = "; the password was rejected" if tried else ""
+    return AuthError(
+        f"{label}: permission denied for user '{user}' (server offered: {methods}){rejected}",
+        "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
+        f"/etc/ssh/keys-{user}/authorized_keys on the host), or set password_env in the inventory "
+        "to a variable holding the password, or answer the password prompt",
+    )
+
+
+def _down_hint(port: int) -> str:
+    return (f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
+            "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console")
