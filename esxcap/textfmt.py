@@ -26,7 +26,7 @@ NESTED_SEPARATOR = "      "
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: its header and whether its values are right-aligned (numbers, booleans)."""
+    """One table column: its header and whether it is right-aligned, header included (numbers, booleans)."""
 
     header: str
     right: bool = False
@@ -65,18 +65,18 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], style
     if unpadded_last and style == "new":
         widths[last] = len(columns[last].header)
 
-    def cell(i: int, text: str, header: bool) -> str:
+    def cell(i: int, text: str) -> str:
         if i == last and unpadded_last:
             return text
-        if columns[i].right and not header:
+        if columns[i].right:
             return text.rjust(widths[i])
         return text.ljust(widths[i])
 
     lines = [
-        COLUMN_GAP.join(cell(i, c.header, True) for i, c in enumerate(columns)),
+        COLUMN_GAP.join(cell(i, c.header) for i, c in enumerate(columns)),
         COLUMN_GAP.join("-" * w for w in widths),
     ]
-    lines += [COLUMN_GAP.join(cell(i, v, False) for i, v in enumerate(row)) for row in rows]
+    lines += [COLUMN_GAP.join(cell(i, v) for i, v in enumerate(row)) for row in rows]
     return "".join(line + "\n" for line in lines)
 
 
