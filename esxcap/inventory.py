@@ -260,7 +260,15 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, where, f"must be a mapping of 'key: value' lines, not {_kind(node)}",
                              "indent the entries under it: 'hosts:' then '  esx01: {hostname: 10.0.0.11}'")
-        self._constructor.flatten_mapping(node)
+        own_keys: set[Any] = set()
+        for key_node, _value in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                key = self._constructor.construct_object(key_node, deep=True)
+                if key in own_keys:
+                    raise self.error(key_node, f"{where}.{key}".removeprefix("the file."), "appears twice",
+                                     "remove one of the entries")
+                own_keys.add(key)
+        self._constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor); own keys come last and win
         result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = self._constructor.construct_object(key_node, deep=True)
@@ -268,8 +276,6 @@ class _Reader:
                 raise self.error(key_node, f"{where} key {key!r}", "names must be text",
                                  "quote the name, e.g. '\"1.2\": ...'")
             label = key if where == "the file" else f"{where}.{key}"
-            if key in result:
-                raise self.error(key_node, label, "appears twice", "remove one of the entries")
             if allowed is not None and key not in allowed:
                 secret = "pass" in key.lower() or "secret" in key.lower()
                 problem = "passwords are not accepted in the inventory" if secret else f"unknown key '{key}'"
