@@ -80,6 +80,12 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], style
     return "".join(line + "\n" for line in lines)
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines split on newlines only (a CRLF's CR dropped): names may hold U+2028, U+0085 or form feeds."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 def _dash_runs(line: str) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     start = None
@@ -94,7 +100,7 @@ def _dash_runs(line: str) -> list[tuple[int, int]]:
 
 def parse_table(text: str, command: str) -> Table:
     """Split an esxcli table into cells using the dash row; raise ParseError on any misfit line."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     if len(lines) < 2:
         raise ParseError(command, len(lines), lines[0] if lines else "", "expected a header and a dash row")
     header_line, dash_line = lines[0], lines[1]
@@ -175,7 +181,7 @@ def parse_records(text: str, command: str, titled: bool) -> tuple[Record, ...]:
             records.append(Record(title, tuple(fields), start, frozen))
         title, fields, nested, nested_key = None, [], {}, None
 
-    for no, line in enumerate(text.splitlines(), start=1):
+    for no, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             if line.startswith(NESTED_SEPARATOR) and nested_key is not None:
                 close_child()

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from esxcap.errors import ParseError
-from esxcap.textfmt import Column, Record, parse_records, parse_table
+from esxcap.textfmt import Column, Record, parse_records, parse_table, split_lines
 
 U32_MAX = 0xFFFFFFFF
 _DIGITS = re.compile(r"[0-9]+")
@@ -69,7 +69,7 @@ def split_list(value: str) -> tuple[str, ...]:
 
 def lines_of(text: str) -> list[str]:
     """The lines exactly as textfmt numbers them."""
-    return text.splitlines()
+    return split_lines(text)
 
 
 # --- tables ---
