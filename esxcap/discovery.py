@@ -45,7 +45,10 @@ async def discover(conn: Connection, host: HostConfig) -> HostFacts:
     port_lists: list[tuple[VmPort, ...]] = []
     if vm_entries:
         argvs = [parsers.vm_port_list_argv(vm.world_id) for vm in vm_entries]
-        port_lists = [parsers.parse_vm_port_list(text) for text in await run_batch(conn, host, argvs)]
+        texts = await run_batch(conn, host, argvs)
+        port_lists = [
+            parsers.parse_vm_port_list(t, vm.world_id) for t, vm in zip(texts, vm_entries, strict=True)
+        ]
     return HostFacts(
         version=parsers.parse_system_version(out["system_version"]),
         vms=tuple(VmFacts(vm, ports) for vm, ports in zip(vm_entries, port_lists, strict=True)),

@@ -1,0 +1,172 @@
+"""The dead-man-switch wrapper, run for real under BusyBox sh (ESXi's shell) around a stand-in pktcap-uw.
+
+The stand-in ignores SIGHUP like pktcap-uw, reads the `Y` answer, and writes pcap records until SIGINT or
+its count; every test checks that no process and no pidfile is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from esxcap.errors import ParseError
+from esxcap.lifecycle import (
+    LISTING_MARK,
+    PID_DIR,
+    new_marker,
+    parse_listing,
+    reported_exit,
+    reported_pid,
+    strip_wrapper_lines,
+    wrapper_argv,
+)
+
+SHELL = shutil.which("busybox")
+pytestmark = pytest.mark.skipif(SHELL is None, reason="busybox is not installed (apt-get install busybox)")
+
+STAND_IN = textwrap.dedent(
+    """\
+    import signal, struct, sys, time
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    mode = sys.argv[1]
+    stop = False
+    def on_int(*_):
+        global stop
+        stop = mode != "ignore-int"
+    signal.signal(signal.SIGINT, on_int)
+    answer = sys.stdin.readline().strip()
+    out = sys.stdout.buffer
+    out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)); out.flush()
+    n = 0
+    while not stop and (not mode.isdigit() or n < int(mode)):
+        time.sleep(0.05); n += 1
+        out.write(struct.pack("<IIII", int(time.time()), 0, 4, 4) + b"abcd"); out.flush()
+    sys.stderr.write(f"answer={answer}\\nDumped {n} packet to file -, dropped 0 packets.\\nDone.\\n")
+    """
+)
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> list[str]:
+    script = tmp_path / "pktcap-uw"
+    script.write_text(STAND_IN)
+    return [sys.executable, str(script)]
+
+
+def _start(stand_in: list[str], mode: str, deadline: int = 30) -> tuple[subprocess.Popen[bytes], str]:
+    marker = new_marker()
+    argv = [SHELL or "busybox", *wrapper_argv(marker, deadline, [*stand_in, mode])]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, marker
+
+
+def _left_behind(marker: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    procs = [
+        line for line in ps.splitlines() if marker in line or ("pktcap-uw" in line and "pytest" not in line)
+    ]
+    if Path(PID_DIR, f"{marker}.pid").exists():
+        procs.append("pidfile")
+    return procs
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    out = proc.stdout.read() if proc.stdout else b""
+    if proc.stdin:
+        proc.stdin.close()
+    err = proc.stderr.read() if proc.stderr else b""
+    proc.wait(timeout=20)
+    return out, err
+
+
+def test_stdin_eof_stops_the_capture_gracefully(stand_in: list[str]) -> None:
+    proc, marker = _start(stand_in, "run")
+    time.sleep(0.6)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    out, err = _finish(proc)
+    assert out[:4] == bytes.fromhex("d4c3b2a1") and len(out) > 24
+    assert reported_pid(err) is not None and reported_exit(err) == 0
+    assert b"answer=Y" in err and b"Done." in strip_wrapper_lines(err)
+    assert b"esxcap-pid" not in strip_wrapper_lines(err)
+    assert _left_behind(marker) == []
+
+
+def test_count_reached_ends_the_stream_by_itself(stand_in: list[str]) -> None:
+    proc, marker = _start(stand_in, "5")
+    out, err = _finish(proc)
+    assert len(out) == 24 + 5 * 20
+    assert reported_exit(err) == 0
+    assert _left_behind(marker) == []
+
+
+def test_deadline_stops_a_capture_nobody_stops(stand_in: list[str]) -> None:
+    started = time.monotonic()
+    proc, marker = _start(stand_in, "run", deadline=2)
+    out, err = _finish(proc)
+    assert 1.5 < time.monotonic() - started < 8
+    assert b"Done." in err
+    assert _left_behind(marker) == []
+
+
+def test_a_capture_that_ignores_sigint_is_killed(stand_in: list[str]) -> None:
+    proc, marker = _start(stand_in, "ignore-int")
+    time.sleep(0.3)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    _out, err = _finish(proc)
+    assert reported_exit(err) in (137, 143)
+    assert _left_behind(marker) == []
+
+
+def test_client_killed_with_sigkill_leaves_nothing(stand_in: list[str]) -> None:
+    marker = new_marker()
+    argv = [SHELL or "busybox", *wrapper_argv(marker, 60, [*stand_in, "run"])]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); time.sleep(60)",
+            *argv,
+        ]
+    )
+    deadline = time.monotonic() + 5
+    while not Path(PID_DIR, f"{marker}.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _left_behind(marker), "the capture never started"
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 10
+    while _left_behind(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _left_behind(marker) == []
+
+
+def test_listing_tells_ours_from_foreign() -> None:
+    text = "\n".join(
+        [
+            f"esxcap-pidfile {PID_DIR}/esxcap-abc.pid 2100722",
+            LISTING_MARK,
+            "WID      CID      World Name            Command",
+            "2100722  2100722  pktcap-uw             pktcap-uw --vmk vmk0 -o -",
+            "2100723  2100722  pktcap-uw             pktcap-uw --vmk vmk0 -o -",
+            "2100800  2100800  pktcap-uw             pktcap-uw --uplink vmnic0",
+            "2100900  2100900  sh                    /bin/sh -c pktcap-uw",
+        ]
+    )
+    found = parse_listing(text)
+    assert [(c.pid, c.marker) for c in found] == [(2100722, "esxcap-abc"), (2100800, None)]
+
+
+def test_listing_without_ps_section_is_an_error() -> None:
+    with pytest.raises(ParseError):
+        parse_listing("esxcap-pidfile /tmp/esxcap/x.pid 12\n")
