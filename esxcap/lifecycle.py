@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from esxcap.errors import ParseError
 
-PID_DIR = "/tmp/esxcap"
+PID_DIR = "/tmp/esxcap"  # noqa: S108 - on the ESXi host (RAM disk), where only root logs in
 WRAPPER_NAME = "esxcap-capture"
 LISTING_MARK = "ESXCAP-PS"
 GRACE_SECONDS = 5

@@ -111,7 +111,7 @@ def test_count_reached_ends_the_stream_by_itself(stand_in: list[str]) -> None:
 def test_deadline_stops_a_capture_nobody_stops(stand_in: list[str]) -> None:
     started = time.monotonic()
     proc, marker = _start(stand_in, "run", deadline=2)
-    out, err = _finish(proc)
+    _out, err = _finish(proc)
     assert 1.5 < time.monotonic() - started < 8
     assert b"Done." in err
     assert _left_behind(marker) == []
