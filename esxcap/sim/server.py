@@ -1,0 +1,187 @@
+"""One simulated host's SSH server (asyncssh, 127.0.0.1 only): ESXi-like auth, algorithms and exec.
+
+Auth as on ESXi (REFERENCE §4.1, §6.7): `publickey` (the state dir's client key, for root) and
+`keyboard-interactive` with one `Password: ` prompt (no echo); the `password` method is not offered.
+5.x / 6.0 personas offer only SHA-1-era algorithms and an `ssh-rsa` host key; newer ones offer the
+algorithm lists of an 8.0.2 host's sshd_config. Exec requests run through the simulated shell, binary-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncssh
+
+from esxcap.sim.programs import host_programs
+from esxcap.sim.shell import Shell
+from esxcap.sim.topology import Host
+
+ROOT = "root"
+PASSWORD_PROMPT = "Password: "  # noqa: S105 - the prompt text, not a password
+
+LEGACY_ALGORITHMS: dict[str, Sequence[str]] = {
+    "kex_algs": ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1"),
+    "encryption_algs": ("aes128-ctr", "aes256-ctr"),
+    "mac_algs": ("hmac-sha1",),
+    "compression_algs": ("none",),
+}
+MODERN_ALGORITHMS: dict[str, Sequence[str]] = {
+    "kex_algs": (
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp384",
+        "ecdh-sha2-nistp521",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group18-sha512",
+        "diffie-hellman-group14-sha256",
+    ),
+    "encryption_algs": (
+        "aes256-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-ctr",
+    ),
+    "mac_algs": ("hmac-sha2-256", "hmac-sha2-512"),
+    "compression_algs": ("none",),
+}
+
+
+LEGACY_HOST_KEY_ALGS = ("ssh-rsa",)
+MODERN_HOST_KEY_ALGS = ("ecdsa-sha2-nistp256", "rsa-sha2-256", "rsa-sha2-512")
+
+
+def algorithms(host: Host) -> dict[str, Sequence[str]]:
+    """kex / cipher / MAC / compression lists for create_server (host key algorithms: `_host_keypairs`)."""
+    return LEGACY_ALGORITHMS if host.legacy_ssh else MODERN_ALGORITHMS
+
+
+def host_key_algorithms(host: Host) -> tuple[str, ...]:
+    return LEGACY_HOST_KEY_ALGS if host.legacy_ssh else MODERN_HOST_KEY_ALGS
+
+
+def _host_keypairs(keys: Sequence[asyncssh.SSHKey], host: Host) -> list[asyncssh.SSHKeyPair]:
+    """The host keys, each limited to the persona's host key algorithms (asyncssh offers every
+    algorithm a key supports, e.g. ssh-rsa and rsa-sha2-* for one RSA key)."""
+    allowed = {alg.encode() for alg in host_key_algorithms(host)}
+    pairs = asyncssh.load_keypairs(list(keys))
+    for pair in pairs:
+        pair.host_key_algorithms = tuple(a for a in pair.host_key_algorithms if a in allowed)
+    return [pair for pair in pairs if pair.host_key_algorithms]
+
+
+class SimHost:
+    """A simulated host while it is served: its port, host keys and what clients did to it."""
+
+    def __init__(
+        self, topology: Host, host_keys: Sequence[asyncssh.SSHKey], client_key: asyncssh.SSHKey
+    ) -> None:
+        self.name = topology.name
+        self.topology = topology
+        self.host_keys = tuple(host_keys)
+        self.client_key = client_key
+        self.port = 0
+        self.connections = 0
+        self.exec_requests = 0
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._live: set[asyncssh.SSHServerConnection] = set()
+        self._shell = Shell(host_programs(topology))
+
+    @property
+    def running(self) -> bool:
+        return self._acceptor is not None
+
+    async def start(self, port: int) -> None:
+        """Listen on 127.0.0.1:port (0 = any free port; a restarted host keeps its port)."""
+        if self._acceptor is not None:
+            return
+        self._acceptor = await asyncssh.create_server(
+            lambda: _Server(self),
+            "127.0.0.1",
+            port,
+            server_host_keys=_host_keypairs(self.host_keys, self.topology),
+            process_factory=self._serve,
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            **algorithms(self.topology),
+        )
+        self.port = self._acceptor.get_port()
+
+    async def stop(self) -> None:
+        """Stop listening and drop every open connection without a goodbye, like a host going down."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is None:
+            return
+        acceptor.close()
+        await acceptor.wait_closed()
+        for conn in list(self._live):
+            conn.abort()
+        self._live.clear()
+
+    def _connected(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.connections += 1
+        self._live.add(conn)
+
+    def _disconnected(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._live.discard(conn)
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        command = process.command
+        if command is None:
+            process.stderr.write(b"esxcap simulator: interactive shells are not simulated; run a command\n")
+            process.exit(1)
+            return
+        self.exec_requests += 1
+        output = self._shell.run(command)
+        for fd, data in output.chunks:
+            (process.stdout if fd == 1 else process.stderr).write(data)
+        try:
+            await process.stdout.drain()
+        except (BrokenPipeError, ConnectionError):
+            return
+        process.exit(output.status)
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, host: SimHost) -> None:
+        self._host = host
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._host._connected(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._host._disconnected(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return username == ROOT and key.public_data == self._host.client_key.public_data
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return True
+
+    def get_kbdint_challenge(
+        self, username: str, lang: str, submethods: str
+    ) -> tuple[str, str, str, list[tuple[str, bool]]]:
+        return "", "", "", [(PASSWORD_PROMPT, False)]
+
+    def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> bool:
+        return username == ROOT and list(responses) == [self._host.topology.password]
+
+
+async def start_hosts(hosts: Sequence[SimHost], port_base: int) -> None:
+    """Start every host: port_base + i, or ephemeral ports when port_base is 0."""
+    await asyncio.gather(*(h.start(port_base + i if port_base else 0) for i, h in enumerate(hosts)))

@@ -1,0 +1,96 @@
+"""The simulator's state dir: generated keys, `known_hosts` and a ready-to-use `inventory.yaml`.
+
+Layout (paths in the inventory are relative to the state dir):
+  inventory.yaml, known_hosts, client_key (+ .pub, ECDSA nistp256: old ESXi refuses ed25519),
+  hostkeys/<host>/ssh_host_ecdsa_key, hostkeys/<host>/ssh_host_rsa_key.
+Keys are generated on first use and reused afterwards, so a restarted simulator keeps its identity.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncssh
+
+INVENTORY = "inventory.yaml"
+KNOWN_HOSTS = "known_hosts"
+CLIENT_KEY = "client_key"
+HOST_KEY_TYPES = (("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "ssh-rsa"))
+RSA_BITS = 2048
+
+
+def _write_private(path: Path, key: asyncssh.SSHKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    os.chmod(path, 0o600)
+
+
+def _load_or_generate(path: Path, alg: str) -> asyncssh.SSHKey:
+    if path.exists():
+        return asyncssh.read_private_key(path)
+    key = (
+        asyncssh.generate_private_key(alg, key_size=RSA_BITS)
+        if alg == "ssh-rsa"
+        else (asyncssh.generate_private_key(alg))
+    )
+    _write_private(path, key)
+    path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+    return key
+
+
+def client_key(state_dir: Path) -> asyncssh.SSHKey:
+    """The client key authorized for root on every simulated host."""
+    return _load_or_generate(state_dir / CLIENT_KEY, "ecdsa-sha2-nistp256")
+
+
+def host_keys(state_dir: Path, host: str, legacy: bool) -> list[asyncssh.SSHKey]:
+    """A host's keys: ECDSA and RSA, or only RSA for a 5.x / 6.0 persona (which offers only ssh-rsa)."""
+    keys = []
+    for kind, alg in HOST_KEY_TYPES:
+        if legacy and kind != "rsa":
+            continue
+        keys.append(_load_or_generate(state_dir / "hostkeys" / host / f"ssh_host_{kind}_key", alg))
+    return keys
+
+
+def known_hosts_text(entries: Sequence[tuple[int, Sequence[asyncssh.SSHKey]]]) -> str:
+    """`[127.0.0.1]:PORT keytype base64` per host key."""
+    lines = []
+    for port, keys in entries:
+        for key in keys:
+            public = key.export_public_key("openssh").decode().split()
+            lines.append(f"[127.0.0.1]:{port} {public[0]} {public[1]}")
+    return "".join(line + "\n" for line in lines)
+
+
+def inventory_text(hosts: Sequence[tuple[str, int]]) -> str:
+    """The inventory for (name, port) pairs; host names are plain (letters, digits, `._-`)."""
+    lines = [
+        "defaults:",
+        "  username: root",
+        "  port: 22",
+        f"  known_hosts: {KNOWN_HOSTS}",
+        f"  identity_file: {CLIENT_KEY}",
+        "groups:",
+        "  sim:",
+        "    port: 22",
+        "hosts:",
+    ]
+    for name, port in hosts:
+        lines += [f"  {name}:", "    hostname: 127.0.0.1", f"    port: {port}", "    groups: [sim]"]
+    return "".join(line + "\n" for line in lines)
+
+
+def write_state(
+    state_dir: Path, hosts: Sequence[tuple[str, int, Sequence[asyncssh.SSHKey]]]
+) -> tuple[Path, Path]:
+    """Write known_hosts and inventory.yaml for (name, port, host keys) entries; return their paths."""
+    known = state_dir / KNOWN_HOSTS
+    known.write_text(known_hosts_text([(port, keys) for _, port, keys in hosts]), encoding="utf-8")
+    inventory = state_dir / INVENTORY
+    inventory.write_text(inventory_text([(name, port) for name, port, _ in hosts]), encoding="utf-8")
+    return inventory, known

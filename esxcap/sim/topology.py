@@ -1,0 +1,228 @@
+"""The simulated world: hosts, their switches, uplinks, vmknics and VMs, as frozen dataclasses.
+
+Everything a renderer or (later) the traffic model needs is here, already resolved: every vNIC, vmknic
+and uplink that sits on a switch has a `SwitchPort` with its 32-bit port id (`portset_id << 24 | index`,
+bit 31 set on uplink ports from 7.0 on, REFERENCE §2.3 / §6.4), its portgroup and its VLAN.
+Built by `esxcap.sim.loader` from YAML; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from esxcap.models import EsxiVersion
+
+PortKind = Literal["uplink", "vmknic", "vnic"]
+
+NET_STATS_TYPE: dict[PortKind, int] = {"vmknic": 3, "uplink": 4, "vnic": 5}
+"""`net-stats -l` Type column (REFERENCE §2.3, INFERRED meaning)."""
+
+ADAPTER_SUBTYPE = {"vmxnet3": 9, "e1000": 7, "e1000e": 7}
+"""`net-stats -l` SubType of a vNIC by adapter (9 seen on vmxnet3 VMs; 7 for e1000 is INFERRED)."""
+
+UPLINK_BIT = 1 << 31
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """A physical NIC (vmnic) as `esxcli network nic list` shows it."""
+
+    name: str
+    pci: str
+    driver: str
+    speed: int
+    duplex: str
+    link: str
+    admin: str
+    mac: str
+    mtu: int
+    description: str
+    port_index: int | None = None
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    """A standard-vSwitch portgroup."""
+
+    name: str
+    vlan: int
+
+
+@dataclass(frozen=True)
+class StandardSwitch:
+    """A standard vSwitch; `used_ports` None means "count the ports in use"."""
+
+    name: str
+    mtu: int
+    uplinks: tuple[str, ...]
+    portgroups: tuple[PortGroup, ...]
+    portset_id: int
+    num_ports: int
+    configured_ports: int
+    used_ports: int | None
+    cdp_status: str
+
+
+@dataclass(frozen=True)
+class DvPortgroup:
+    """A distributed portgroup: display name, key (`dvportgroup-4024`), VLAN and its DVPort keys."""
+
+    name: str
+    key: str
+    vlan: int
+    ports: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DistributedSwitch:
+    """A vSphere Distributed Switch as one host sees it; `portset` is its `DvsPortset-N` name."""
+
+    name: str
+    vds_id: str
+    mtu: int
+    uplinks: tuple[str, ...]
+    portgroups: tuple[DvPortgroup, ...]
+    portset_id: int
+    portset: str
+    num_ports: int
+    configured_ports: int
+    used_ports: int | None
+    cdp_status: str
+
+
+@dataclass(frozen=True)
+class Vmknic:
+    """A VMkernel NIC; `portgroup` names a standard portgroup or a DVPortgroup (then `dvport` is set)."""
+
+    name: str
+    mac: str
+    ipv4: str
+    netmask: str
+    gateway: str | None
+    portgroup: str
+    dvport: str | None
+    mtu: int
+    netstack: str
+    enabled: bool
+    port_index: int | None = None
+
+
+@dataclass(frozen=True)
+class VNic:
+    """A VM's virtual NIC `eth<index>`; `ip` None when VMware Tools report none."""
+
+    index: int
+    mac: str
+    ip: str | None
+    portgroup: str
+    adapter: str
+    dvport: str | None
+    filters: tuple[str, ...]
+    port_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A VM; only running VMs have a world and show up in `esxcli network vm list`."""
+
+    name: str
+    world_id: int
+    running: bool
+    vnics: tuple[VNic, ...]
+
+
+@dataclass(frozen=True)
+class SwitchPort:
+    """One port of a vSwitch/DVS as `net-stats -l` and `vm port list` see it, with its network facts.
+
+    `switch` is the vSwitch or DVS name, `portset` the `net-stats` SwitchName (`vSwitch0`, `DvsPortset-0`),
+    `client` the net-stats ClientName (`vmnic0`, `vmk0`, `web 01.eth0`). `team_uplink` is the uplink this
+    port's traffic leaves by (None when the switch has no uplink with link up).
+    """
+
+    port_id: int
+    kind: PortKind
+    subtype: int
+    switch: str
+    portset: str
+    mac: str
+    client: str
+    portgroup: str | None
+    vlan: int
+    dvport: str | None
+    team_uplink: str | None
+    world_id: int | None = None
+    vnic_index: int | None = None
+
+    @property
+    def net_stats_type(self) -> int:
+        return NET_STATS_TYPE[self.kind]
+
+
+@dataclass(frozen=True)
+class Host:
+    """One simulated ESXi host: its persona (version, build, update) and its network."""
+
+    name: str
+    version: str
+    build: str
+    update: str
+    patch: str
+    build_date: str
+    clock_skew_ms: int
+    password: str
+    uplinks: tuple[Uplink, ...]
+    vswitches: tuple[StandardSwitch, ...]
+    dvswitches: tuple[DistributedSwitch, ...]
+    vmknics: tuple[Vmknic, ...]
+    vms: tuple[Vm, ...]
+    ports: tuple[SwitchPort, ...]
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    @property
+    def esxi_version(self) -> EsxiVersion:
+        return EsxiVersion("VMware ESXi", self.version, self.build, self.update, self.patch)
+
+    @property
+    def legacy_ssh(self) -> bool:
+        """5.x / 6.0 personas offer only SHA-1-era SSH algorithms."""
+        return self.version_tuple < (6, 5)
+
+    def running_vms(self) -> tuple[Vm, ...]:
+        return tuple(vm for vm in self.vms if vm.running)
+
+    def vm_by_world(self, world_id: int) -> Vm | None:
+        return next((vm for vm in self.running_vms() if vm.world_id == world_id), None)
+
+    def uplink(self, name: str) -> Uplink | None:
+        return next((u for u in self.uplinks if u.name == name), None)
+
+    def port_of_client(self, client: str) -> SwitchPort | None:
+        """The switch port of a vmknic or uplink by name."""
+        return next((p for p in self.ports if p.client == client and p.world_id is None), None)
+
+    def vnic_ports(self, vm: Vm) -> tuple[SwitchPort, ...]:
+        """The ports of a VM's vNICs, in vNIC order."""
+        by_index = {p.vnic_index: p for p in self.ports if p.world_id == vm.world_id and p.kind == "vnic"}
+        return tuple(by_index[n.index] for n in vm.vnics if n.index in by_index)
+
+    def switch_ports(self, switch: str) -> tuple[SwitchPort, ...]:
+        return tuple(p for p in self.ports if p.switch == switch)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """All simulated hosts, in file order; `source` names the file they came from."""
+
+    hosts: tuple[Host, ...]
+    source: str
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
