@@ -52,7 +52,7 @@ def _supported(names: Sequence[str], available: Sequence[bytes]) -> list[str]:
 def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
     """Preference lists for asyncssh.connect; host key types already in known_hosts go first, and a list
     the user set in ~/.ssh/config (Ciphers, KexAlgorithms, MACs, HostKeyAlgorithms) is left to asyncssh."""
-    host_keys = [a for a in known_key_algs if a not in HOST_KEY_OLD]
+    host_keys = [a for a in HOST_KEY if a in known_key_algs]
     host_keys += [a for a in HOST_KEY + HOST_KEY_OLD if a not in host_keys]
     lists = {
         ("encryption_algs", "Ciphers"): _supported(ENCRYPTION + ENCRYPTION_OLD, asyncssh.encryption
