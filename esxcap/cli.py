@@ -9,6 +9,7 @@ import asyncio
 import getpass
 import os
 import sys
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -270,4 +271,7 @@ def sim(
 
 
 def main() -> None:
+    # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
+    # not something an admin can act on, and it would land between our own messages.
+    warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
     app()
