@@ -82,16 +82,19 @@ _FILTERS = (
 
 @dataclass(frozen=True)
 class CaptureSpec:
-    """One pktcap-uw run. `points` empty = pktcap-uw picks the point from `dir`/`stage` itself."""
+    """One pktcap-uw run. `points` empty = pktcap-uw picks the point from `dir`/`stage` itself.
+
+    Values may be the user's text (`dir="inputAndOutput"`, `count="100"`): `build_argv` validates them all.
+    """
 
     selector: Selector
     points: tuple[str, ...] = ()
-    dir: int | None = None
-    stage: int | None = None
+    dir: int | str | None = None
+    stage: int | str | None = None
     kernelside: bool = False
     function: str | None = None
-    count: int | None = None
-    snaplen: int = 0
+    count: int | str | None = None
+    snaplen: int | str = 0
     filters: FlowFilter = FlowFilter()
     ng: bool = False
 
