@@ -1,0 +1,55 @@
+"""The capture-file core: bytes <-> packet records, with no I/O of its own (file objects are passed in).
+
+- classic: incremental pcap reader (header validation, cut streams), byte-exact pass-through writer;
+- pcapng / ngreader: pcapng writer (labelled interfaces, comments, statistics) and incremental reader;
+- merge: k-way merge of finished captures and a reorder window for live streams.
+"""
+
+from esxcap.pcap.classic import (
+    PcapHeader,
+    PcapStreamReader,
+    PcapWriter,
+    encode_record,
+    parse_global_header,
+    write_pcap_header,
+)
+from esxcap.pcap.merge import CaptureFile, MergeResult, RecordSource, ReorderWindow, merge
+from esxcap.pcap.ngreader import PcapngStreamReader
+from esxcap.pcap.pcapng import USERAPPL, PcapngWriter
+from esxcap.pcap.records import (
+    LINKTYPE_ETHERNET,
+    MAX_CAPLEN,
+    CaptureFormatError,
+    CorruptCaptureError,
+    Interface,
+    InterfaceStatistics,
+    NotPcapError,
+    Record,
+    Section,
+)
+
+__all__ = [
+    "LINKTYPE_ETHERNET",
+    "MAX_CAPLEN",
+    "USERAPPL",
+    "CaptureFile",
+    "CaptureFormatError",
+    "CorruptCaptureError",
+    "Interface",
+    "InterfaceStatistics",
+    "MergeResult",
+    "NotPcapError",
+    "PcapHeader",
+    "PcapStreamReader",
+    "PcapWriter",
+    "PcapngStreamReader",
+    "PcapngWriter",
+    "Record",
+    "RecordSource",
+    "ReorderWindow",
+    "Section",
+    "encode_record",
+    "merge",
+    "parse_global_header",
+    "write_pcap_header",
+]

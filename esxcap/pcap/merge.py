@@ -1,0 +1,194 @@
+"""Putting several captures into one timeline: `merge()` for finished files (k-way by timestamp, one
+pending record per input) and `ReorderWindow` for live streams (bounded delay and memory)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import BinaryIO, Generic, Protocol, TypeVar
+
+from esxcap.pcap.classic import PcapStreamReader
+from esxcap.pcap.ngreader import PcapngStreamReader
+from esxcap.pcap.pcapng import SHB_TYPE, PcapngWriter
+from esxcap.pcap.records import Interface, InterfaceStatistics, Record, Section
+
+CHUNK_SIZE = 256 * 1024
+_SHB_MAGIC = SHB_TYPE.to_bytes(4, "little")
+T = TypeVar("T")
+
+
+class RecordSource(Protocol):
+    """A capture read once, front to back. `interfaces` may grow while it is iterated (an interface is
+    always known before its first record); records refer to it by index."""
+
+    @property
+    def interfaces(self) -> Sequence[Interface]: ...
+
+    @property
+    def statistics(self) -> Sequence[InterfaceStatistics]: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+
+class CaptureFile:
+    """A pcap or pcapng file (told apart by its first bytes) as a RecordSource.
+
+    A plain pcap becomes one interface called `name` (e.g. the file's name). A file cut mid-record
+    yields every complete record; `truncated_bytes` then tells how many bytes were left over.
+    """
+
+    def __init__(self, fileobj: BinaryIO, name: str, chunk_size: int = CHUNK_SIZE) -> None:
+        self.name = name
+        self._file = fileobj
+        self._chunk_size = chunk_size
+        self._first = fileobj.read(chunk_size)
+        self._reader: PcapStreamReader | PcapngStreamReader = (
+            PcapngStreamReader() if self._first[:4] == _SHB_MAGIC else PcapStreamReader()
+        )
+        self.truncated_bytes = 0
+
+    @property
+    def interfaces(self) -> Sequence[Interface]:
+        reader = self._reader
+        if isinstance(reader, PcapngStreamReader):
+            return reader.interfaces
+        if reader.header is None:
+            return []
+        return [Interface(self.name, reader.header.linktype, reader.header.snaplen)]
+
+    @property
+    def statistics(self) -> Sequence[InterfaceStatistics]:
+        return self._reader.statistics if isinstance(self._reader, PcapngStreamReader) else []
+
+    @property
+    def sections(self) -> Sequence[Section]:
+        return self._reader.sections if isinstance(self._reader, PcapngStreamReader) else []
+
+    def __iter__(self) -> Iterator[Record]:
+        chunk = self._first
+        self._first = b""
+        while chunk:
+            yield from self._reader.feed(chunk)
+            chunk = self._file.read(self._chunk_size)
+        self.truncated_bytes = self._reader.finish()
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    packets: int
+    per_input: tuple[int, ...]
+    interface_map: dict[tuple[int, int], int]
+    """(input index, interface index in that input) -> interface id in the output."""
+
+
+class _Interfaces:
+    """Adds the inputs' interfaces to the writer on first need, keeping names, descriptions, comments."""
+
+    def __init__(self, inputs: Sequence[RecordSource], writer: PcapngWriter) -> None:
+        self.inputs = inputs
+        self.writer = writer
+        self.map: dict[tuple[int, int], int] = {}
+
+    def add_known(self, source: int) -> None:
+        for local, iface in enumerate(self.inputs[source].interfaces):
+            if (source, local) not in self.map:
+                self.map[source, local] = self.writer.add_interface(iface)
+
+    def out(self, source: int, local: int) -> int:
+        if (source, local) not in self.map:
+            self.add_known(source)
+        return self.map[source, local]
+
+
+def merge(inputs: Sequence[RecordSource], writer: PcapngWriter) -> MergeResult:
+    """Write every record of `inputs` to `writer` in timestamp order (ties: input order, then file order).
+
+    Memory holds one pending record per input, whatever the inputs' sizes. Each input interface becomes
+    an output interface (inputs in order, interfaces in their order of appearance); the inputs' interface
+    statistics follow the packets. Each input must itself be in timestamp order for the output to be.
+    """
+    interfaces = _Interfaces(inputs, writer)
+    iterators = [iter(source) for source in inputs]
+    heap: list[tuple[int, int, Record]] = []
+    for index, iterator in enumerate(iterators):
+        first = next(iterator, None)
+        interfaces.add_known(index)
+        if first is not None:
+            heap.append((first.ts_ns, index, first))
+    heapq.heapify(heap)
+    counts = [0] * len(inputs)
+    while heap:
+        _, index, record = heap[0]
+        writer.write_record(record, interfaces.out(index, record.interface))
+        counts[index] += 1
+        following = next(iterators[index], None)
+        if following is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (following.ts_ns, index, following))
+    for index, source in enumerate(inputs):
+        interfaces.add_known(index)
+        for stats in source.statistics:
+            out = interfaces.map[index, stats.interface]
+            writer.write_statistics(replace(stats, interface=out))
+    return MergeResult(sum(counts), tuple(counts), dict(interfaces.map))
+
+
+class ReorderWindow(Generic[T]):
+    """Timestamp order for records of several live streams, with bounded delay and bounded memory.
+
+    Push each item with its timestamp as it arrives (each stream in its own order, streams interleaved
+    however the network delivers them). An item is held until the newest timestamp pushed so far is at
+    least `window_ns` (default 1 s) past its own, then released; so the output is in timestamp order as
+    long as no stream lags more than the window behind the newest one (clock skew between hosts counts as
+    lag: align clocks first, or choose a window larger than the skew). At most `max_pending` items are
+    held: past that the oldest are released early (counted in `forced`). An item older than one already
+    released cannot be put in order: it is released at once (never dropped) and counted in `late`.
+    `flush()` releases everything held, in order, at the end.
+
+    Items are anything, typically `(interface id, Record)`; ties keep arrival order.
+    """
+
+    def __init__(self, window_ns: int = 1_000_000_000, max_pending: int = 100_000) -> None:
+        if window_ns < 0 or max_pending < 1:
+            raise ValueError("window_ns must be >= 0 and max_pending >= 1")
+        self.window_ns = window_ns
+        self.max_pending = max_pending
+        self.late = 0
+        self.forced = 0
+        self._heap: list[tuple[int, int, T]] = []
+        self._seq = 0
+        self._newest: int | None = None
+        self._released: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, ts_ns: int, item: T) -> list[T]:
+        """Add one item; return the items this releases, oldest first."""
+        if self._released is not None and ts_ns < self._released:
+            self.late += 1
+            return [item]
+        heap = self._heap
+        heapq.heappush(heap, (ts_ns, self._seq, item))
+        self._seq += 1
+        if self._newest is None or ts_ns > self._newest:
+            self._newest = ts_ns
+        horizon = self._newest - self.window_ns
+        out: list[T] = []
+        while heap and heap[0][0] <= horizon:
+            out.append(self._pop())
+        while len(heap) > self.max_pending:
+            out.append(self._pop())
+            self.forced += 1
+        return out
+
+    def flush(self) -> list[T]:
+        """Release every held item, oldest first."""
+        return [self._pop() for _ in range(len(self._heap))]
+
+    def _pop(self) -> T:
+        ts_ns, _, item = heapq.heappop(self._heap)
+        self._released = ts_ns
+        return item

@@ -1,0 +1,160 @@
+"""pcapng writing: one section (its comment holds e.g. the exact remote commands), one Interface
+Description Block per stream, Enhanced Packet Blocks with nanosecond timestamps, and Interface Statistics
+Blocks for what is only known at the end. Little-endian, as Wireshark and tshark read it."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
+
+from esxcap import __version__
+from esxcap.pcap.records import Interface, InterfaceStatistics, Record
+
+SHB_TYPE = 0x0A0D0D0A
+IDB_TYPE = 1
+SPB_TYPE = 3
+ISB_TYPE = 5
+EPB_TYPE = 6
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+USERAPPL = f"esxcap {__version__}"
+
+OPT_END = 0
+OPT_COMMENT = 1
+SHB_HARDWARE, SHB_OS, SHB_USERAPPL = 2, 3, 4
+IF_NAME, IF_DESCRIPTION, IF_TSRESOL, IF_TSOFFSET = 2, 3, 9, 14
+ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP = 2, 3, 4, 5
+TSRESOL_NANOS = 9
+"""if_tsresol value written for every interface: timestamps count nanoseconds."""
+_MAX_OPTION_LEN = 0xFFFC
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_EPB_HEAD = struct.Struct("<IIIIIII")
+
+
+def _pad(length: int) -> bytes:
+    return _PAD[length % 4]
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + _pad(len(value))
+
+
+def _text_options(code: int, texts: Iterable[str]) -> list[bytes]:
+    """One option per text; a text too long for one option (64 KiB) is split at a UTF-8 boundary."""
+    options = []
+    for text in texts:
+        raw = text.encode("utf-8")
+        while raw:
+            cut = min(len(raw), _MAX_OPTION_LEN)
+            while cut < len(raw) and raw[cut] & 0xC0 == 0x80:
+                cut -= 1
+            options.append(_option(code, raw[:cut]))
+            raw = raw[cut:]
+    return options
+
+
+def _timestamp(ts_ns: int) -> bytes:
+    return struct.pack("<II", ts_ns >> 32, ts_ns & 0xFFFFFFFF)
+
+
+def _block(block_type: int, body: bytes, options: Sequence[bytes]) -> bytes:
+    opts = b"".join(options) + _option(OPT_END, b"") if options else b""
+    total = 12 + len(body) + len(opts)
+    return struct.pack("<II", block_type, total) + body + opts + struct.pack("<I", total)
+
+
+class PcapngWriter:
+    """Writes one pcapng section to a binary file object; the Section Header Block is written at once.
+
+    Interfaces may be added at any time, also after packets: an interface only has to be added before
+    its first packet. Timestamps are nanoseconds since the epoch (if_tsresol 9 on every interface).
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        *,
+        comments: Sequence[str] = (),
+        userappl: str = USERAPPL,
+        hardware: str | None = None,
+        os: str | None = None,
+    ) -> None:
+        self._file = fileobj
+        self.interfaces: list[Interface] = []
+        self.packets = 0
+        options = _text_options(OPT_COMMENT, comments)
+        for code, text in ((SHB_HARDWARE, hardware), (SHB_OS, os), (SHB_USERAPPL, userappl)):
+            if text is not None:
+                options += _text_options(code, [text])
+        body = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1)
+        fileobj.write(_block(SHB_TYPE, body, options))
+
+    def add_interface(self, interface: Interface) -> int:
+        """Write an Interface Description Block; return the interface id packets refer to."""
+        options = _text_options(IF_NAME, [interface.name])
+        if interface.description is not None:
+            options += _text_options(IF_DESCRIPTION, [interface.description])
+        options.append(_option(IF_TSRESOL, bytes([TSRESOL_NANOS])))
+        options += _text_options(OPT_COMMENT, interface.comments)
+        body = struct.pack("<HHI", interface.linktype, 0, interface.snaplen)
+        self._file.write(_block(IDB_TYPE, body, options))
+        self.interfaces.append(interface)
+        return len(self.interfaces) - 1
+
+    def write_packet(
+        self,
+        interface: int,
+        ts_ns: int,
+        data: bytes | memoryview,
+        origlen: int | None = None,
+        comments: Sequence[str] = (),
+    ) -> None:
+        """Write one Enhanced Packet Block. origlen defaults to the captured length."""
+        self._check_interface(interface)
+        if ts_ns < 0:
+            raise ValueError(f"timestamp {ts_ns} ns is before the epoch")
+        caplen = len(data)
+        opts = b"".join(_text_options(OPT_COMMENT, comments))
+        if opts:
+            opts += _option(OPT_END, b"")
+        padding = _pad(caplen)
+        total = 32 + caplen + len(padding) + len(opts)
+        head = _EPB_HEAD.pack(
+            EPB_TYPE,
+            total,
+            interface,
+            ts_ns >> 32,
+            ts_ns & 0xFFFFFFFF,
+            caplen,
+            caplen if origlen is None else origlen,
+        )
+        self._file.write(b"".join((head, data, padding, opts, total.to_bytes(4, "little"))))
+        self.packets += 1
+
+    def write_record(self, record: Record, interface: int | None = None) -> None:
+        """Write a record as a packet of `interface` (default: the record's own interface index)."""
+        self.write_packet(
+            record.interface if interface is None else interface,
+            record.ts_ns,
+            record.data,
+            record.origlen,
+            record.comments,
+        )
+
+    def write_statistics(self, stats: InterfaceStatistics) -> None:
+        """Write an Interface Statistics Block (counters and comments known at the end of a stream)."""
+        self._check_interface(stats.interface)
+        options = []
+        for code, ts in ((ISB_STARTTIME, stats.starttime_ns), (ISB_ENDTIME, stats.endtime_ns)):
+            if ts is not None:
+                options.append(_option(code, _timestamp(ts)))
+        for code, count in ((ISB_IFRECV, stats.received), (ISB_IFDROP, stats.dropped)):
+            if count is not None:
+                options.append(_option(code, struct.pack("<Q", count)))
+        options += _text_options(OPT_COMMENT, stats.comments)
+        body = struct.pack("<I", stats.interface) + _timestamp(stats.ts_ns)
+        self._file.write(_block(ISB_TYPE, body, options))
+
+    def _check_interface(self, interface: int) -> None:
+        if not 0 <= interface < len(self.interfaces):
+            raise ValueError(f"interface {interface} was not added (have {len(self.interfaces)})")
