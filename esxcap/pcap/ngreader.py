@@ -229,7 +229,9 @@ class PcapngStreamReader(FrameReader):
         iface = self._global_interface(pos, 0)
         (origlen,) = struct.unpack_from(self._order + "I", view, pos + 8)
         snaplen = self.interfaces[iface].snaplen
-        caplen = min(origlen, length - 16, snaplen or MAX_CAPLEN, MAX_CAPLEN)
+        caplen = min(origlen, snaplen) if snaplen else origlen
+        if caplen > min(MAX_CAPLEN, length - 16):
+            raise self._fail(pos, f"simple packet of {caplen} bytes in a block of {length}")
         self.packets += 1
         self.bytes += caplen
         return Record(self._last_ts, origlen, view[pos + 12 : pos + 12 + caplen], iface)
