@@ -282,6 +282,7 @@ def test_state_dir(sim: SimulatorThread) -> None:
         ]
     )
     assert stat.S_IMODE(s.client_key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(s.inventory_path.stat().st_mode) == 0o600
     assert s.client_key_path.with_name("client_key.pub").read_text().startswith("ecdsa-sha2-nistp256 ")
 
 

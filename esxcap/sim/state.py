@@ -21,11 +21,12 @@ HOST_KEY_TYPES = (("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "ssh-rsa"))
 RSA_BITS = 2048
 
 
-def _write_private(path: Path, key: asyncssh.SSHKey) -> None:
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (keys; the inventory, which esxcap expects to be 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.export_private_key())
+        f.write(data)
     os.chmod(path, 0o600)
 
 
@@ -37,7 +38,7 @@ def _load_or_generate(path: Path, alg: str) -> asyncssh.SSHKey:
         if alg == "ssh-rsa"
         else (asyncssh.generate_private_key(alg))
     )
-    _write_private(path, key)
+    _write_private(path, key.export_private_key())
     path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
     return key
 
@@ -92,5 +93,5 @@ def write_state(
     known = state_dir / KNOWN_HOSTS
     known.write_text(known_hosts_text([(port, keys) for _, port, keys in hosts]), encoding="utf-8")
     inventory = state_dir / INVENTORY
-    inventory.write_text(inventory_text([(name, port) for name, port, _ in hosts]), encoding="utf-8")
+    _write_private(inventory, inventory_text([(name, port) for name, port, _ in hosts]).encode())
     return inventory, known
