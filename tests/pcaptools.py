@@ -33,7 +33,7 @@ def _ip_checksum(header: bytes) -> int:
     total = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def udp_frame(seq: int, stream: int = 0, payload_len: int = 18) -> bytes:

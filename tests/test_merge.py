@@ -24,8 +24,11 @@ from pcaptools import (
 
 from esxcap.pcap import (
     CaptureFile,
+    CaptureFormatError,
+    CorruptCaptureError,
     Interface,
     InterfaceStatistics,
+    NotPcapError,
     PcapngStreamReader,
     PcapngWriter,
     Record,
@@ -205,6 +208,25 @@ def test_merge_of_empty_inputs_still_declares_their_interfaces(tmp_path: Path) -
 
 Item = tuple[int, int, int]
 """(timestamp, stream, sequence number within the stream)."""
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "reason"),
+    [
+        (b"ERROR: no such switchport\n", NotPcapError, "unknown magic"),
+        (b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(16) + b"\xff" * 16, CorruptCaptureError, "offset 24"),
+    ],
+)
+def test_bad_input_file_is_named_in_the_error(
+    tmp_path: Path, content: bytes, error: type[CaptureFormatError], reason: str
+) -> None:
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(content)
+    with path.open("rb") as handle, pytest.raises(error) as caught:
+        merge([CaptureFile(handle, "bad.pcap")], PcapngWriter(io.BytesIO()))
+    assert str(caught.value).startswith("bad.pcap: ")
+    assert reason in str(caught.value)
+    assert caught.value.hint == "check that the file is a pcap or pcapng capture"
 
 
 def arrivals(streams: list[list[int]], order: list[int]) -> list[Item]:

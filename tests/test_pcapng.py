@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def test_writer_refuses_unknown_interface_and_negative_time() -> None:
         writer.write_packet(0, -1, b"")
 
 
-def block(order: str, block_type: int, body: bytes, options: list[tuple[int, bytes]] = ()) -> bytes:  # type: ignore[assignment]
+def block(order: str, block_type: int, body: bytes, options: Sequence[tuple[int, bytes]] = ()) -> bytes:
     """A pcapng block in either byte order, built independently of esxcap's writer."""
     opts = b"".join(struct.pack(order + "HH", c, len(v)) + v + b"\0" * (-len(v) % 4) for c, v in options)
     if options:
@@ -205,7 +206,7 @@ def epb(order: str, iface: int, units: int, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_foreign_files_resolutions_simple_packets_unknown_blocks_and_sections(order: str) -> None:
-    frame = sample_records(1)[0].data
+    frame = bytes(sample_records(1)[0].data)
     other = ">" if order == "<" else "<"
     data = b"".join(
         [

@@ -11,7 +11,7 @@ from typing import BinaryIO, Generic, Protocol, TypeVar
 from esxcap.pcap.classic import PcapStreamReader
 from esxcap.pcap.ngreader import PcapngStreamReader
 from esxcap.pcap.pcapng import SHB_TYPE, PcapngWriter
-from esxcap.pcap.records import Interface, InterfaceStatistics, Record, Section
+from esxcap.pcap.records import CaptureFormatError, Interface, InterfaceStatistics, Record, Section
 
 CHUNK_SIZE = 256 * 1024
 _SHB_MAGIC = SHB_TYPE.to_bytes(4, "little")
@@ -66,12 +66,18 @@ class CaptureFile:
         return self._reader.sections if isinstance(self._reader, PcapngStreamReader) else []
 
     def __iter__(self) -> Iterator[Record]:
+        """The file's records; a format error names the file and keeps its type and offset."""
         chunk = self._first
         self._first = b""
-        while chunk:
-            yield from self._reader.feed(chunk)
-            chunk = self._file.read(self._chunk_size)
-        self.truncated_bytes = self._reader.finish()
+        try:
+            while chunk:
+                yield from self._reader.feed(chunk)
+                chunk = self._file.read(self._chunk_size)
+            self.truncated_bytes = self._reader.finish()
+        except CaptureFormatError as exc:
+            exc.message = f"{self.name}: {exc.message}"
+            exc.hint = "check that the file is a pcap or pcapng capture"
+            raise
 
 
 @dataclass(frozen=True)

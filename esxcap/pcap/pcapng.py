@@ -110,13 +110,12 @@ class PcapngWriter:
         comments: Sequence[str] = (),
     ) -> None:
         """Write one Enhanced Packet Block. origlen defaults to the captured length."""
-        self._check_interface(interface)
+        if not 0 <= interface < len(self.interfaces):
+            self._check_interface(interface)
         if ts_ns < 0:
             raise ValueError(f"timestamp {ts_ns} ns is before the epoch")
         caplen = len(data)
-        opts = b"".join(_text_options(OPT_COMMENT, comments))
-        if opts:
-            opts += _option(OPT_END, b"")
+        opts = b"".join(_text_options(OPT_COMMENT, comments)) + _option(OPT_END, b"") if comments else b""
         padding = _pad(caplen)
         total = 32 + caplen + len(padding) + len(opts)
         head = _EPB_HEAD.pack(
