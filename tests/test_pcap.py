@@ -168,9 +168,12 @@ def test_oversized_record_is_corrupt_at_its_offset_before_anything_is_buffered()
     bad = 24 + 16 + len(records[0].data)
     struct.pack_into("<I", data, bad + 8, 0x7FFFFFF0)
     reader = PcapStreamReader()
+    assert as_tuples(reader.feed(bytes(data))) == as_tuples(records[:1])
     with pytest.raises(CorruptCaptureError) as caught:
-        reader.feed(bytes(data))
+        reader.finish()
     assert caught.value.offset == bad
+    with pytest.raises(CorruptCaptureError):
+        reader.feed(b"more")
     assert f"offset {bad}" in str(caught.value)
     reader = PcapStreamReader()
     assert len(reader.feed(bytes(data[: bad + 10]))) == 1

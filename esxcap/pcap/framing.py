@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from esxcap.pcap.records import NotPcapError, Record
+from esxcap.pcap.records import CaptureFormatError, NotPcapError, Record
 
 
 class FrameReader(ABC):
@@ -22,6 +22,7 @@ class FrameReader(ABC):
         """Stream offset of the first byte not yet parsed (the start of `_pending`)."""
         self._head_seen = False
         self._base = 0
+        self._error: CaptureFormatError | None = None
         """Stream offset of index 0 of the buffer being parsed (for error offsets)."""
         self.packets = 0
         """Records returned so far."""
@@ -42,22 +43,33 @@ class FrameReader(ABC):
         """Parse another piece of the stream and return the records it completes, in stream order.
 
         A `bytes` chunk is not copied: returned records view into it. Other buffer types are copied once
-        (the caller may reuse them). Raises NotPcapError or CorruptCaptureError; records completed before
-        the bad spot were already returned by earlier calls or are lost with this call's exception.
+        (the caller may reuse them). Raises NotPcapError or CorruptCaptureError at the first bad byte;
+        when this chunk completed records before it, they are returned first and the error is raised by
+        the next `feed()` or `finish()`, so every record before the bad spot reaches the caller.
         """
+        if self._error is not None:
+            raise self._error
         data = chunk if isinstance(chunk, bytes) else bytes(chunk)
         out: list[Record] = []
+        try:
+            self._feed(data, out)
+        except CaptureFormatError as exc:
+            if not out:
+                raise
+            self._error = exc
+        return out
+
+    def _feed(self, data: bytes, out: list[Record]) -> None:
         pos = 0
         if self._pending or not self._head_seen:
             pos = self._fill_pending(data, out)
             if self._pending or pos == len(data):
-                return out
+                return
         self._base = self._consumed - pos
         end = self._parse(data, pos, out)
         self._consumed += end - pos
         if end < len(data):
             self._pending += data[end:]
-        return out
 
     def finish(self) -> int:
         """Declare the end of the stream; return the number of trailing bytes of a cut frame.
@@ -65,6 +77,8 @@ class FrameReader(ABC):
         Raises NotPcapError if the stream ended before its file header was complete (an empty stream
         included): such output is not a capture, whatever it is.
         """
+        if self._error is not None:
+            raise self._error
         if not self._head_seen:
             raise NotPcapError(f"the stream ended after {len(self._pending)} bytes", bytes(self._pending))
         return len(self._pending)
