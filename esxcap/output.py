@@ -7,6 +7,7 @@ go to stderr so `esxcap ... --json | jq` always sees clean JSON.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,8 +20,18 @@ from esxcap.facts import uplinks, vmknics
 from esxcap.models import HostFacts
 from esxcap.targets import Match, vnic_label
 
-_stdout = Console(soft_wrap=False, highlight=False)
-_stderr = Console(stderr=True, highlight=False)
+_PIPE_WIDTH = 200
+"""Tables written to a pipe or file are not folded to 80 columns (COLUMNS still wins)."""
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+_stdout = _console(stderr=False)
+_stderr = _console(stderr=True)
 
 
 def _cell(value: object) -> str:

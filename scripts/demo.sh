@@ -5,7 +5,7 @@ state="${1:-demo-state}"
 rm -rf "$state"
 esxcap sim --state-dir "$state" 2>"$state.log" &
 sim_pid=$!
-trap 'kill -INT $sim_pid 2>/dev/null; wait $sim_pid 2>/dev/null || true; rm -f "$state.log"' EXIT
+trap 'kill $sim_pid 2>/dev/null; wait $sim_pid 2>/dev/null || true; rm -f "$state.log"' EXIT
 for _ in $(seq 100); do
   [ -s "$state/inventory.yaml" ] && break
   kill -0 "$sim_pid" 2>/dev/null || { cat "$state.log"; exit 1; }

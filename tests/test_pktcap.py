@@ -25,39 +25,121 @@ NEW = Capabilities.for_version(V80)
 PORT = Selector("switchport", 50331657)
 
 FLAGS = {
-    "--switchport", "--vmk", "--uplink", "--lifID", "--dvfilter", "--capture", "--dir", "--stage",
-    "--kernelside", "-f", "-c", "-s", "--ng", "-o", "--srcmac", "--dstmac", "--mac", "--ethtype", "--vlan",
-    "--srcip", "--dstip", "--ip", "--proto", "--srcport", "--dstport", "--tcpport", "--vxlan",
-    "--srctcpport", "--dsttcpport", "--udpport", "--srcudpport", "--dstudpport",
+    "--switchport",
+    "--vmk",
+    "--uplink",
+    "--lifID",
+    "--dvfilter",
+    "--capture",
+    "--dir",
+    "--stage",
+    "--kernelside",
+    "-f",
+    "-c",
+    "-s",
+    "--ng",
+    "-o",
+    "--srcmac",
+    "--dstmac",
+    "--mac",
+    "--ethtype",
+    "--vlan",
+    "--srcip",
+    "--dstip",
+    "--ip",
+    "--proto",
+    "--srcport",
+    "--dstport",
+    "--tcpport",
+    "--vxlan",
+    "--srctcpport",
+    "--dsttcpport",
+    "--udpport",
+    "--srcudpport",
+    "--dstudpport",
 }
 
 
 def test_builds_the_documented_example() -> None:
     spec = CaptureSpec(PORT, ("VnicTx",), count=100, filters=FlowFilter(proto="icmp"))
     assert build_argv(spec, NEW, "esx01") == [
-        "pktcap-uw", "--switchport", "50331657", "--capture", "VnicTx", "-c", "100", "-s", "0",
-        "--proto", "0x01", "-o", "-",
+        "pktcap-uw",
+        "--switchport",
+        "50331657",
+        "--capture",
+        "VnicTx",
+        "-c",
+        "100",
+        "-s",
+        "0",
+        "--proto",
+        "0x01",
+        "-o",
+        "-",
     ]
 
 
 def test_selectors_points_and_values_come_out_canonical() -> None:
-    spec = CaptureSpec(Selector("switchport", "0x03000009"), ("vnicrx", "VNICTX"), dir="inputAndOutput",
-                       filters=FlowFilter(srcmac="00-50-56-AB-CD-EF", ethtype="arp", srcip="10.0.0.0/24"))
+    spec = CaptureSpec(
+        Selector("switchport", "0x03000009"),
+        ("vnicrx", "VNICTX"),
+        dir="inputAndOutput",
+        filters=FlowFilter(srcmac="00-50-56-AB-CD-EF", ethtype="arp", srcip="10.0.0.0/24"),
+    )
     assert build_argv(spec, NEW, "esx01") == [
-        "pktcap-uw", "--switchport", "50331657", "--capture", "VnicRx,VnicTx", "--dir", "2", "-s", "0",
-        "--srcmac", "00:50:56:ab:cd:ef", "--ethtype", "0x0806", "--srcip", "10.0.0.0/24", "-o", "-",
+        "pktcap-uw",
+        "--switchport",
+        "50331657",
+        "--capture",
+        "VnicRx,VnicTx",
+        "--dir",
+        "2",
+        "-s",
+        "0",
+        "--srcmac",
+        "00:50:56:ab:cd:ef",
+        "--ethtype",
+        "0x0806",
+        "--srcip",
+        "10.0.0.0/24",
+        "-o",
+        "-",
     ]
 
 
 # Specs that together use every option esxcap sends, on a host that supports them all.
 EVERY_OPTION = [
-    CaptureSpec(Selector("vmk", "VMK1"), dir=1, stage="post", count=5, snaplen=128, ng=True,
-                filters=FlowFilter(srcmac="00:50:56:00:00:01", dstmac="00:50:56:00:00:02",
-                                   mac="00:50:56:00:00:03", ethtype="0x0800", vlan=100, srcip="10.0.0.1",
-                                   dstip="10.0.0.0/8", ip="10.0.0.2", proto="tcp", srcport=1, dstport=2,
-                                   tcpport=3, vxlan=5001, srctcpport=4, dsttcpport=5)),
-    CaptureSpec(Selector("uplink", "vmnic2"), dir=0, kernelside=True,
-                filters=FlowFilter(proto="udp", udpport=53, srcudpport=5353, dstudpport=53)),
+    CaptureSpec(
+        Selector("vmk", "VMK1"),
+        dir=1,
+        stage="post",
+        count=5,
+        snaplen=128,
+        ng=True,
+        filters=FlowFilter(
+            srcmac="00:50:56:00:00:01",
+            dstmac="00:50:56:00:00:02",
+            mac="00:50:56:00:00:03",
+            ethtype="0x0800",
+            vlan=100,
+            srcip="10.0.0.1",
+            dstip="10.0.0.0/8",
+            ip="10.0.0.2",
+            proto="tcp",
+            srcport=1,
+            dstport=2,
+            tcpport=3,
+            vxlan=5001,
+            srctcpport=4,
+            dsttcpport=5,
+        ),
+    ),
+    CaptureSpec(
+        Selector("uplink", "vmnic2"),
+        dir=0,
+        kernelside=True,
+        filters=FlowFilter(proto="udp", udpport=53, srcudpport=5353, dstudpport=53),
+    ),
     CaptureSpec(Selector("uplink", "vmnic2"), ("UplinkRcvKernel",)),
     CaptureSpec(Selector("lifID", "138800000002"), ("VdrRxLeaf",)),
     CaptureSpec(Selector("dvfilter", "nic-36445-eth0-vmware-sfw.2"), ("PreDVFilter",)),
@@ -78,9 +160,23 @@ def test_every_option_appears_in_a_built_argv() -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_basic_options_work_on_every_version(version: tuple[int, ...]) -> None:
     caps = Capabilities.for_version(version)
-    spec = CaptureSpec(Selector("uplink", "vmnic0"), dir=1, stage=0, kernelside=True, count=3, snaplen=0,
-                       filters=FlowFilter(srcmac="00:50:56:00:00:01", ethtype="0x0800", vlan=7,
-                                          srcip="10.1.1.1", proto="0x06", tcpport=22, vxlan=1))
+    spec = CaptureSpec(
+        Selector("uplink", "vmnic0"),
+        dir=1,
+        stage=0,
+        kernelside=True,
+        count=3,
+        snaplen=0,
+        filters=FlowFilter(
+            srcmac="00:50:56:00:00:01",
+            ethtype="0x0800",
+            vlan=7,
+            srcip="10.1.1.1",
+            proto="0x06",
+            tcpport=22,
+            vxlan=1,
+        ),
+    )
     argv = build_argv(spec, caps, "h")
     assert argv[:5] == ["pktcap-uw", "--uplink", "vmnic0", "--dir", "1"]
     assert "--tcpport" in argv and argv[-2:] == ["-o", "-"]
@@ -100,8 +196,12 @@ REFUSALS = [
     (V65, CaptureSpec(PORT, ("IOChain",), function="Fn:0x10"), ":offset", "without an offset"),
     ((5, 1, 0), CaptureSpec(PORT), "5.5", "tcpdump-uw"),
     (V80, CaptureSpec(Selector("dvfilter", "f.1")), "needs a point or a stage", "--stage"),
-    (V80, CaptureSpec(Selector("dvfilter", "f.1"), ("PortInput",)), "PreDVFilter/PostDVFilter",
-     "PreDVFilter"),
+    (
+        V80,
+        CaptureSpec(Selector("dvfilter", "f.1"), ("PortInput",)),
+        "PreDVFilter/PostDVFilter",
+        "PreDVFilter",
+    ),
     (V80, CaptureSpec(PORT, ("PostDVFilter",)), "need --dvfilter", "--dvfilter"),
     (V80, CaptureSpec(Selector("vmk", "vmk0"), ("Drop",)), "Drop", "by itself"),
     (V80, CaptureSpec(Selector("none"), ("Drop", "PktFree")), "Drop", "by itself"),
@@ -132,21 +232,24 @@ def test_refusals_name_host_version_and_alternative(
     assert caught.value.hint is not None and alternative in caught.value.hint
 
 
-@pytest.mark.parametrize(("spec", "option"), [
-    (CaptureSpec(Selector("switchport", "web01")), "--switchport"),
-    (CaptureSpec(Selector("vmk", "vmnic0")), "--vmk"),
-    (CaptureSpec(Selector("uplink", "vmk0")), "--uplink"),
-    (CaptureSpec(Selector("dvfilter", "-x"), ("PreDVFilter",)), "--dvfilter"),
-    (CaptureSpec(PORT, ("NoSuchPoint",)), "--capture"),
-    (CaptureSpec(PORT, dir=3), "--dir"),
-    (CaptureSpec(PORT, dir=1, stage="middle"), "--stage"),
-    (CaptureSpec(PORT, count=0), "-c"),
-    (CaptureSpec(PORT, snaplen=10), "-s"),
-    (CaptureSpec(PORT, filters=FlowFilter(vlan=4096)), "--vlan"),
-    (CaptureSpec(PORT, filters=FlowFilter(ip="10.0.0.0/8")), "--ip"),
-    (CaptureSpec(PORT, filters=FlowFilter(ethtype="0800")), "--ethtype"),
-    (CaptureSpec(PORT, filters=FlowFilter(dstmac="zz:zz:zz:zz:zz:zz")), "--dstmac"),
-])
+@pytest.mark.parametrize(
+    ("spec", "option"),
+    [
+        (CaptureSpec(Selector("switchport", "web01")), "--switchport"),
+        (CaptureSpec(Selector("vmk", "vmnic0")), "--vmk"),
+        (CaptureSpec(Selector("uplink", "vmk0")), "--uplink"),
+        (CaptureSpec(Selector("dvfilter", "-x"), ("PreDVFilter",)), "--dvfilter"),
+        (CaptureSpec(PORT, ("NoSuchPoint",)), "--capture"),
+        (CaptureSpec(PORT, dir=3), "--dir"),
+        (CaptureSpec(PORT, dir=1, stage="middle"), "--stage"),
+        (CaptureSpec(PORT, count=0), "-c"),
+        (CaptureSpec(PORT, snaplen=10), "-s"),
+        (CaptureSpec(PORT, filters=FlowFilter(vlan=4096)), "--vlan"),
+        (CaptureSpec(PORT, filters=FlowFilter(ip="10.0.0.0/8")), "--ip"),
+        (CaptureSpec(PORT, filters=FlowFilter(ethtype="0800")), "--ethtype"),
+        (CaptureSpec(PORT, filters=FlowFilter(dstmac="zz:zz:zz:zz:zz:zz")), "--dstmac"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_pktcap_option(spec: CaptureSpec, option: str) -> None:
     with pytest.raises(UsageError) as caught:
         build_argv(spec, NEW, "esx01")
@@ -164,8 +267,9 @@ def _argv_is_safe(argv: list[str]) -> None:
 
 HOSTILE = st.one_of(
     st.text(),
-    st.sampled_from(["evil$(touch /tmp/x);x", "-o /tmp/x", "--capture", "a'b", "x\ny", "`id`",
-                     "PortInput,Drop"]),
+    st.sampled_from(
+        ["evil$(touch /tmp/x);x", "-o /tmp/x", "--capture", "a'b", "x\ny", "`id`", "PortInput,Drop"]
+    ),
 )
 
 
@@ -262,15 +366,22 @@ def test_both_directions_on_new_hosts_are_one_stream(version: tuple[int, ...]) -
     assert _plan(version, "switchport", "both") == (((), 2),)
     assert _plan(version, "uplink", "both") == ((("UplinkRcvKernel", "UplinkSndKernel"), None),)
     split = points_for("vnic", "both", Capabilities.for_version(version), separate=True)
-    assert split == (StreamPlan(("VnicRx",), None, "VnicRx", "in"),
-                     StreamPlan(("VnicTx",), None, "VnicTx", "out"))
+    assert split == (
+        StreamPlan(("VnicRx",), None, "VnicRx", "in"),
+        StreamPlan(("VnicTx",), None, "VnicTx", "out"),
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize(("kind", "selector"), [
-    ("vnic", PORT), ("switchport", PORT), ("vmk", Selector("vmk", "vmk0")),
-    ("uplink", Selector("uplink", "vmnic0")),
-])
+@pytest.mark.parametrize(
+    ("kind", "selector"),
+    [
+        ("vnic", PORT),
+        ("switchport", PORT),
+        ("vmk", Selector("vmk", "vmk0")),
+        ("uplink", Selector("uplink", "vmnic0")),
+    ],
+)
 def test_every_plan_builds_on_its_version(version: tuple[int, ...], kind: str, selector: Selector) -> None:
     caps = Capabilities.for_version(version)
     for direction in ("in", "out", "both"):
@@ -303,16 +414,19 @@ def test_available_points_parser_tolerates_bare_names_and_unknown_points() -> No
     assert parse_available_points("Drop\n") == ("Drop",)
 
 
-@pytest.mark.parametrize(("text", "line_no"), [
-    ("Supported capture points:\n\t1: Dynamic -- d\nerror: something broke\n", 3),
-    ("\t1: Dynamic -- d\nSupported capture points:\n", 2),
-    ("1: Dynamic\n2: Dynamic\n", 2),
-    ("1: Two Words -- d\n", 1),
-    ("1: Dynamic--d\n", 1),
-    ("-sh: pktcap-uw: not found\n", 1),
-    ("", 0),
-    ("Supported capture points:\n", 0),
-])
+@pytest.mark.parametrize(
+    ("text", "line_no"),
+    [
+        ("Supported capture points:\n\t1: Dynamic -- d\nerror: something broke\n", 3),
+        ("\t1: Dynamic -- d\nSupported capture points:\n", 2),
+        ("1: Dynamic\n2: Dynamic\n", 2),
+        ("1: Two Words -- d\n", 1),
+        ("1: Dynamic--d\n", 1),
+        ("-sh: pktcap-uw: not found\n", 1),
+        ("", 0),
+        ("Supported capture points:\n", 0),
+    ],
+)
 def test_available_points_parser_refuses_garbage(text: str, line_no: int) -> None:
     with pytest.raises(ParseError) as caught:
         parse_available_points(text)

@@ -56,8 +56,13 @@ def fingerprint(line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def connect(host: HostConfig, *, password=no_password, accept_new: bool = False,
-            transport: AsyncsshTransport = TRANSPORT) -> None:
+def connect(
+    host: HostConfig,
+    *,
+    password=no_password,
+    accept_new: bool = False,
+    transport: AsyncsshTransport = TRANSPORT,
+) -> None:
     """Connect, run `hostname`, close; the host's name must come back."""
 
     async def go() -> None:
@@ -96,8 +101,18 @@ def test_binary_output_arrives_byte_for_byte(sim_state: SimulatorThread) -> None
     assert len(out) > 24 and status == 0
 
 
-HOSTILE = ["$(touch X)", "`touch Y`", "it's", '"dq"', "a;b", "&& exit 9", "日本語 ネット", "x | y", "*",
-           "$HOME"]
+HOSTILE = [
+    "$(touch X)",
+    "`touch Y`",
+    "it's",
+    '"dq"',
+    "a;b",
+    "&& exit 9",
+    "日本語 ネット",
+    "x | y",
+    "*",
+    "$HOME",
+]
 
 
 def test_hostile_argv_arrives_intact(sim_state: SimulatorThread) -> None:
@@ -106,8 +121,9 @@ def test_hostile_argv_arrives_intact(sim_state: SimulatorThread) -> None:
     assert out == (" ".join(HOSTILE) + "\n").encode()
 
 
-def test_keyboard_interactive_password_from_password_env(sim_state: SimulatorThread, clean_env: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_interactive_password_from_password_env(
+    sim_state: SimulatorThread, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ESXCAP_TEST_PW", sim_state.sim.hosts["esx03"].topology.password)
     host = sim_host(sim_state, "esx03", identity_file=None, password_env="ESXCAP_TEST_PW")
     prompts: list[str] = []
@@ -115,8 +131,9 @@ def test_keyboard_interactive_password_from_password_env(sim_state: SimulatorThr
     assert prompts == []
 
 
-def test_password_prompt_is_asked_once_and_only_when_needed(sim_state: SimulatorThread,
-                                                            clean_env: Path) -> None:
+def test_password_prompt_is_asked_once_and_only_when_needed(
+    sim_state: SimulatorThread, clean_env: Path
+) -> None:
     secret = sim_state.sim.hosts["esx02"].topology.password
     prompts: list[str] = []
     connect(sim_host(sim_state, "esx02", identity_file=None), password=lambda p: prompts.append(p) or secret)
@@ -127,8 +144,9 @@ def test_password_prompt_is_asked_once_and_only_when_needed(sim_state: Simulator
     assert prompts == []
 
 
-def test_wrong_password_is_an_auth_error_without_the_password(sim_state: SimulatorThread, clean_env: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_an_auth_error_without_the_password(
+    sim_state: SimulatorThread, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ESXCAP_TEST_PW", "not-the-password-4711")
     host = sim_host(sim_state, "esx03", identity_file=None, password_env="ESXCAP_TEST_PW")
     with pytest.raises(AuthError) as info:
@@ -146,8 +164,9 @@ def test_no_credentials_names_the_offered_methods(sim_state: SimulatorThread, cl
         connect(sim_host(sim_state, "esx03", identity_file=None))
 
 
-def test_unknown_host_key_refused_then_accept_new_records_it(sim_state: SimulatorThread,
-                                                             tmp_path: Path) -> None:
+def test_unknown_host_key_refused_then_accept_new_records_it(
+    sim_state: SimulatorThread, tmp_path: Path
+) -> None:
     port = sim_state.sim.hosts["esx03"].port
     [ecdsa] = [line for line in known_lines(sim_state.sim.known_hosts_path, port) if " ecdsa-" in line]
     known = tmp_path / "ssh" / "known_hosts"
@@ -182,8 +201,9 @@ def test_accept_new_appends_to_an_existing_file(sim_state: SimulatorThread, tmp_
 def test_changed_host_key_refused_even_with_accept_new(sim_state: SimulatorThread, tmp_path: Path) -> None:
     hosts = sim_state.sim.hosts
     port = hosts["esx03"].port
-    [other] = [line for line in known_lines(sim_state.sim.known_hosts_path, hosts["esx02"].port)
-               if " ecdsa-" in line]
+    [other] = [
+        line for line in known_lines(sim_state.sim.known_hosts_path, hosts["esx02"].port) if " ecdsa-" in line
+    ]
     known = tmp_path / "known_hosts"
     forged = other.replace(f"[127.0.0.1]:{hosts['esx02'].port} ", f"[127.0.0.1]:{port} ") + "\n"
     known.write_text(forged)
@@ -205,8 +225,13 @@ def free_port() -> int:
 
 def test_closed_port_is_a_connect_error(tmp_path: Path) -> None:
     port = free_port()
-    host = HostConfig(name="gone", hostname="127.0.0.1", port=port, known_hosts=tmp_path / "kh",
-                      explicit=frozenset({"hostname", "port"}))
+    host = HostConfig(
+        name="gone",
+        hostname="127.0.0.1",
+        port=port,
+        known_hosts=tmp_path / "kh",
+        explicit=frozenset({"hostname", "port"}),
+    )
     with pytest.raises(ConnectError) as info:
         connect(host)
     assert str(info.value) == f"gone (127.0.0.1:{port}): connection refused"
@@ -221,8 +246,14 @@ def test_listener_that_never_speaks_ssh_times_out(tmp_path: Path) -> None:
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        host = HostConfig(name="mute", hostname="127.0.0.1", port=port, known_hosts=tmp_path / "kh",
-                          connect_timeout=0.5, explicit=frozenset({"hostname", "port"}))
+        host = HostConfig(
+            name="mute",
+            hostname="127.0.0.1",
+            port=port,
+            known_hosts=tmp_path / "kh",
+            connect_timeout=0.5,
+            explicit=frozenset({"hostname", "port"}),
+        )
         start = time.monotonic()
         try:
             expected = rf"^mute \(127.0.0.1:{port}\): no SSH answer within 0.5 s$"
@@ -235,15 +266,22 @@ def test_listener_that_never_speaks_ssh_times_out(tmp_path: Path) -> None:
     assert asyncio.run(go()) < 5
 
 
-def test_ssh_config_fills_what_the_inventory_leaves_open(sim_state: SimulatorThread, tmp_path: Path,
-                                                         clean_env: Path) -> None:
+def test_ssh_config_fills_what_the_inventory_leaves_open(
+    sim_state: SimulatorThread, tmp_path: Path, clean_env: Path
+) -> None:
     port = sim_state.sim.hosts["esx03"].port
     config = tmp_path / "ssh_config"
-    config.write_text(f"Host sim-alias\n  HostName 127.0.0.1\n  Port {port}\n"
-                      f"  IdentityFile {sim_state.sim.client_key_path}\n  User nobody\n")
+    config.write_text(
+        f"Host sim-alias\n  HostName 127.0.0.1\n  Port {port}\n"
+        f"  IdentityFile {sim_state.sim.client_key_path}\n  User nobody\n"
+    )
     transport = AsyncsshTransport(ssh_config=[config])
-    alias = HostConfig(name="sim-alias", hostname="sim-alias", known_hosts=sim_state.sim.known_hosts_path,
-                       explicit=frozenset({"known_hosts"}))
+    alias = HostConfig(
+        name="sim-alias",
+        hostname="sim-alias",
+        known_hosts=sim_state.sim.known_hosts_path,
+        explicit=frozenset({"known_hosts"}),
+    )
     with pytest.raises(AuthError, match="user 'nobody'"):
         connect(alias, transport=transport)
     connect(dataclasses.replace(alias, explicit=alias.explicit | {"username"}), transport=transport)

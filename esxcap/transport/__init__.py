@@ -41,4 +41,6 @@ class Connection(Protocol):
 class Transport(Protocol):
     """Opens connections; raises ConnectError, AuthError or HostKeyError with a hint."""
 
-    async def connect(self, host: HostConfig, *, password: PasswordSource, accept_new: bool) -> Connection: ...
+    async def connect(
+        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+    ) -> Connection: ...
