@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check esxcap tests bench
-	$(BIN)/ruff format --check esxcap tests bench
+	$(BIN)/ruff check esxcap tests $(wildcard bench)
+	$(BIN)/ruff format --check esxcap tests $(wildcard bench)
 	$(BIN)/mypy
 
 demo: $(STAMP)

@@ -93,8 +93,11 @@ class Capabilities:
         """The table's view of `version` (newer versions than the table knows get the newest row)."""
         return cls(
             version=tuple(version),
-            points=tuple(name for name, first, last, _ in _POINTS
-                         if first <= version[:2] and (last is None or version[:2] <= last)),
+            points=tuple(
+                name
+                for name, first, last, _ in _POINTS
+                if first <= version[:2] and (last is None or version[:2] <= last)
+            ),
             points_from_host=False,
             dir_both=version >= V6_7,
             dir_words=version >= V6_7,

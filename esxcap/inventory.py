@@ -124,8 +124,9 @@ class Inventory:
         else:
             raise self._unknown_host(spec)
         if m and m["v6"] and not _is_ip(address):
-            raise ConfigError(f"'{spec}': '[{address}]' is not an IPv6 address",
-                              "write it as [2001:db8::1]:22")
+            raise ConfigError(
+                f"'{spec}': '[{address}]' is not an IPv6 address", "write it as [2001:db8::1]:22"
+            )
         overrides: dict[str, Any] = {}
         if user:
             overrides["username"] = user
@@ -159,8 +160,10 @@ class Inventory:
 
 def find_inventory(explicit: Path | None, env: Mapping[str, str], cwd: Path, home: Path) -> Path | None:
     """`-i FILE`, then $ESXCAP_INVENTORY, then ./inventory.yaml, then ~/.config/esxcap/inventory.yaml."""
-    for given, origin in ((explicit, "-i"), (Path(env[INVENTORY_ENV]) if env.get(INVENTORY_ENV) else None,
-                                             f"${INVENTORY_ENV}")):
+    for given, origin in (
+        (explicit, "-i"),
+        (Path(env[INVENTORY_ENV]) if env.get(INVENTORY_ENV) else None, f"${INVENTORY_ENV}"),
+    ):
         if given is not None:
             path = given.expanduser()
             path = path if path.is_absolute() else cwd / path
@@ -183,8 +186,9 @@ def load_inventory(path: Path | None) -> Inventory:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read inventory {path}: {exc}",
-                          "check the file's path and permissions") from exc
+        raise ConfigError(
+            f"cannot read inventory {path}: {exc}", "check the file's path and permissions"
+        ) from exc
     inventory = parse_inventory(text, path)
     return replace(inventory, warnings=tuple(permission_warnings(path)))
 
@@ -215,12 +219,18 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML error: {exc}", "check the file's syntax") from exc
-    top = {key: value for key, (_k, value) in
-           reader.mapping(root, "the file", allowed=("defaults", "groups", "hosts")).items()}
+    top = {
+        key: value
+        for key, (_k, value) in reader.mapping(
+            root, "the file", allowed=("defaults", "groups", "hosts")
+        ).items()
+    }
     defaults = reader.settings(top.get("defaults"), "defaults", allowed=SETTING_KEYS)
     groups_node = reader.mapping(top.get("groups"), "groups")
-    groups = {name: reader.settings(node, f"groups.{name}", allowed=SETTING_KEYS)
-              for name, node in reader.named(groups_node)}
+    groups = {
+        name: reader.settings(node, f"groups.{name}", allowed=SETTING_KEYS)
+        for name, node in reader.named(groups_node)
+    }
     hosts: dict[str, HostConfig] = {}
     for name, node in reader.named(reader.mapping(top.get("hosts"), "hosts")):
         own = reader.settings(node, f"hosts.{name}", allowed=SETTING_KEYS + HOST_ONLY_KEYS)
@@ -228,8 +238,10 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         for group_name in member_of:
             if group_name not in groups:
                 raise reader.error(
-                    reader.value_node(node, "groups"), f"hosts.{name}.groups",
-                    f"unknown group '{group_name}'", f"groups: {', '.join(groups) or '(none defined)'}",
+                    reader.value_node(node, "groups"),
+                    f"hosts.{name}.groups",
+                    f"unknown group '{group_name}'",
+                    f"groups: {', '.join(groups) or '(none defined)'}",
                 )
         settings = dict(defaults)
         for group_name in reversed(member_of):
@@ -252,29 +264,42 @@ class _Reader:
         line = node.start_mark.line + 1 if node is not None else 1
         return ConfigError(f"{self.path}:{line}: {key}: {problem}", hint)
 
-    def mapping(self, node: yaml.Node | None, where: str,
-                allowed: Sequence[str] | None = None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(
+        self, node: yaml.Node | None, where: str, allowed: Sequence[str] | None = None
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """key -> (key node, value node); null is an empty mapping."""
         if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
             return {}
         if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, where, f"must be a mapping of 'key: value' lines, not {_kind(node)}",
-                             "indent the entries under it: 'hosts:' then '  esx01: {hostname: 10.0.0.11}'")
+            raise self.error(
+                node,
+                where,
+                f"must be a mapping of 'key: value' lines, not {_kind(node)}",
+                "indent the entries under it: 'hosts:' then '  esx01: {hostname: 10.0.0.11}'",
+            )
         own_keys: set[Any] = set()
         for key_node, _value in node.value:
             if key_node.tag != "tag:yaml.org,2002:merge":
                 key = self._constructor.construct_object(key_node, deep=True)
                 if key in own_keys:
-                    raise self.error(key_node, f"{where}.{key}".removeprefix("the file."), "appears twice",
-                                     "remove one of the entries")
+                    raise self.error(
+                        key_node,
+                        f"{where}.{key}".removeprefix("the file."),
+                        "appears twice",
+                        "remove one of the entries",
+                    )
                 own_keys.add(key)
         self._constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor); own keys come last and win
         result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = self._constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str) or not key:
-                raise self.error(key_node, f"{where} key {key!r}", "names must be text",
-                                 "quote the name, e.g. '\"1.2\": ...'")
+                raise self.error(
+                    key_node,
+                    f"{where} key {key!r}",
+                    "names must be text",
+                    "quote the name, e.g. '\"1.2\": ...'",
+                )
             label = key if where == "the file" else f"{where}.{key}"
             if allowed is not None and key not in allowed:
                 secret = "pass" in key.lower() or "secret" in key.lower()
@@ -315,8 +340,9 @@ class _Reader:
             return float(value)
         if key == "groups":
             if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
-                raise bad(f"groups must be a list of group names, not {value!r}",
-                          "e.g. 'groups: [prod, lab]'")
+                raise bad(
+                    f"groups must be a list of group names, not {value!r}", "e.g. 'groups: [prod, lab]'"
+                )
             return tuple(value)
         if not isinstance(value, str) or not value.strip():
             raise bad(f"{key} must be non-empty text, not {value!r}", f"e.g. '{key}: {_EXAMPLES[key]}'")
@@ -324,8 +350,10 @@ class _Reader:
             expanded = Path(value).expanduser()
             return expanded if expanded.is_absolute() else (self.path.parent / expanded).resolve()
         if key == "password_env" and not _ENV_NAME.match(value):
-            raise bad(f"'{value}' is not an environment variable name",
-                      "give the variable's name, not the password: 'password_env: ESXCAP_PASSWORD'")
+            raise bad(
+                f"'{value}' is not an environment variable name",
+                "give the variable's name, not the password: 'password_env: ESXCAP_PASSWORD'",
+            )
         if key == "transport" and value not in TRANSPORTS:
             raise bad(f"unknown transport '{value}'", f"transports: {', '.join(TRANSPORTS)}")
         if key == "hostname" and any(c.isspace() for c in value):
@@ -346,8 +374,10 @@ _EXAMPLES = {
 
 def _key_hint(key: str, allowed: Sequence[str]) -> str:
     if "pass" in key.lower() or "secret" in key.lower():
-        return ("passwords are never stored in the inventory: set 'password_env: VARIABLE' and export the "
-                "password in that variable, or let esxcap prompt for it")
+        return (
+            "passwords are never stored in the inventory: set 'password_env: VARIABLE' and export the "
+            "password in that variable, or let esxcap prompt for it"
+        )
     close = difflib.get_close_matches(key, list(allowed), n=1)
     maybe = f"did you mean '{close[0]}'? " if close else ""
     return f"{maybe}allowed keys here: {', '.join(allowed)}"
@@ -359,8 +389,9 @@ def _kind(node: yaml.Node) -> str:
     return f"the value {node.value!r}" if isinstance(node, yaml.ScalarNode) else "this"
 
 
-def _make_host(name: str, hostname: str, settings: Mapping[str, Any], groups: tuple[str, ...],
-               explicit: frozenset[str]) -> HostConfig:
+def _make_host(
+    name: str, hostname: str, settings: Mapping[str, Any], groups: tuple[str, ...], explicit: frozenset[str]
+) -> HostConfig:
     values = {k: v for k, v in settings.items() if k in SETTING_KEYS}
     return HostConfig(name=name, hostname=hostname, groups=groups, explicit=explicit, **values)
 

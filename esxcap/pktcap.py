@@ -27,8 +27,12 @@ DVFILTER_POINTS = frozenset({"PreDVFilter", "PostDVFilter"})
 VDR_POINTS = frozenset({"VdrRxLeaf", "VdrTxLeaf", "VdrRxTerminal", "VdrTxTerminal"})
 FUNCTION_POINTS = frozenset({"Dynamic", "IOChain", "TcpipDispatch"})
 EQUIVALENT_POINTS = {
-    "VnicRx": "Vmxnet3Rx", "VnicTx": "Vmxnet3Tx", "Vmxnet3Rx": "VnicRx", "Vmxnet3Tx": "VnicTx",
-    "UplinkRcvKernel": "UplinkRcv", "UplinkSndKernel": "UplinkSnd",
+    "VnicRx": "Vmxnet3Rx",
+    "VnicTx": "Vmxnet3Tx",
+    "Vmxnet3Rx": "VnicRx",
+    "Vmxnet3Tx": "VnicTx",
+    "UplinkRcvKernel": "UplinkRcv",
+    "UplinkSndKernel": "UplinkSnd",
 }
 TCP_FILTERS = ("srcport", "dstport", "tcpport", "srctcpport", "dsttcpport")
 UDP_FILTERS = ("udpport", "srcudpport", "dstudpport")
@@ -69,14 +73,24 @@ class FlowFilter:
 
 # Filter field -> validator, in the order the options go into the argv.
 _FILTERS = (
-    ("srcmac", validate.mac), ("dstmac", validate.mac), ("mac", validate.mac),
-    ("ethtype", validate.ethtype), ("vlan", validate.vlan),
-    ("srcip", validate.ipv4_prefix), ("dstip", validate.ipv4_prefix), ("ip", validate.ipv4),
+    ("srcmac", validate.mac),
+    ("dstmac", validate.mac),
+    ("mac", validate.mac),
+    ("ethtype", validate.ethtype),
+    ("vlan", validate.vlan),
+    ("srcip", validate.ipv4_prefix),
+    ("dstip", validate.ipv4_prefix),
+    ("ip", validate.ipv4),
     ("proto", validate.proto),
-    ("srcport", validate.port), ("dstport", validate.port), ("tcpport", validate.port),
+    ("srcport", validate.port),
+    ("dstport", validate.port),
+    ("tcpport", validate.port),
     ("vxlan", validate.vxlan),
-    ("srctcpport", validate.port), ("dsttcpport", validate.port), ("udpport", validate.port),
-    ("srcudpport", validate.port), ("dstudpport", validate.port),
+    ("srctcpport", validate.port),
+    ("dsttcpport", validate.port),
+    ("udpport", validate.port),
+    ("srcudpport", validate.port),
+    ("dstudpport", validate.port),
 )
 
 
@@ -131,8 +145,10 @@ def build_argv(spec: CaptureSpec, caps: Capabilities, host: str) -> list[str]:
     if spec.dir is not None:
         code = validate.direction_code(spec.dir, "--dir")
         if code == 2 and not caps.dir_both:
-            raise refuse("pktcap-uw has no --dir 2 (both directions) before ESXi 6.7",
-                         "capture each direction in its own stream (--dir 0 and --dir 1) and merge them")
+            raise refuse(
+                "pktcap-uw has no --dir 2 (both directions) before ESXi 6.7",
+                "capture each direction in its own stream (--dir 0 and --dir 1) and merge them",
+            )
         argv += ["--dir", str(code)]
     if spec.stage is not None:
         argv += ["--stage", str(validate.stage_code(spec.stage, "--stage"))]
@@ -146,8 +162,10 @@ def build_argv(spec: CaptureSpec, caps: Capabilities, host: str) -> list[str]:
     argv += _filter_args(spec.filters, caps, refuse)
     if spec.ng:
         if not caps.pcapng:
-            raise refuse("pktcap-uw cannot write pcapng (--ng) before ESXi 6.0",
-                         "capture plain pcap; esxcap writes pcapng locally anyway")
+            raise refuse(
+                "pktcap-uw cannot write pcapng (--ng) before ESXi 6.0",
+                "capture plain pcap; esxcap writes pcapng locally anyway",
+            )
         argv.append("--ng")
     return [*argv, "-o", "-"]
 
@@ -187,8 +205,10 @@ def _points(spec: CaptureSpec, caps: Capabilities, refuse: _Refusal) -> tuple[st
     if len(set(points)) != len(points):
         raise refuse(f"capture point listed twice in {','.join(points)}", "list each point once")
     if len(points) > 1 and not caps.multi_point:
-        raise refuse("pktcap-uw takes one capture point per run before ESXi 6.7",
-                     "capture each point in its own stream and merge them")
+        raise refuse(
+            "pktcap-uw takes one capture point per run before ESXi 6.7",
+            "capture each point in its own stream and merge them",
+        )
     _check_combination(spec, points, refuse)
     return points
 
@@ -197,27 +217,34 @@ def _check_combination(spec: CaptureSpec, points: tuple[str, ...], refuse: _Refu
     kind = spec.selector.kind
     given = set(points)
     if "Drop" in given and (kind != "none" or len(points) > 1):
-        raise refuse("the Drop point stands alone: no selector and no other point",
-                     "capture 'Drop' by itself, in its own stream")
+        raise refuse(
+            "the Drop point stands alone: no selector and no other point",
+            "capture 'Drop' by itself, in its own stream",
+        )
     if kind == "none" and not given <= {"Drop", "Dynamic", "PktFree"}:
-        raise refuse("capture points other than Drop, Dynamic and PktFree need a selector",
-                     "add --switchport, --vmk, --uplink, --dvfilter or --lifID")
+        raise refuse(
+            "capture points other than Drop, Dynamic and PktFree need a selector",
+            "add --switchport, --vmk, --uplink, --dvfilter or --lifID",
+        )
     if kind == "dvfilter":
         if not given <= DVFILTER_POINTS:
-            raise refuse("--dvfilter works with PreDVFilter/PostDVFilter only",
-                         "capture PreDVFilter or PostDVFilter")
+            raise refuse(
+                "--dvfilter works with PreDVFilter/PostDVFilter only", "capture PreDVFilter or PostDVFilter"
+            )
         if not given and spec.stage is None:
             raise refuse("--dvfilter needs a point or a stage", "add --stage 0 (pre) or 1 (post)")
     elif given & DVFILTER_POINTS:
         raise refuse("PreDVFilter/PostDVFilter need --dvfilter", "name the filter with --dvfilter")
     if kind == "lifID" and not (given and given <= VDR_POINTS):
-        raise refuse("--lifID needs a Vdr* point",
-                     "capture VdrRxLeaf, VdrTxLeaf, VdrRxTerminal or VdrTxTerminal")
+        raise refuse(
+            "--lifID needs a Vdr* point", "capture VdrRxLeaf, VdrTxLeaf, VdrRxTerminal or VdrTxTerminal"
+        )
     if kind != "lifID" and given & VDR_POINTS:
         raise refuse("Vdr* points need --lifID", "name the logical interface with --lifID")
     if given & VNIC_POINTS and kind != "switchport":
-        raise refuse("vNIC points need the vNIC's --switchport",
-                     "select the VM's switch port with --switchport")
+        raise refuse(
+            "vNIC points need the vNIC's --switchport", "select the VM's switch port with --switchport"
+        )
     if given & UPLINK_POINTS and kind != "uplink":
         raise refuse("uplink points need --uplink", "select the physical NIC with --uplink vmnicN")
     if given & PORT_POINTS and kind not in ("switchport", "vmk", "uplink"):
@@ -229,8 +256,10 @@ def _check_combination(spec: CaptureSpec, points: tuple[str, ...], refuse: _Refu
     if "Dynamic" in given and spec.function is None:
         raise refuse("the Dynamic point needs a function (-f)", "give -f [module.]function")
     if spec.function is not None and not given & FUNCTION_POINTS:
-        raise refuse("-f applies to the Dynamic, IOChain and TcpipDispatch points only",
-                     "capture one of those points or drop -f")
+        raise refuse(
+            "-f applies to the Dynamic, IOChain and TcpipDispatch points only",
+            "capture one of those points or drop -f",
+        )
 
 
 def _function(value: str, caps: Capabilities, refuse: _Refusal) -> str:
@@ -248,26 +277,32 @@ def _filter_args(filters: FlowFilter, caps: Capabilities, refuse: _Refusal) -> l
         if raw is None:
             continue
         if name in LATER_PORT_FILTERS and not caps.later_port_filters:
-            raise refuse(f"pktcap-uw has no --{name} before ESXi 6.7",
-                         "use --srcport/--dstport/--tcpport for TCP; for UDP filter --proto 0x11 here "
-                         "and select ports when reading the capture")
+            raise refuse(
+                f"pktcap-uw has no --{name} before ESXi 6.7",
+                "use --srcport/--dstport/--tcpport for TCP; for UDP filter --proto 0x11 here "
+                "and select ports when reading the capture",
+            )
         values[name] = str(check(raw, f"--{name}"))
         args += [f"--{name}", values[name]]
     tcp = [name for name in TCP_FILTERS if name in values]
     udp = [name for name in UDP_FILTERS if name in values]
     if tcp and udp:
-        raise refuse(f"--{tcp[0]} (TCP) and --{udp[0]} (UDP) together never match",
-                     "keep one protocol's ports")
+        raise refuse(
+            f"--{tcp[0]} (TCP) and --{udp[0]} (UDP) together never match", "keep one protocol's ports"
+        )
     wanted = "0x06" if tcp else "0x11" if udp else None
     if wanted and values.get("proto", wanted) != wanted:
         ports = (tcp or udp)[0]
-        raise refuse(f"--{ports} is a {'TCP' if tcp else 'UDP'} port but --proto is {values['proto']}",
-                     f"use --proto {wanted} or drop the port filter")
+        raise refuse(
+            f"--{ports} is a {'TCP' if tcp else 'UDP'} port but --proto is {values['proto']}",
+            f"use --proto {wanted} or drop the port filter",
+        )
     return args
 
 
-def points_for(kind: TargetKind, direction: Direction, caps: Capabilities, *,
-               separate: bool = False) -> tuple[StreamPlan, ...]:
+def points_for(
+    kind: TargetKind, direction: Direction, caps: Capabilities, *, separate: bool = False
+) -> tuple[StreamPlan, ...]:
     """The streams that capture `direction` (seen from the VM / vmknic / wire) on a target of `kind`.
 
     in/out: one stream at one point. both: one stream where the host can (vNIC and uplink: both points in

@@ -22,8 +22,16 @@ from collections.abc import Iterable
 
 from esxcap.errors import UsageError
 
-ETHTYPES = {"ipv4": 0x0800, "arp": 0x0806, "rarp": 0x8035, "vlan": 0x8100, "ipv6": 0x86DD,
-            "lldp": 0x88CC, "qinq": 0x88A8, "lacp": 0x8809}
+ETHTYPES = {
+    "ipv4": 0x0800,
+    "arp": 0x0806,
+    "rarp": 0x8035,
+    "vlan": 0x8100,
+    "ipv6": 0x86DD,
+    "lldp": 0x88CC,
+    "qinq": 0x88A8,
+    "lacp": 0x8809,
+}
 IP_PROTOCOLS = {"icmp": 0x01, "igmp": 0x02, "tcp": 0x06, "udp": 0x11, "gre": 0x2F, "esp": 0x32, "ah": 0x33}
 
 U32_MAX = 2**32 - 1
@@ -115,8 +123,9 @@ def vxlan(value: str | int, option: str) -> int:
 
 
 def switchport(value: str | int, option: str) -> int:
-    return _number(value, option, 0, U32_MAX, "a numeric switch port id like 50331657 (or 0x03000009)",
-                   hex_ok=True)
+    return _number(
+        value, option, 0, U32_MAX, "a numeric switch port id like 50331657 (or 0x03000009)", hex_ok=True
+    )
 
 
 def count(value: str | int, option: str) -> int:
@@ -177,10 +186,18 @@ def lif_id(value: str, option: str) -> str:
 def dvfilter(value: str, option: str) -> str:
     """A DVFilter name as `summarize-dvfilter` prints it: printable, no whitespace, not option-like."""
     text = value if isinstance(value, str) else str(value)
-    if (not text or len(text) > 255 or text.startswith("-")
-            or any(ch.isspace() or not ch.isprintable() for ch in text)):
-        raise _bad(option, value, "a filter name like nic-36445-eth0-vmware-sfw.2 (no spaces or control "
-                                  "characters, not starting with '-')")
+    if (
+        not text
+        or len(text) > 255
+        or text.startswith("-")
+        or any(ch.isspace() or not ch.isprintable() for ch in text)
+    ):
+        raise _bad(
+            option,
+            value,
+            "a filter name like nic-36445-eth0-vmware-sfw.2 (no spaces or control "
+            "characters, not starting with '-')",
+        )
     return text
 
 
@@ -198,8 +215,13 @@ def capture_point(value: str, option: str, known: Iterable[str]) -> str:
     text = value.strip() if isinstance(value, str) else ""
     canonical = names.get(text.lower())
     if canonical is None:
-        raise _bad(option, value, "a capture point name such as " + ", ".join(sorted(names.values())[:8])
-                   + ", ... ('esxcap points HOST' lists a host's points)")
+        raise _bad(
+            option,
+            value,
+            "a capture point name such as "
+            + ", ".join(sorted(names.values())[:8])
+            + ", ... ('esxcap points HOST' lists a host's points)",
+        )
     return canonical
 
 

@@ -32,6 +32,7 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
 def esxcap(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None) -> CliResult:
     proc = subprocess.run(
         [sys.executable, "-m", "esxcap", *args],
+        check=False,
         capture_output=True,
         text=True,
         env=env,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from clirun import esxcap, isolated_env
+
 from esxcap.sim import SimulatorThread, load_topology
 
 TOPOLOGY = load_topology()

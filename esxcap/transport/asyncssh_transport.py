@@ -32,15 +32,36 @@ READ_CHUNK = 256 * 1024
 # Newest first; what ESXi 5.5/6.x may need comes last: chosen only when the host offers nothing newer.
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
 ENCRYPTION_OLD = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc")
-KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
-       "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "diffie-hellman-group-exchange-sha256",
-       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512", "diffie-hellman-group14-sha256")
+KEX = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+)
 KEX_OLD = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1")
-MAC = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com",
-       "hmac-sha2-256", "hmac-sha2-512", "umac-128@openssh.com")
+MAC = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+    "umac-128@openssh.com",
+)
 MAC_OLD = ("hmac-sha1",)
-HOST_KEY = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-            "rsa-sha2-512", "rsa-sha2-256")
+HOST_KEY = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
 HOST_KEY_OLD = ("ssh-rsa",)
 
 
@@ -55,12 +76,14 @@ def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig
     host_keys = [a for a in HOST_KEY if a in known_key_algs]
     host_keys += [a for a in HOST_KEY + HOST_KEY_OLD if a not in host_keys]
     lists = {
-        ("encryption_algs", "Ciphers"): _supported(ENCRYPTION + ENCRYPTION_OLD, asyncssh.encryption
-                                                   .get_encryption_algs()),
+        ("encryption_algs", "Ciphers"): _supported(
+            ENCRYPTION + ENCRYPTION_OLD, asyncssh.encryption.get_encryption_algs()
+        ),
         ("kex_algs", "KexAlgorithms"): _supported(KEX + KEX_OLD, asyncssh.kex.get_kex_algs()),
         ("mac_algs", "MACs"): _supported(MAC + MAC_OLD, asyncssh.mac.get_mac_algs()),
-        ("server_host_key_algs", "HostKeyAlgorithms"): _supported(host_keys,
-                                                                  asyncssh.public_key.get_public_key_algs()),
+        ("server_host_key_algs", "HostKeyAlgorithms"): _supported(
+            host_keys, asyncssh.public_key.get_public_key_algs()
+        ),
     }
     return {option: algs for (option, key), algs in lists.items() if ssh_config.get(key) is None}
 
@@ -134,12 +157,20 @@ class _Client(asyncssh.SSHClient):
         known = _known_keys(a.known_hosts, host, addr, port)
         key_type, fingerprint = key.get_algorithm(), key.get_fingerprint("sha256")
         if known:
-            a.key_problem = changed_key_error(a.label, host, port, key_type, fingerprint, a.known_hosts,
-                                              sorted({k.get_algorithm() for k in known}))
+            a.key_problem = changed_key_error(
+                a.label,
+                host,
+                port,
+                key_type,
+                fingerprint,
+                a.known_hosts,
+                sorted({k.get_algorithm() for k in known}),
+            )
             return False
         if not a.accept_new:
-            a.key_problem = unknown_key_error(a.label, a.host.name, host, port, key_type, fingerprint,
-                                              a.known_hosts)
+            a.key_problem = unknown_key_error(
+                a.label, a.host.name, host, port, key_type, fingerprint, a.known_hosts
+            )
             return False
         record_host_key(a.known_hosts, host, port, key.export_public_key("openssh").decode("ascii"))
         return True
@@ -151,8 +182,9 @@ class _Client(asyncssh.SSHClient):
         self._attempt.note_methods(self._conn)
         return None if self._attempt.kbdint_answered else ""
 
-    async def kbdint_challenge_received(self, name: str, instructions: str, lang: str,
-                                        prompts: Sequence[tuple[str, bool]]) -> list[str] | None:
+    async def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
         if not prompts:
             return []
         if self._attempt.kbdint_answered or any(echo for _prompt, echo in prompts):
@@ -220,8 +252,10 @@ class AsyncsshConnection:
                 "the host may be overloaded; raise command_timeout in the inventory if it is just slow",
             ) from None
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(f"{self.label}: connection failed while running '{argv[0]}': {_reason(exc)}",
-                               "check the host's state and try again") from exc
+            raise ConnectError(
+                f"{self.label}: connection failed while running '{argv[0]}': {_reason(exc)}",
+                "check the host's state and try again",
+            ) from exc
         finally:
             if process is not None:
                 process.close()
@@ -233,8 +267,9 @@ class AsyncsshConnection:
     async def __aenter__(self) -> AsyncsshConnection:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
 
@@ -258,29 +293,37 @@ class AsyncsshTransport:
     def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
         self._ssh_config = list(ssh_config) if ssh_config is not None else None
 
-    async def connect(self, host: HostConfig, *, password: PasswordSource,
-                      accept_new: bool) -> AsyncsshConnection:
+    async def connect(
+        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+    ) -> AsyncsshConnection:
         paths = self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
         options = _connect_options(host, paths)
         ssh_config: SSHClientConfig = options.pop("_ssh_config")
         target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
         label = f"{host.name} ({target}:{port})"
         known_hosts = host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        known_algs = [alg.decode() for key in _known_keys(known_hosts, target, target, port)
-                      for alg in key.sig_algorithms]
+        known_algs = [
+            alg.decode()
+            for key in _known_keys(known_hosts, target, target, port)
+            for alg in key.sig_algorithms
+        ]
         options.update(algorithm_options(known_algs, ssh_config))
         attempt = _Attempt(host, label, known_hosts, accept_new, password)
         options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
         try:
             async with asyncio.timeout(host.connect_timeout) as attempt.timeout:
-                conn = await asyncssh.connect(host.hostname, client_factory=lambda: _Client(attempt),
-                                              **options)
+                conn = await asyncssh.connect(
+                    host.hostname, client_factory=lambda: _Client(attempt), **options
+                )
         except TimeoutError:
             what = "no SSH answer" if attempt.tcp_connected else "no answer"
-            raise ConnectError(f"{label}: {what} within {host.connect_timeout:g} s",
-                               _down_hint(port) if not attempt.tcp_connected else
-                               "something answers on that port but does not speak SSH in time; "
-                               "check the port, or raise connect_timeout for a slow link") from None
+            raise ConnectError(
+                f"{label}: {what} within {host.connect_timeout:g} s",
+                _down_hint(port)
+                if not attempt.tcp_connected
+                else "something answers on that port but does not speak SSH in time; "
+                "check the port, or raise connect_timeout for a slow link",
+            ) from None
         except asyncssh.HostKeyNotVerifiable as exc:
             raise attempt.key_problem or HostKeyError(
                 f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
@@ -288,9 +331,11 @@ class AsyncsshTransport:
         except asyncssh.PermissionDenied:
             raise _auth_error(label, str(options.get("username", "")), attempt) from None
         except asyncssh.KeyExchangeFailed as exc:
-            raise ConnectError(f"{label}: no common SSH algorithm: {exc.reason}",
-                               "the host's sshd may be restricted (FIPS mode?); compare its Ciphers and "
-                               "KexAlgorithms with esxcap's") from None
+            raise ConnectError(
+                f"{label}: no common SSH algorithm: {exc.reason}",
+                "the host's sshd may be restricted (FIPS mode?); compare its Ciphers and "
+                "KexAlgorithms with esxcap's",
+            ) from None
         except ConnectionRefusedError:
             raise ConnectError(f"{label}: connection refused", _down_hint(port)) from None
         except (asyncssh.Error, OSError) as exc:
@@ -303,8 +348,17 @@ def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:
     explicit = host.explicit
     user_arg: Any = host.username if "username" in explicit else ()
     port_arg: Any = host.port if "port" in explicit else ()
-    ssh_config = SSHClientConfig.load(None, [str(p) for p in paths], False, False, False,
-                                      getpass.getuser(), user_arg, host.hostname, port_arg)
+    ssh_config = SSHClientConfig.load(
+        None,
+        [str(p) for p in paths],
+        False,
+        False,
+        False,
+        getpass.getuser(),
+        user_arg,
+        host.hostname,
+        port_arg,
+    )
     options: dict[str, Any] = {
         "config": [str(p) for p in paths],
         "username": host.username if "username" in explicit else ssh_config.get("User") or host.username,
@@ -346,5 +400,7 @@ def _auth_error(label: str, user: str, attempt: _Attempt) -> HostError:
 
 
 def _down_hint(port: int) -> str:
-    return (f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
-            "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console")
+    return (
+        f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
+        "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console"
+    )

@@ -36,8 +36,9 @@ def record_host_key(path: Path, host: str, port: int, public_key: str) -> None:
         f.write((("\n" if needs_newline else "") + line).encode("ascii"))
 
 
-def unknown_key_error(label: str, name: str, host: str, port: int, key_type: str, fingerprint: str,
-                      known_hosts: Path) -> HostKeyError:
+def unknown_key_error(
+    label: str, name: str, host: str, port: int, key_type: str, fingerprint: str, known_hosts: Path
+) -> HostKeyError:
     return HostKeyError(
         f"{label}: unknown host key: {key_type} {fingerprint} is not in {known_hosts}",
         f"if this fingerprint is the host's (on the host: for f in /etc/ssh/ssh_host_*_key.pub; "
@@ -46,8 +47,15 @@ def unknown_key_error(label: str, name: str, host: str, port: int, key_type: str
     )
 
 
-def changed_key_error(label: str, host: str, port: int, key_type: str, fingerprint: str,
-                      known_hosts: Path, known_types: list[str]) -> HostKeyError:
+def changed_key_error(
+    label: str,
+    host: str,
+    port: int,
+    key_type: str,
+    fingerprint: str,
+    known_hosts: Path,
+    known_types: list[str],
+) -> HostKeyError:
     pattern = known_hosts_pattern(host, port)
     return HostKeyError(
         f"{label}: HOST KEY CHANGED: the host presented {key_type} {fingerprint}, but {known_hosts} holds "
