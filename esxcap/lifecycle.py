@@ -104,7 +104,27 @@ class RemoteCapture:
     marker: str | None
 
 
-def parse_listing(text: str) -> list[RemoteCapture]:
+@dataclass(frozen=True)
+class Listing:
+    """What LISTING_SCRIPT found: running pktcap-uw processes, and pidfiles (marker -> PID) of ours."""
+
+    captures: tuple[RemoteCapture, ...]
+    pidfiles: dict[str, int]
+
+    @property
+    def stale_markers(self) -> list[str]:
+        """Pidfiles whose process is gone (their wrapper was killed before it could tidy up)."""
+        running = {c.pid for c in self.captures}
+        return [marker for marker, pid in self.pidfiles.items() if pid not in running]
+
+
+def pidfile_path(marker: str) -> str:
+    if not _MARKER.match(marker):
+        raise ValueError(f"bad marker {marker!r}")
+    return f"{PID_DIR}/{marker}.pid"
+
+
+def parse_listing(text: str) -> Listing:
     """Parse LISTING_SCRIPT's output: pidfiles, then `ps -c` (WID CID WorldName Command) rows.
 
     Each pktcap-uw cartel appears once (ps lists one row per world); it is ours when a pidfile names it.
@@ -129,4 +149,4 @@ def parse_listing(text: str) -> list[RemoteCapture]:
             continue
         pid = int(parts[1])
         found.setdefault(pid, RemoteCapture(pid, parts[3].strip(), ours.get(pid)))
-    return list(found.values())
+    return Listing(tuple(found.values()), {marker: pid for pid, marker in ours.items()})

@@ -176,3 +176,5 @@ class HostFacts:
     portgroups: tuple[PortGroup, ...]
     distributed_switches: tuple[DistributedSwitch, ...]
     netstats: tuple[NetStatsPort, ...]
+    capture_points: tuple[str, ...] | None = None
+    """What `pktcap-uw -A` listed, when discovery asked (captures); None when not asked or not answered."""

@@ -6,19 +6,28 @@ go to stderr so `esxcap ... --json | jq` always sees clean JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from esxcap.facts import uplinks, vmknics
 from esxcap.models import HostFacts
 from esxcap.targets import Match, vnic_label
+
+if TYPE_CHECKING:
+    from esxcap.capture import StreamRun
+    from esxcap.plan import Stream
+    from esxcap.session import HostResult
 
 _PIPE_WIDTH = 200
 """Tables written to a pipe or file are not folded to 80 columns (COLUMNS still wins)."""
@@ -179,6 +188,200 @@ def hosts(rows: Sequence[dict[str, Any]]) -> None:
                     f"${r['password_env']}" if r["password_env"] else None,
                     r["known_hosts"],
                 )
+                for r in rows
+            ),
+        )
+    )
+
+
+def packet(line: str, to_stderr: bool = False) -> None:
+    """One console line per captured packet (stderr when stdout carries the capture itself)."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def dry_run(planned: Sequence[Stream], hosts: Sequence[tuple[str, HostFacts]], json_out: bool) -> None:
+    """The exact pktcap-uw command lines per host; nothing ran."""
+    from esxcap.lifecycle import WRAPPER_NAME
+    from esxcap.remote import command_line
+
+    if json_out:
+        print_json(
+            {
+                "streams": [
+                    {
+                        "host": s.target.host,
+                        "target": s.target.label,
+                        "point": s.point_label,
+                        "direction": s.direction,
+                        "interface": s.interface_name,
+                        "remote_command": command_line(s.argv),
+                    }
+                    for s in planned
+                ]
+            }
+        )
+        return
+    versions = {name: f"ESXi {f.version.version} build {f.version.build}" for name, f in hosts}
+    for name, _facts in hosts:
+        mine = [s for s in planned if s.target.host == name]
+        if not mine:
+            continue
+        _stdout.print(f"[bold]{escape(name)}[/] ({escape(versions[name])})")
+        for s in mine:
+            _stdout.print(f"  {escape(command_line(s.argv))}", soft_wrap=True)
+    _stderr.print(
+        f"[dim]nothing ran; each command runs under esxcap's stop-safe wrapper "
+        f"(sh -c ... {WRAPPER_NAME} ...)[/]"
+    )
+
+
+def _human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+class CaptureProgress:
+    """Live per-stream progress on stderr while capturing (only when stderr is a terminal)."""
+
+    def __init__(self, runs: Sequence[StreamRun]) -> None:
+        self._runs = runs
+        self._live: Live | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _table(self) -> Table:
+        now = time.time()
+        rows = []
+        for run in self._runs:
+            elapsed = (run.ended_at or now) - run.started_at if run.started_at else 0.0
+            rate = run.packets / elapsed if elapsed > 0 else 0.0
+            state = "error" if run.error else "done" if run.ended_at else "running" if run.pid else "starting"
+            rows.append(
+                (
+                    run.stream.interface_name,
+                    state,
+                    run.packets,
+                    _human_bytes(run.bytes),
+                    f"{rate:.0f}/s",
+                    f"{elapsed:.1f} s",
+                    run.dropped,
+                )
+            )
+        return _table(
+            "Capturing (Ctrl-C stops)",
+            ("Stream", "State", "Packets", "Bytes", "Rate", "Elapsed", "Dropped"),
+            rows,
+        )
+
+    async def __aenter__(self) -> CaptureProgress:
+        if _stderr.is_terminal:
+            self._live = Live(self._table(), console=_stderr, transient=True, auto_refresh=False)
+            self._live.start()
+            self._task = asyncio.create_task(self._refresh())
+        return self
+
+    async def _refresh(self) -> None:
+        while self._live is not None:
+            self._live.update(self._table(), refresh=True)
+            await asyncio.sleep(0.5)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def capture_summary(
+    runs: Sequence[StreamRun],
+    files: dict[int, Path | None],
+    failed: Sequence[HostResult[Any]],
+    json_out: bool,
+    to_stderr: bool,
+) -> None:
+    """The final per-stream table (or JSON): packets, bytes, drops, file and error of every stream."""
+
+    def file_of(run: StreamRun) -> str | None:
+        path = files.get(id(run.sink))
+        return str(path) if path else ("-" if to_stderr else None)
+
+    errors = [(f.host.name, f.error.message, f.error.hint) for f in failed if f.error]
+    if json_out and not to_stderr:
+        print_json(
+            {
+                "streams": [
+                    {
+                        "host": r.stream.target.host,
+                        "target": r.stream.target.label,
+                        "point": r.stream.point_label,
+                        "direction": r.stream.direction,
+                        "interface": r.stream.interface_name,
+                        "remote_command": r.remote_command,
+                        "packets": r.packets,
+                        "bytes": r.bytes,
+                        "dropped": r.dropped,
+                        "file": file_of(r),
+                        "error": r.error.message if r.error else None,
+                        "hint": r.error.hint if r.error else None,
+                    }
+                    for r in runs
+                ],
+                "errors": [{"host": h, "error": m, "hint": hint} for h, m, hint in errors],
+            }
+        )
+        return
+    console = _stderr if to_stderr else _stdout
+    console.print(
+        _table(
+            "Capture summary",
+            ("Host", "Target", "Point", "Dir", "Packets", "Bytes", "Dropped", "File"),
+            (
+                (
+                    r.stream.target.host,
+                    r.stream.target.label,
+                    r.stream.point_label,
+                    r.stream.direction,
+                    r.packets,
+                    _human_bytes(r.bytes),
+                    r.dropped,
+                    file_of(r),
+                )
+                for r in runs
+            ),
+        )
+    )
+    for r in runs:
+        if r.error:
+            error(r.error.message, r.error.hint)
+    host_errors(errors)
+
+
+def points(host: str, names: Sequence[str], source: str, json_out: bool) -> None:
+    if json_out:
+        print_json({"host": host, "source": source, "points": list(names)})
+        return
+    _stdout.print(_table(f"{host}: capture points ({source})", ("#", "Point"), enumerate(names, start=1)))
+
+
+def cleanup_report(rows: Sequence[dict[str, Any]], json_out: bool) -> None:
+    if json_out:
+        print_json({"captures": list(rows)})
+        return
+    if not rows:
+        info("no pktcap-uw process running on these hosts")
+        return
+    _stdout.print(
+        _table(
+            "pktcap-uw processes",
+            ("Host", "PID", "Started by", "Action", "Command"),
+            (
+                (r["host"], r["pid"], "esxcap" if r["ours"] else "someone else", r["action"], r["command"])
                 for r in rows
             ),
         )

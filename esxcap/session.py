@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from esxcap.errors import HostError, UsageError
 from esxcap.inventory import HostConfig
@@ -45,35 +45,66 @@ def make_transport(name: str) -> Transport:
     raise UsageError(f"unknown transport '{name}'", "use --transport asyncssh")
 
 
-async def with_connection(
-    host: HostConfig, options: SessionOptions, job: Callable[[Connection], Awaitable[T]]
-) -> T:
-    """Connect to one host, run job on the connection, always close it."""
-    transport = make_transport(options.transport or host.transport)
-    conn = await transport.connect(host, password=options.password, accept_new=options.accept_new)
-    try:
-        return await job(conn)
-    finally:
-        await conn.close()
-
-
 async def run_on_hosts(
     hosts: Sequence[HostConfig],
     options: SessionOptions,
     job: Callable[[HostConfig, Connection], Awaitable[T]],
     parallel: int,
 ) -> list[HostResult[T]]:
-    """Run job on every host (at most `parallel` at once); results in the hosts' order."""
+    """Run job on every host (at most `parallel` at once, each connection closed after its job)."""
+
+    async def job_then_close(host: HostConfig, conn: Connection) -> T:
+        try:
+            return await job(host, conn)
+        finally:
+            await conn.close()
+
+    opened, failed = await open_hosts(hosts, options, job_then_close, parallel)
+    done = {o.host.name: HostResult(o.host, value=o.value) for o in opened}
+    done.update((f.host.name, f) for f in failed)
+    return [done[host.name] for host in hosts]
+
+
+@dataclass(frozen=True)
+class OpenHost(Generic[T]):
+    """A host whose connection stays open after `prepare` ran on it (for work in several phases)."""
+
+    host: HostConfig
+    conn: Connection
+    value: T
+
+
+async def open_hosts(
+    hosts: Sequence[HostConfig],
+    options: SessionOptions,
+    prepare: Callable[[HostConfig, Connection], Awaitable[T]],
+    parallel: int,
+) -> tuple[list[OpenHost[T]], list[HostResult[T]]]:
+    """Connect to every host and run `prepare` (at most `parallel` at once), keeping connections open.
+
+    Returns the open hosts and the failed ones; the caller closes the open ones with `close_hosts`.
+    """
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}", "use --parallel 10")
     limit = asyncio.Semaphore(parallel)
 
-    async def one(host: HostConfig) -> HostResult[T]:
+    async def one(host: HostConfig) -> OpenHost[T] | HostResult[T]:
         async with limit:
+            conn: Connection | None = None
             try:
-                value = await with_connection(host, options, lambda conn: job(host, conn))
+                transport = make_transport(options.transport or host.transport)
+                conn = await transport.connect(host, password=options.password, accept_new=options.accept_new)
+                return OpenHost(host, conn, await prepare(host, conn))
             except HostError as error:
+                if conn is not None:
+                    await conn.close()
                 return HostResult(host, error=error)
-            return HostResult(host, value=value)
 
-    return list(await asyncio.gather(*(one(host) for host in hosts)))
+    results = await asyncio.gather(*(one(host) for host in hosts))
+    opened = [r for r in results if isinstance(r, OpenHost)]
+    failed = [r for r in results if isinstance(r, HostResult)]
+    return opened, failed
+
+
+async def close_hosts(opened: Sequence[OpenHost[Any]]) -> None:
+    await asyncio.gather(*(o.conn.close() for o in opened), return_exceptions=True)

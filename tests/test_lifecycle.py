@@ -164,7 +164,10 @@ def test_listing_tells_ours_from_foreign() -> None:
         ]
     )
     found = parse_listing(text)
-    assert [(c.pid, c.marker) for c in found] == [(2100722, "esxcap-abc"), (2100800, None)]
+    assert [(c.pid, c.marker) for c in found.captures] == [(2100722, "esxcap-abc"), (2100800, None)]
+    assert found.stale_markers == []
+    stale = parse_listing(f"esxcap-pidfile {PID_DIR}/esxcap-old.pid 99\n{LISTING_MARK}\n")
+    assert stale.captures == () and stale.stale_markers == ["esxcap-old"]
 
 
 def test_listing_without_ps_section_is_an_error() -> None:

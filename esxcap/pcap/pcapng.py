@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from typing import IO
 
 from esxcap import __version__
 from esxcap.pcap.records import Interface, InterfaceStatistics, Record
@@ -72,7 +72,7 @@ class PcapngWriter:
 
     def __init__(
         self,
-        fileobj: BinaryIO,
+        fileobj: IO[bytes],
         *,
         comments: Sequence[str] = (),
         userappl: str = USERAPPL,

@@ -26,8 +26,44 @@ class CommandResult:
     stderr: bytes
 
 
+STREAM_CHUNK = 256 * 1024
+"""Largest stdout chunk a RemoteProcess hands over at once."""
+
+
+class RemoteProcess(Protocol):
+    """A command still running on a host: stdout read in chunks as it arrives, stderr gathered aside."""
+
+    async def read(self) -> bytes:
+        """The next stdout bytes (at most STREAM_CHUNK); b"" once stdout has ended."""
+        ...
+
+    def stderr(self) -> bytes:
+        """All stderr received so far."""
+        ...
+
+    async def stderr_changed(self) -> None:
+        """Return once more stderr has arrived (or stderr has ended)."""
+        ...
+
+    def close_stdin(self) -> None:
+        """Send EOF on the command's stdin (the capture wrapper's stop signal)."""
+        ...
+
+    async def wait(self, timeout: float) -> int | None:
+        """The exit status once the command ended; None if the host did not say within `timeout`."""
+        ...
+
+    def abort(self) -> None:
+        """Close the channel now, without waiting for the command."""
+        ...
+
+
 class Connection(Protocol):
     """An open SSH connection to one host."""
+
+    async def start(self, argv: Sequence[str]) -> RemoteProcess:
+        """Start argv on the host and return at once; its output is read through the RemoteProcess."""
+        ...
 
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
         """Run argv on the host and return its complete output; CommandTimeout after `timeout` seconds."""

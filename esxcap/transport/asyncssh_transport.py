@@ -7,6 +7,7 @@ Every asyncssh failure leaves this module as one of esxcap's errors naming the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from asyncssh.config import SSHClientConfig
 
 from esxcap.errors import AuthError, CommandTimeout, ConnectError, HostError, HostKeyError
 from esxcap.remote import command_line
-from esxcap.transport import CommandResult, PasswordSource
+from esxcap.transport import STREAM_CHUNK, CommandResult, PasswordSource
 from esxcap.transport.hostkeys import DEFAULT_PORT, changed_key_error, record_host_key, unknown_key_error
 
 if TYPE_CHECKING:
@@ -233,6 +234,16 @@ class AsyncsshConnection:
             "server_version": str(self._conn.get_extra_info("server_version")),
         }
 
+    async def start(self, argv: Sequence[str]) -> AsyncsshProcess:
+        try:
+            process = await self._conn.create_process(command_line(argv), encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(
+                f"{self.label}: cannot start '{argv[0]}': {_reason(exc)}",
+                "check the host's state and try again",
+            ) from exc
+        return AsyncsshProcess(process, self.label)
+
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
         line = command_line(argv)
         process: asyncssh.SSHClientProcess[bytes] | None = None
@@ -271,6 +282,64 @@ class AsyncsshConnection:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+class AsyncsshProcess:
+    """A running remote command; stdout is read on demand (flow control reaches the host), stderr drains
+    in the background into memory (pktcap-uw writes only a few lines there)."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], label: str) -> None:
+        self._process = process
+        self._label = label
+        self._stderr = bytearray()
+        self._stderr_event = asyncio.Event()
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        try:
+            while chunk := await self._process.stderr.read(STREAM_CHUNK):
+                self._stderr += chunk
+                self._stderr_event.set()
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            self._stderr_event.set()
+
+    async def read(self) -> bytes:
+        try:
+            return await self._process.stdout.read(STREAM_CHUNK)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectError(
+                f"{self._label}: connection lost while streaming: {_reason(exc)}",
+                "everything received so far was kept; check the host and the network, then capture again",
+            ) from exc
+
+    def stderr(self) -> bytes:
+        return bytes(self._stderr)
+
+    async def stderr_changed(self) -> None:
+        await self._stderr_event.wait()
+        if not self._stderr_task.done():
+            self._stderr_event.clear()
+
+    def close_stdin(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self._process.stdin.write_eof()
+
+    async def wait(self, timeout: float) -> int | None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._process.wait_closed()
+                await self._stderr_task
+        except TimeoutError:
+            self.abort()
+            return None
+        except (asyncssh.Error, OSError):
+            return None
+        return self._process.exit_status
+
+    def abort(self) -> None:
+        self._process.close()
 
 
 async def _drain(stream: asyncssh.SSHReader[bytes]) -> bytes:

@@ -1,0 +1,127 @@
+"""What every esxcap command shares: the typer app, common options, inventory and host selection, the
+password prompt, and the one place that maps errors to exit codes: 0 all ok, 3 partial, 1 all hosts
+failed, 2 usage or config error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from esxcap import output
+from esxcap.errors import ConfigError, EsxcapError, UsageError
+from esxcap.inventory import HostConfig, Inventory, find_inventory, load_inventory
+from esxcap.session import HostResult, SessionOptions
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_ALL_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="esxcap",
+    help="Packet captures on VMware ESXi hosts over SSH.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class _State:
+    inventory_path: Path | None = None
+
+
+state = _State()
+
+HostsArg = Annotated[
+    list[str] | None, typer.Argument(help="Inventory host names or [user@]address[:port]; default: all.")
+]
+GroupOpt = Annotated[
+    str | None, typer.Option("--group", "-g", help="Only the hosts of this inventory group.")
+]
+ParallelOpt = Annotated[int, typer.Option("--parallel", "-P", help="Hosts contacted at once.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+AcceptNewOpt = Annotated[
+    bool,
+    typer.Option("--accept-new", help="Record host keys not seen before (a changed key is always refused)."),
+]
+TransportOpt = Annotated[str | None, typer.Option("--transport", help="SSH library: asyncssh.")]
+
+
+def fail(error: EsxcapError, code: int) -> NoReturn:
+    output.error(error.message, error.hint)
+    raise typer.Exit(code)
+
+
+def run_job(job: Callable[[], Coroutine[Any, Any, int]]) -> None:
+    """Run one command's job, mapping esxcap errors and Ctrl-C to exit codes."""
+    try:
+        code = asyncio.run(job())
+    except (UsageError, ConfigError) as error:
+        fail(error, EXIT_USAGE)
+    except EsxcapError as error:
+        fail(error, EXIT_ALL_FAILED)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code)
+
+
+def load_inventory_or_empty() -> Inventory:
+    path = find_inventory(state.inventory_path, os.environ, Path.cwd(), Path.home())
+    inventory = load_inventory(path)
+    for message in inventory.warnings:
+        output.warning(message)
+    return inventory
+
+
+def select_hosts(hosts: Sequence[str] | None, group: str | None) -> list[HostConfig]:
+    selected = load_inventory_or_empty().select(list(hosts or ()), group)
+    if not selected:
+        raise ConfigError(
+            "no hosts to work on: the inventory is empty and none was named",
+            "name a host (esxcap discover root@10.0.0.11) or write an inventory (see inventory.example.yaml)",
+        )
+    return selected
+
+
+_prompt_lock = threading.Lock()
+
+
+def prompt_password(prompt: str) -> str | None:
+    """Ask on the terminal, one host at a time; without a terminal there is nobody to ask."""
+    if not sys.stdin.isatty():
+        return None
+    with _prompt_lock:
+        return getpass.getpass(prompt)
+
+
+def session_options(accept_new: bool, transport: str | None) -> SessionOptions:
+    return SessionOptions(password=prompt_password, accept_new=accept_new, transport=transport)
+
+
+def exit_code(results: Sequence[HostResult[Any]]) -> int:
+    failed = sum(1 for r in results if r.error is not None)
+    if not failed:
+        return EXIT_OK
+    return EXIT_ALL_FAILED if failed == len(results) else EXIT_PARTIAL
+
+
+def error_rows(results: Sequence[HostResult[Any]]) -> list[tuple[str, str, str | None]]:
+    return [(r.host.name, r.error.message, r.error.hint) for r in results if r.error is not None]
+
+
+def error_dicts(results: Sequence[HostResult[Any]]) -> list[dict[str, Any]]:
+    return [{"host": host, "error": message, "hint": hint} for host, message, hint in error_rows(results)]
