@@ -4,6 +4,7 @@ live in cli_capture. Shared options and exit codes are in cli_common.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,11 +27,13 @@ from esxcap.cli_common import (
     error_rows,
     exit_code,
     load_inventory_or_empty,
+    report,
     run_job,
     select_hosts,
     session_options,
     state,
 )
+from esxcap.errors import EsxcapError
 from esxcap.inventory import HostConfig
 from esxcap.session import HostResult, SessionOptions, run_on_hosts
 
@@ -48,7 +51,7 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
-def mainsession_options(
+def main_options(
     inventory: Annotated[
         Path | None,
         typer.Option(
@@ -188,4 +191,7 @@ def main() -> None:
     # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
     # not something an admin can act on, and it would land between our own messages.
     warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
-    app()
+    try:
+        app()
+    except EsxcapError as error:
+        sys.exit(report(error))

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -60,19 +60,16 @@ AcceptNewOpt = Annotated[
 TransportOpt = Annotated[str | None, typer.Option("--transport", help="SSH library: asyncssh.")]
 
 
-def fail(error: EsxcapError, code: int) -> NoReturn:
+def report(error: EsxcapError) -> int:
+    """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
     output.error(error.message, error.hint)
-    raise typer.Exit(code)
+    return EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
 
 
 def run_job(job: Callable[[], Coroutine[Any, Any, int]]) -> None:
-    """Run one command's job, mapping esxcap errors and Ctrl-C to exit codes."""
+    """Run one command's job (its esxcap errors reach `cli.main`); Ctrl-C outside a capture exits 130."""
     try:
         code = asyncio.run(job())
-    except (UsageError, ConfigError) as error:
-        fail(error, EXIT_USAGE)
-    except EsxcapError as error:
-        fail(error, EXIT_ALL_FAILED)
     except KeyboardInterrupt:
         output.error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
