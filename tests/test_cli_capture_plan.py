@@ -3,13 +3,16 @@ and every refusal names the object and the way out — all through the real CLI 
 
 from __future__ import annotations
 
+import pty
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from clirun import esxcap, isolated_env
+
 from esxcap.sim import SimulatorThread, load_topology
 
 
@@ -126,16 +129,11 @@ def test_hostile_vm_name_never_reaches_the_command(inventory, env) -> None:
 
 
 def test_stdout_to_a_terminal_is_refused(inventory, env) -> None:
-    # -o - is checked before anything connects; a pipe is not a terminal, so use `script` semantics: the
-    # refusal itself is covered by choose_output's unit behaviour through the real CLI with a pty.
-    import pty
-    import subprocess
-    import sys
-
-    leader, follower = pty.openpty()
+    """`-o -` writes binary; with stdout on a terminal (a pty here) it is refused before anything connects."""
+    _leader, terminal = pty.openpty()
     proc = subprocess.run(
         [sys.executable, "-m", "esxcap", "-i", inventory, "capture", "--vm", "web 01", "-o", "-"],
-        stdout=follower,
+        stdout=terminal,
         stderr=subprocess.PIPE,
         env=env,
         timeout=60,
