@@ -16,6 +16,7 @@ import pytest
 
 from esxcap.errors import AuthError, CommandTimeout, ConnectError, HostKeyError
 from esxcap.inventory import HostConfig, load_inventory
+from esxcap.pcap import PcapStreamReader
 from esxcap.sim import SimulatorThread, load_topology
 from esxcap.transport.asyncssh_transport import AsyncsshConnection, AsyncsshTransport
 
@@ -90,15 +91,16 @@ def test_publickey_login_runs_argv_with_status_and_separate_stderr(sim_state: Si
     assert (status, out, err) == (3, b"out\n", b"err\n")
 
 
-NEEDS_PKTCAP = pytest.mark.xfail(strict=True, reason="the simulator does not serve pktcap-uw yet")
-
-
-@NEEDS_PKTCAP
 def test_binary_output_arrives_byte_for_byte(sim_state: SimulatorThread) -> None:
+    """Every byte of a pcap stream arrives unchanged: header, then exactly three whole records."""
     argv = ["pktcap-uw", "--uplink", "vmnic0", "-c", "3", "-o", "-"]
-    status, out, _err, _ = run(sim_host(sim_state, "esx03"), argv)
+    status, out, err, _ = run(sim_host(sim_state, "esx03"), argv)
     assert out[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    assert len(out) > 24 and status == 0
+    assert status == 0 and b"Dumped 3 packet" in err
+    reader = PcapStreamReader()
+    records = reader.feed(out)
+    assert reader.finish() == 0 and len(records) == 3
+    assert sum(16 + len(r.data) for r in records) == len(out) - 24
 
 
 HOSTILE = [
@@ -303,7 +305,6 @@ def test_esxi55_persona_negotiates_old_algorithms(sim_state: SimulatorThread) ->
     assert algorithms["host_key"] == "ssh-rsa"
 
 
-@NEEDS_PKTCAP
 def test_command_timeout_names_host_command_and_seconds(sim_state: SimulatorThread) -> None:
     argv = ["pktcap-uw", "--uplink", "vmnic0", "--ethtype", "0x1234", "-o", "-"]
     with pytest.raises(CommandTimeout) as info:

@@ -19,6 +19,7 @@ from esxcap.sim import state
 from esxcap.sim.loader import load_topology_file, topology_from_data
 from esxcap.sim.server import SimHost, start_hosts
 from esxcap.sim.topology import Host, Topology
+from esxcap.sim.traffic import TrafficModel
 
 __all__ = [
     "Host",
@@ -53,6 +54,7 @@ class Simulator:
         self.state_dir = state_dir
         self.hosts = hosts
         self.port_base = port_base
+        self.traffic = next(iter(hosts.values())).traffic if hosts else TrafficModel(topology)
         self.inventory_path = state_dir / state.INVENTORY
         self.known_hosts_path = state_dir / state.KNOWN_HOSTS
         self.client_key_path = state_dir / state.CLIENT_KEY
@@ -62,8 +64,9 @@ class Simulator:
         """Generate (or reuse) keys, listen on one port per host, write inventory and known_hosts."""
         state_dir.mkdir(parents=True, exist_ok=True)
         client = state.client_key(state_dir)
+        traffic = TrafficModel(topology)
         hosts = {
-            h.name: SimHost(h, state.host_keys(state_dir, h.name, h.legacy_ssh), client)
+            h.name: SimHost(h, state.host_keys(state_dir, h.name, h.legacy_ssh), client, traffic)
             for h in topology.hosts
         }
         sim = cls(topology, state_dir, hosts, port_base)

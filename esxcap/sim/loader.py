@@ -21,7 +21,10 @@ from esxcap.sim.topology import (
     ADAPTER_SUBTYPE,
     DistributedSwitch,
     DvPortgroup,
+    Flow,
+    FlowEnd,
     Host,
+    Latency,
     PortGroup,
     StandardSwitch,
     Topology,
@@ -30,6 +33,7 @@ from esxcap.sim.topology import (
     Vmknic,
     VNic,
 )
+from esxcap.sim.traffic import resolve_flows
 
 _MISSING = object()
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -58,13 +62,69 @@ def topology_from_data(data: object, source: str) -> Topology:
     """Validate parsed YAML (or an equivalent dict built in a test) into a Topology."""
     top = _Fields(data, "", source)
     hosts_node = top.get("hosts")
-    top.done()
     if not isinstance(hosts_node, dict):
         raise ConfigError(f"{source}: hosts: expected a mapping of host name to host")
     hosts = tuple(_host(str(name), node, f"hosts.{name}", source) for name, node in hosts_node.items())
     if not hosts:
         raise ConfigError(f"{source}: hosts: no hosts defined", "add at least one host under 'hosts:'")
-    return Topology(hosts, source)
+    flows = tuple(_flow(_Fields(item, p, source), i) for i, (p, item) in enumerate(top.items("flows")))
+    latency = _latency(top)
+    top.done()
+    _check_unique(source, "", "flows", [f.name for f in flows], "name")
+    topology = Topology(hosts, source, flows, latency)
+    resolve_flows(topology)
+    return topology
+
+
+_FLOW_KINDS = ("icmp", "arp", "dns", "tcp", "bulk")
+_DEFAULT_PORTS = {"dns": 53, "tcp": 80, "bulk": 9}
+
+
+def _flow(f: _Fields, index: int) -> Flow:
+    kind = f.text("kind", check=lambda v: v in _FLOW_KINDS)
+    rate = f.get("rate_pps", 10)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1_000_000:
+        raise f.error("rate_pps", f"expected a rate from 0 to 1000000 packets per second, got {rate!r}")
+    flow = Flow(
+        name=f.text("name", f"flow{index + 1}"),
+        src=_flow_end(f, "from"),
+        dst=_flow_end(f, "to"),
+        kind=kind,  # type: ignore[arg-type]  # checked against _FLOW_KINDS
+        port=f.number("port", _DEFAULT_PORTS.get(kind, 0), hi=65535),
+        rate_pps=float(rate),
+        drop=f.flag("drop", False),
+    )
+    f.done()
+    return flow
+
+
+def _flow_end(f: _Fields, key: str) -> FlowEnd:
+    node = f.get(key)
+    if isinstance(node, str | int) and not isinstance(node, bool):
+        return FlowEnd(vm=str(node))
+    g = _Fields(node, f"{f.path}.{key}", f.source)
+    if g.get("vm", None) is not None:
+        end = FlowEnd(vm=g.text("vm"), nic=g.number("nic", 0, hi=9))
+    else:
+        end = FlowEnd(host=g.text("host"), vmk=g.text("vmk", check=lambda v: bool(re.match(r"^vmk\d+$", v))))
+    g.done()
+    return end
+
+
+def _latency(top: _Fields) -> Latency:
+    node = top.get("latency", {})
+    f = _Fields(node, "latency", top.source)
+    hop = f.get("hop_us", [50, 200])
+    if (
+        not isinstance(hop, list)
+        or len(hop) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in hop)
+        or hop[0] > hop[1]
+    ):
+        raise f.error("hop_us", f"expected [min, max] microseconds, got {hop!r}")
+    latency = Latency((hop[0], hop[1]), f.number("link_us", 300, hi=10**7))
+    f.done()
+    return latency
 
 
 @dataclass

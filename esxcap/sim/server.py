@@ -3,7 +3,8 @@
 Auth as on ESXi (REFERENCE §4.1, §6.7): `publickey` (the state dir's client key, for root) and
 `keyboard-interactive` with one `Password: ` prompt (no echo); the `password` method is not offered.
 5.x / 6.0 personas offer only SHA-1-era algorithms and an `ssh-rsa` host key; newer ones offer the
-algorithm lists of an 8.0.2 host's sshd_config. Exec requests run through the simulated shell, binary-safe.
+algorithm lists of an 8.0.2 host's sshd_config. Exec requests go to `esxcap.sim.capture_exec`: captures
+stream on the channel, everything else runs through the simulated shell, binary-safe.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 
 import asyncssh
 
+from esxcap.sim import capture_exec
+from esxcap.sim.processes import SIGNALS, ProcessTable
 from esxcap.sim.programs import host_programs
-from esxcap.sim.shell import Shell
-from esxcap.sim.topology import Host
+from esxcap.sim.shell import Output, Shell
+from esxcap.sim.topology import Host, Topology
+from esxcap.sim.traffic import TrafficModel
 
 ROOT = "root"
 PASSWORD_PROMPT = "Password: "  # noqa: S105 - the prompt text, not a password
@@ -75,7 +79,11 @@ class SimHost:
     """A simulated host while it is served: its port, host keys and what clients did to it."""
 
     def __init__(
-        self, topology: Host, host_keys: Sequence[asyncssh.SSHKey], client_key: asyncssh.SSHKey
+        self,
+        topology: Host,
+        host_keys: Sequence[asyncssh.SSHKey],
+        client_key: asyncssh.SSHKey,
+        traffic: TrafficModel | None = None,
     ) -> None:
         self.name = topology.name
         self.topology = topology
@@ -86,7 +94,14 @@ class SimHost:
         self.exec_requests = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
-        self._shell = Shell(host_programs(topology))
+        self.processes = ProcessTable()
+        programs = (host_programs(topology), self.processes.programs(), capture_exec.pktcap_program(topology))
+
+        def run(argv: Sequence[str]) -> Output | None:
+            return next((out for out in (p(argv) for p in programs) if out is not None), None)
+
+        self.traffic = traffic or TrafficModel(Topology((topology,), topology.name))
+        self._runtime = capture_exec.HostRuntime(topology, self.traffic, self.processes, Shell(run))
 
     @property
     def running(self) -> bool:
@@ -111,10 +126,13 @@ class SimHost:
         self.port = self._acceptor.get_port()
 
     async def stop(self) -> None:
-        """Stop listening and drop every open connection without a goodbye, like a host going down."""
+        """Stop listening and drop every open connection without a goodbye, like a host going down
+        (its processes end with it)."""
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is None:
             return
+        for proc in self.processes.running():
+            self.processes.signal(proc.cid, SIGNALS["KILL"])
         acceptor.close()
         await acceptor.wait_closed()
         for conn in list(self._live):
@@ -135,14 +153,7 @@ class SimHost:
             process.exit(1)
             return
         self.exec_requests += 1
-        output = self._shell.run(command)
-        for fd, data in output.chunks:
-            (process.stdout if fd == 1 else process.stderr).write(data)
-        try:
-            await process.stdout.drain()
-        except (BrokenPipeError, ConnectionError):
-            return
-        process.exit(output.status)
+        await capture_exec.serve(self._runtime, process, command)
 
 
 class _Server(asyncssh.SSHServer):

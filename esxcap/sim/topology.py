@@ -14,6 +14,7 @@ from typing import Literal
 from esxcap.models import EsxiVersion
 
 PortKind = Literal["uplink", "vmknic", "vnic"]
+FlowKind = Literal["icmp", "arp", "dns", "tcp", "bulk"]
 
 NET_STATS_TYPE: dict[PortKind, int] = {"vmknic": 3, "uplink": 4, "vnic": 5}
 """`net-stats -l` Type column (REFERENCE §2.3, INFERRED meaning)."""
@@ -215,11 +216,47 @@ class Host:
 
 
 @dataclass(frozen=True)
+class FlowEnd:
+    """One end of a flow: a VM's vNIC (`vm`, `nic` index) or a host's vmknic (`host`, `vmk`)."""
+
+    vm: str | None = None
+    nic: int = 0
+    host: str | None = None
+    vmk: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.vmk}" if self.vm is None else f"{self.vm} eth{self.nic}"
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Traffic between two ends (`esxcap.sim.traffic`); `port` is the server's TCP/UDP port."""
+
+    name: str
+    src: FlowEnd
+    dst: FlowEnd
+    kind: FlowKind
+    port: int
+    rate_pps: float
+    drop: bool = False
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-hop delay inside a host (a range, fixed per hop) and across the wire between hosts."""
+
+    hop_us: tuple[int, int] = (50, 200)
+    link_us: int = 300
+
+
+@dataclass(frozen=True)
 class Topology:
-    """All simulated hosts, in file order; `source` names the file they came from."""
+    """All simulated hosts, in file order, and their traffic; `source` names the file they came from."""
 
     hosts: tuple[Host, ...]
     source: str
+    flows: tuple[Flow, ...] = ()
+    latency: Latency = Latency()
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

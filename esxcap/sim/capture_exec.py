@@ -1,0 +1,229 @@
+"""Exec requests of a simulated host: long-lived captures streamed on the SSH channel, everything else
+through the simulated shell.
+
+The command line is parsed by the shell's parser. A single command whose argv is
+- `sh -c WRAPPER_SCRIPT esxcap-capture MARKER DEADLINE pktcap-uw ...` (the exact script text of
+  `esxcap.lifecycle`) runs the wrapper natively, with the script's semantics: pktcap-uw starts (its
+  `Y` answer needs no reading here), its cartel id goes to the pidfile and to stderr (`esxcap-pid N`),
+  its stdout streams on the channel; stdin EOF or a lost channel, or HUP/INT/TERM to the wrapper, stop
+  it (INT, then TERM and KILL after the grace); DEADLINE stops it too; then the pidfile goes, the wrapper
+  prints `esxcap-exit N` and exits with pktcap-uw's status. KILL to the wrapper ends it without cleanup.
+- `sh -c LISTING_SCRIPT` prints the pidfiles, the marker line and `ps -c`;
+- `pktcap-uw ...` naming a capture streams it directly: it runs until its count or SIGINT, and when
+  the channel goes it lingers until its next write fails (never, if nothing matches: an orphan).
+Output is written as produced and each write waits for the channel to drain: nothing is buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncssh
+
+from esxcap import lifecycle
+from esxcap.sim import pktcap
+from esxcap.sim.pktcap_run import PktcapRun, Writer
+from esxcap.sim.processes import SIGNALS, ProcessTable
+from esxcap.sim.shell import Output, Programs, Shell, ShellSyntaxError, parse
+from esxcap.sim.topology import Host
+from esxcap.sim.traffic import TrafficModel
+
+_WRAPPER_STOPS = (SIGNALS["HUP"], SIGNALS["INT"], SIGNALS["TERM"])
+_STREAM_ERRORS = (OSError, asyncssh.Error, asyncio.IncompleteReadError)
+
+
+@dataclass(frozen=True)
+class HostRuntime:
+    """What runs on one simulated host: its topology, the shared traffic, its processes and shell."""
+
+    host: Host
+    traffic: TrafficModel
+    processes: ProcessTable
+    shell: Shell
+
+
+def pktcap_program(host: Host) -> Programs:
+    """`pktcap-uw` inside a shell script: `-A`, `-h` and refusals; captures must be a whole exec."""
+
+    def run(argv: Sequence[str]) -> Output | None:
+        if argv[0] != "pktcap-uw":
+            return None
+        result = pktcap.parse(host, list(argv))
+        if isinstance(result, pktcap.Answer):
+            return Output.text(result.stdout, result.stderr, result.status)
+        return Output.text(
+            stderr="pktcap-uw: this simulator runs captures only as a whole exec command\n", status=1
+        )
+
+    return run
+
+
+class ChannelWriter:
+    """stdout/stderr of an exec channel; each write waits until the channel has taken it."""
+
+    def __init__(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        self.process = process
+
+    async def write(self, fd: int, data: bytes) -> None:
+        stream = self.process.stdout if fd == 1 else self.process.stderr
+        try:
+            stream.write(data)
+            await stream.drain()
+        except asyncssh.Error as exc:
+            raise BrokenPipeError(str(exc)) from exc
+
+
+def single_argv(command: str) -> list[str] | None:
+    """argv of a command line that is one simple command without redirections, else None."""
+    try:
+        lists = parse(command)
+    except ShellSyntaxError:
+        return None
+    if len(lists) != 1 or lists[0].rest or lists[0].first.redirects:
+        return None
+    return [word.expand(0) for word in lists[0].first.words]
+
+
+async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], command: str) -> None:
+    argv = single_argv(command)
+    if argv and argv[:3] == ["sh", "-c", lifecycle.WRAPPER_SCRIPT] and len(argv) >= 6:
+        await _wrapper(rt, process, argv)
+        return
+    if argv == ["sh", "-c", lifecycle.LISTING_SCRIPT]:
+        await _finish(process, Output.text(listing(rt.processes)))
+        return
+    if argv and argv[0] == "pktcap-uw":
+        session = pktcap.parse(rt.host, argv)
+        if isinstance(session, pktcap.Session):
+            run = PktcapRun(rt.host, rt.traffic, rt.processes, session, ChannelWriter(process))
+            run.start()
+            _exit(process, await run.status)
+            return
+    await _finish(process, rt.shell.run(command))
+
+
+def listing(table: ProcessTable) -> str:
+    """What LISTING_SCRIPT prints on this host."""
+    lines = [
+        f"esxcap-pidfile {path} {bytes(data).decode(errors='replace').strip()}"
+        for path, data in sorted(table.files.items())
+        if path.startswith(lifecycle.PID_DIR + "/") and path.endswith(".pid")
+    ]
+    extra = [("sh", "sh -c " + lifecycle.LISTING_SCRIPT), ("ps", "ps -c")]
+    return "\n".join([*lines, lifecycle.LISTING_MARK]) + "\n" + table.ps(True, extra)
+
+
+async def _finish(process: asyncssh.SSHServerProcess[bytes], output: Output) -> None:
+    writer = ChannelWriter(process)
+    try:
+        for fd, data in output.chunks:
+            await writer.write(fd, data)
+    except OSError:
+        return
+    _exit(process, output.status)
+
+
+def _exit(process: asyncssh.SSHServerProcess[bytes], status: int) -> None:
+    try:
+        process.exit(status)
+    except _STREAM_ERRORS:
+        return
+
+
+async def _stdin_eof(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Returns when the channel's stdin ends, however it ends."""
+    try:
+        while await process.stdin.read(65536):
+            pass
+    except _STREAM_ERRORS:
+        return
+
+
+async def _wrapper(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], argv: list[str]) -> None:
+    marker, deadline_text, command = argv[4], argv[5], argv[6:]
+    out = ChannelWriter(process)
+    stopping = asyncio.Event()
+    died = asyncio.Event()
+
+    def on_signal(sig: int) -> None:
+        (stopping if sig in _WRAPPER_STOPS else died).set()
+
+    me = rt.processes.spawn(argv, "sh", on_signal)
+    status, pid = await _start(rt, command, out)
+    pidfile = f"{lifecycle.PID_DIR}/{marker}.pid"
+    rt.processes.files[pidfile] = bytearray(f"{pid}\n".encode())
+    await _quiet(out, f"esxcap-pid {pid}\n")
+    loop = asyncio.get_running_loop()
+    deadline = int(deadline_text) if deadline_text.isdigit() else 0
+    watchdog = loop.call_later(deadline, lambda: loop.create_task(_stop(rt.processes, pid, status)))
+    waits = [
+        loop.create_task(_stdin_eof(process)),
+        loop.create_task(stopping.wait()),
+        loop.create_task(died.wait()),
+    ]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        watchdog.cancel()
+    if died.is_set():
+        rt.processes.exited(me)
+        await status
+        _exit(process, 128 + SIGNALS["KILL"])
+        return
+    await _stop(rt.processes, pid, status)
+    result = await status
+    rt.processes.files.pop(pidfile, None)
+    rt.processes.exited(me)
+    await _quiet(out, f"esxcap-exit {result}\n")
+    _exit(process, result)
+
+
+async def _quiet(out: Writer, text: str) -> None:
+    try:
+        await out.write(2, text.encode())
+    except OSError:
+        return
+
+
+async def _start(rt: HostRuntime, command: list[str], out: Writer) -> tuple[asyncio.Future[int], int]:
+    """Start the wrapped command in the background: (its exit status to come, its cartel id)."""
+    session = pktcap.parse(rt.host, command) if command[0] == "pktcap-uw" else None
+    if isinstance(session, pktcap.Session):
+        run = PktcapRun(rt.host, rt.traffic, rt.processes, session, out)
+        return run.status, run.start().cid
+    output = rt.shell.run(_shell_line(command))
+    status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    proc = rt.processes.spawn(command, command[0].rsplit("/", 1)[-1], lambda sig: None)
+
+    async def short() -> None:
+        try:
+            for fd, data in output.chunks:
+                await out.write(fd, data)
+        except OSError:
+            pass
+        rt.processes.exited(proc)
+        status.set_result(output.status)
+
+    asyncio.get_running_loop().create_task(short())
+    return status, proc.cid
+
+
+def _shell_line(argv: list[str]) -> str:
+    """A wrapped command that is not a capture, as a shell line (it runs to completion at once)."""
+    return " ".join("'" + a.replace("'", "'\"'\"'") + "'" for a in argv)
+
+
+async def _stop(table: ProcessTable, pid: int, status: asyncio.Future[int]) -> None:
+    """INT, up to the grace for it to end, then TERM, a second, then KILL (the wrapper's `stop`)."""
+    for sig, wait in (("INT", lifecycle.GRACE_SECONDS), ("TERM", 1.0), ("KILL", 1.0)):
+        if status.done() or not table.signal(pid, SIGNALS[sig]):
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(status), wait)
+        except TimeoutError:
+            continue
+        return
