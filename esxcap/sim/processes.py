@@ -1,5 +1,5 @@
 """A simulated host's process table, its small file store, and the programs that look at them:
-`ps`, `kill`, `pgrep`, `pkill` and `lsof` (REFERENCE §4.4-4.6, §1.8).
+`ps`, `kill`, `pgrep`, `pkill`, `lsof`, `rm` and `cat` (REFERENCE §4.4-4.6, §1.8).
 
 Processes are cartels with 7-digit ids that only increase; a pktcap-uw cartel has four worlds (its own
 id, then three more) that all carry the world name `pktcap-uw`, so `ps -c` shows four rows per capture
@@ -119,7 +119,7 @@ class ProcessTable:
         for proc in self._procs.values():
             rows += [(wid, proc.cid, proc.name, proc.command) for wid in proc.worlds]
         for name, cmd in extra:
-            rows.append((self._next, self._next, name, cmd))
+            rows.append((self._next, self._next, name, cmd.replace("\n", " ")))
             self._next += 1
         header = PS_HEADER if command else PS_HEADER.removesuffix("Command").rstrip()
         lines = [header]
@@ -152,6 +152,8 @@ class ProcessTable:
                 return self._pgrep(name, args)
             if name == "lsof":
                 return Output.text(self.lsof())
+            if name in ("rm", "cat"):
+                return self._files(name, args)
             return None
 
         return run
@@ -181,6 +183,26 @@ class ProcessTable:
                 errors.append(f"sh: can't kill pid {pid}: No such process\n")
                 status = 1
         return Output.text(stderr="".join(errors), status=status)
+
+    def _files(self, name: str, args: list[str]) -> Output:
+        """`rm [-f] PATH...` and `cat PATH...` on the file store (BusyBox messages)."""
+        force = name == "rm" and bool(args) and args[0] == "-f"
+        paths = args[1:] if force else args
+        out, errors = [], []
+        for path in paths:
+            if path not in self.files:
+                if not force:
+                    verb = "remove" if name == "rm" else "open"
+                    errors.append(f"{name}: can't {verb} '{path}': No such file or directory\n")
+            elif name == "rm":
+                del self.files[path]
+            else:
+                out.append(bytes(self.files[path]))
+        return (
+            Output(((1, b"".join(out)),) if out else (), 0)
+            if not errors
+            else Output.text(stderr="".join(errors), status=1)
+        )
 
     def _pgrep(self, name: str, args: list[str]) -> Output:
         sig = SIGNALS["TERM"]
