@@ -1,0 +1,176 @@
+"""A private OpenSSH sshd on 127.0.0.1 for benchmarks: its own config, host key and client key in a temp
+dir, run as `sshd -D -e -f CONFIG` child of this process on a free port, stopped on exit.
+
+    with OpenSshd.start(workdir) as sshd:
+        subprocess.run([*sshd.ssh_argv(), "true"])
+
+`SshdUnavailable` says why no sshd could be started (not installed: how to install it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = Path("/run/sshd")
+"""Where a root-run sshd chroots its unprivileged child (created by the package at boot)."""
+START_TIMEOUT_S = 10.0
+INSTALL_HINT = "install OpenSSH's server and client: apt-get install openssh-server openssh-client"
+
+
+class SshdUnavailable(Exception):
+    """No sshd could be started here; the message says why and how to fix it."""
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "esxcap-bench", "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _config(workdir: Path, port: int, user: str) -> str:
+    return "\n".join(
+        [
+            "ListenAddress 127.0.0.1",
+            f"Port {port}",
+            f"HostKey {workdir / 'host_key'}",
+            f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+            f"AllowUsers {user}",
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "PidFile none",
+            "UseDNS no",
+            "PrintMotd no",
+            "LogLevel ERROR",
+            "MaxStartups 100:30:200",
+            "",
+        ]
+    )
+
+
+@dataclass
+class OpenSshd:
+    """A running sshd and what a client needs to reach it."""
+
+    workdir: Path
+    port: int
+    user: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def client_key(self) -> Path:
+        return self.workdir / "client_key"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    @classmethod
+    def start(cls, workdir: Path) -> OpenSshd:
+        """Generate keys and config in `workdir`, start sshd and wait until it answers SSH."""
+        missing = [tool for tool in (SSHD, "ssh", "ssh-keygen") if shutil.which(tool) is None]
+        if missing:
+            raise SshdUnavailable(f"{', '.join(missing)} not found; {INSTALL_HINT}")
+        if os.geteuid() == 0 and not PRIVSEP_DIR.is_dir():
+            PRIVSEP_DIR.mkdir(mode=0o755, parents=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        user = getpass.getuser()
+        _keygen(workdir / "host_key")
+        _keygen(workdir / "client_key")
+        shutil.copyfile(workdir / "client_key.pub", workdir / "authorized_keys")
+        host_pub = (workdir / "host_key.pub").read_text().split()
+        last_error = ""
+        for _attempt in range(3):
+            port = _free_port()
+            (workdir / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+            config = workdir / "sshd_config"
+            config.write_text(_config(workdir, port, user))
+            log = (workdir / "sshd.log").open("wb")
+            process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+            log.close()
+            sshd = cls(workdir, port, user, process)
+            if sshd._wait_ready():
+                return sshd
+            sshd.stop()
+            last_error = (workdir / "sshd.log").read_text(errors="replace").strip()
+        raise SshdUnavailable(f"sshd did not start: {last_error or 'no output'}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as s:
+                s.settimeout(1)
+                if s.recv(8).startswith(b"SSH-"):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def ssh_argv(self, cipher: str | None = None, verbose: bool = False) -> list[str]:
+        """OpenSSH client argv up to the host; append the remote command. No user config is read."""
+        argv = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-T",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.client_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-l",
+            self.user,
+        ]
+        if cipher is not None:
+            argv += ["-c", cipher]
+        if verbose:
+            argv.append("-v")
+        return [*argv, "127.0.0.1"]
+
+    def stop(self) -> None:
+        """Stop sshd (its sessions end with it)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> OpenSshd:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
