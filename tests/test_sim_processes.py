@@ -89,17 +89,22 @@ def test_wrapper_deadline_stops_a_capture_nobody_stops(fast_sim: SimulatorThread
                 shlex.join(wrapper_argv(new_marker(), 1, NOTHING)), encoding=None
             )
             started = time.monotonic()
-            err = await _read_until(proc.stderr, b"Done.", 5)
-            took = time.monotonic() - started
-            proc.stdin.write_eof()
-            err += await proc.stderr.read()
+            _, err = await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read()), 5)
             await proc.wait_closed()
-            return took, err, proc.exit_status
+            return time.monotonic() - started, err, proc.exit_status
 
     took, err, status = asyncio.run(go())
     assert 0.8 < took < 3
     assert b"pktcap: Dumped 0 packet to file -, dropped 0 packets.\n" in err
     assert status == 0 and reported_exit(err) == 0
+    assert left(fast_sim) == []
+
+
+def test_wrapped_capture_reaching_its_count_ends_the_channel(fast_sim: SimulatorThread) -> None:
+    argv = wrapper_argv(new_marker(), 30, [*ICMP, "-c", "4"])
+    status, out, err = run_exec(fast_sim, "new", argv, timeout=5)
+    reader = PcapStreamReader()
+    assert status == 0 and reported_exit(err) == 0 and len(reader.feed(out)) == 4
     assert left(fast_sim) == []
 
 

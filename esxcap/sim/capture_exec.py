@@ -6,8 +6,10 @@ The command line is parsed by the shell's parser. A single command whose argv is
   `esxcap.lifecycle`) runs the wrapper natively, with the script's semantics: pktcap-uw starts (its
   `Y` answer needs no reading here), its cartel id goes to the pidfile and to stderr (`esxcap-pid N`),
   its stdout streams on the channel; stdin EOF or a lost channel, or HUP/INT/TERM to the wrapper, stop
-  it (INT, then TERM and KILL after the grace); DEADLINE stops it too; then the pidfile goes, the wrapper
-  prints `esxcap-exit N` and exits with pktcap-uw's status. KILL to the wrapper ends it without cleanup.
+  it (INT, then TERM and KILL after the grace); DEADLINE stops it too; when pktcap-uw ends (count
+  reached, or stopped) the pidfile goes, the wrapper prints `esxcap-exit N` and exits with pktcap-uw's
+  status, which ends the channel - the documented intent of the script ("the stream ends when pktcap-uw
+  ends"). KILL to the wrapper ends it without cleanup.
 - `sh -c LISTING_SCRIPT` prints the pidfiles, the marker line and `ps -c`;
 - `pktcap-uw ...` naming a capture streams it directly: it runs until its count or SIGINT, and when
   the channel goes it lingers until its next write fails (never, if nothing matches: an orphan).
@@ -162,6 +164,7 @@ async def _wrapper(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], a
         loop.create_task(_stdin_eof(process)),
         loop.create_task(stopping.wait()),
         loop.create_task(died.wait()),
+        loop.create_task(_ended(status)),
     ]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -180,6 +183,10 @@ async def _wrapper(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], a
     rt.processes.exited(me)
     await _quiet(out, f"esxcap-exit {result}\n")
     _exit(process, result)
+
+
+async def _ended(status: asyncio.Future[int]) -> None:
+    await asyncio.shield(status)
 
 
 async def _quiet(out: Writer, text: str) -> None:
