@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -22,6 +23,8 @@ class Options:
     nbytes: int = GIB
     repeat: int = 3
     quick: bool = False
+    workdir: Path | None = None
+    """Where sshd's files and the streamed captures go (None: the system's temp dir)."""
 
 
 @dataclass(frozen=True)

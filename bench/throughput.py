@@ -280,7 +280,7 @@ def rows_for(cases: Cases) -> list[Row]:
 
 def run(options: Options) -> list[Row]:
     """The throughput rows of the benchmark table (`python -m bench`)."""
-    workdir = Path(tempfile.mkdtemp(prefix="esxcap-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="esxcap-bench-", dir=options.workdir))
     try:
         try:
             sshd = OpenSshd.start(workdir / "sshd")

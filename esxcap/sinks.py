@@ -88,15 +88,22 @@ class CaptureSink:
         """Queue a stream's records; what the window releases is written. Past max_bytes nothing more is."""
         counters = self._streams[iface]
         released: list[tuple[int, Record]] = []
+        window_push = self._window.push
+        limit, total, taken = self.max_bytes, self.packet_bytes, 0
         for record in records:
-            if self.max_bytes is not None and self.packet_bytes + len(record.data) > self.max_bytes:
+            size = len(record.data)
+            if limit is not None and total + size > limit:
                 self.limit_reached = True
                 break
-            self.packet_bytes += len(record.data)
-            counters.received += 1
-            counters.first_ns = record.ts_ns if counters.first_ns is None else counters.first_ns
-            counters.last_ns = record.ts_ns
-            released += self._window.push(record.ts_ns, (iface, record))
+            total += size
+            taken += 1
+            released += window_push(record.ts_ns, (iface, record))
+        self.packet_bytes = total
+        if taken:
+            counters.received += taken
+            if counters.first_ns is None:
+                counters.first_ns = records[0].ts_ns
+            counters.last_ns = records[taken - 1].ts_ns
         self._write(released)
 
     def set_dropped(self, iface: int, dropped: int | None) -> None:
@@ -107,10 +114,13 @@ class CaptureSink:
             return
 
         def write() -> None:
-            for iface, record in items:
-                self._writer.write_record(record, iface)
-                if self._listener:
-                    self._listener(self._streams[iface].name, record)
+            listener = self._listener
+            if listener is None:
+                self._writer.write_records(items)
+            else:
+                for iface, record in items:
+                    self._writer.write_record(record, iface)
+                    listener(self._streams[iface].name, record)
             if self._flush_each:
                 self._file.flush()
 

@@ -4,6 +4,7 @@ pending record per input) and `ReorderWindow` for live streams (bounded delay an
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Generic, Protocol, TypeVar
@@ -164,25 +165,45 @@ class ReorderWindow(Generic[T]):
         self.late = 0
         self.forced = 0
         self._heap: list[tuple[int, int, T]] = []
+        self._fifo: deque[tuple[int, int, T]] = deque()
+        """Held items while they arrived in timestamp order (a FIFO is then the heap's order, cheaper);
+        at most one of `_fifo` and `_heap` holds items."""
         self._seq = 0
         self._newest: int | None = None
         self._released: int | None = None
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + len(self._fifo)
 
     def push(self, ts_ns: int, item: T) -> list[T]:
         """Add one item; return the items this releases, oldest first."""
         if self._released is not None and ts_ns < self._released:
             self.late += 1
             return [item]
-        heap = self._heap
-        heapq.heappush(heap, (ts_ns, self._seq, item))
+        entry = (ts_ns, self._seq, item)
         self._seq += 1
-        if self._newest is None or ts_ns > self._newest:
-            self._newest = ts_ns
-        horizon = self._newest - self.window_ns
+        heap, fifo = self._heap, self._fifo
+        if heap or (fifo and ts_ns < fifo[-1][0]):
+            if fifo:
+                heap.extend(fifo)
+                fifo.clear()
+            heapq.heappush(heap, entry)
+        else:
+            fifo.append(entry)
+        newest = self._newest
+        if newest is None or ts_ns > newest:
+            self._newest = newest = ts_ns
+        horizon = newest - self.window_ns
         out: list[T] = []
+        if not heap:
+            while fifo and fifo[0][0] <= horizon:
+                self._released, _, released = fifo.popleft()
+                out.append(released)
+            while len(fifo) > self.max_pending:
+                self._released, _, released = fifo.popleft()
+                out.append(released)
+                self.forced += 1
+            return out
         while heap and heap[0][0] <= horizon:
             out.append(self._pop())
         while len(heap) > self.max_pending:
@@ -192,9 +213,9 @@ class ReorderWindow(Generic[T]):
 
     def flush(self) -> list[T]:
         """Release every held item, oldest first."""
-        return [self._pop() for _ in range(len(self._heap))]
+        return [self._pop() for _ in range(len(self))]
 
     def _pop(self) -> T:
-        ts_ns, _, item = heapq.heappop(self._heap)
+        ts_ns, _, item = self._fifo.popleft() if self._fifo else heapq.heappop(self._heap)
         self._released = ts_ns
         return item

@@ -29,6 +29,8 @@ TSRESOL_NANOS = 9
 _MAX_OPTION_LEN = 0xFFFC
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _EPB_HEAD = struct.Struct("<IIIIIII")
+_BATCH_PARTS = 3 * 64
+"""write_records joins at most 64 packets per write: small buffers stay cheap to allocate and reuse."""
 
 
 def _pad(length: int) -> bytes:
@@ -139,6 +141,30 @@ class PcapngWriter:
             record.origlen,
             record.comments,
         )
+
+    def write_records(self, items: Sequence[tuple[int, Record]]) -> None:
+        """Write (interface, record) pairs in one write: the same bytes as `write_record` on each, with
+        less work per packet (the live capture path writes hundreds of thousands a second)."""
+        parts: list[bytes | memoryview] = []
+        append, pack, count = parts.append, _EPB_HEAD.pack, len(self.interfaces)
+        for interface, record in items:
+            ts_ns, data = record.ts_ns, record.data
+            if record.comments or ts_ns < 0 or not 0 <= interface < count:
+                self._file.write(b"".join(parts))
+                parts.clear()
+                self.write_record(record, interface)
+                continue
+            caplen = len(data)
+            padding = _PAD[caplen % 4]
+            total = 32 + caplen + len(padding)
+            append(pack(EPB_TYPE, total, interface, ts_ns >> 32, ts_ns & 0xFFFFFFFF, caplen, record.origlen))
+            append(data)
+            append(padding + total.to_bytes(4, "little"))
+            self.packets += 1
+            if len(parts) >= _BATCH_PARTS:
+                self._file.write(b"".join(parts))
+                parts.clear()
+        self._file.write(b"".join(parts))
 
     def write_statistics(self, stats: InterfaceStatistics) -> None:
         """Write an Interface Statistics Block (counters and comments known at the end of a stream)."""
