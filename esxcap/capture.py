@@ -135,9 +135,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                 )
             if records and run.iface is not None:
                 before = run.sink.packet_bytes
-                run.sink.push(run.iface, records)
+                run.packets += run.sink.push(run.iface, records)
                 run.bytes += run.sink.packet_bytes - before
-                run.packets += len(records)
                 if run.sink.limit_reached:
                     control.stop("--max-bytes reached")
         reader.finish()

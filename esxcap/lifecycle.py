@@ -5,15 +5,16 @@ under WRAPPER_SCRIPT (POSIX sh, BusyBox ash compatible), passed as argv:
 
     sh -c WRAPPER_SCRIPT esxcap-capture MARKER DEADLINE pktcap-uw ARGS...
 
-- pktcap-uw starts in the background with `Y` on its stdin (ESXi 8 can ask for confirmation); its PID
-  goes to stderr as `esxcap-pid N` and into /tmp/esxcap/MARKER.pid, so esxcap only ever stops its own
-  process and `esxcap cleanup` can find it even if the wrapper itself was killed;
-- the wrapper then reads the channel's stdin: EOF (the client asked to stop, or the connection died,
-  however it died) stops pktcap-uw: SIGINT (it writes its trailer), then TERM, then KILL;
-- a watchdog stops it at DEADLINE seconds even if nothing else works, and exits within a second of
-  pktcap-uw ending, so nothing is left behind;
-- the wrapper's own stdout is closed once pktcap-uw runs, so the stream ends when pktcap-uw ends; its
-  exit status comes last on stderr as `esxcap-exit N`.
+- a reaper subshell starts pktcap-uw in the background with `Y` on its stdin (ESXi 8 can ask for
+  confirmation), reports its PID on stderr as `esxcap-pid N` and in /tmp/esxcap/MARKER.pid, waits
+  for it (so it never lingers as a zombie that still answers `kill -0`), then removes the pidfile,
+  reports `esxcap-exit STATUS` and ends the wrapper: an SSH channel ends only when stdout and stderr
+  are both closed, so nothing may outlive pktcap-uw;
+- the wrapper reads the channel's stdin: EOF (the client asked to stop, or the connection died,
+  however it died) stops pktcap-uw by its own PID only: SIGINT (it writes its trailer), then TERM,
+  then KILL; the pidfile tells when it has gone;
+- a watchdog does the same at DEADLINE seconds even if nothing else works;
+- `esxcap cleanup` finds a pktcap-uw whose wrapper was killed through its pidfile.
 """
 
 from __future__ import annotations
@@ -31,23 +32,36 @@ LISTING_MARK = "ESXCAP-PS"
 GRACE_SECONDS = 5
 
 WRAPPER_SCRIPT = f"""m=$1; t=$2; shift 2
-d={PID_DIR}; mkdir -p "$d" 2>/dev/null
-"$@" <<'ESXCAP_Y' &
+d={PID_DIR}; f="$d/$m.pid"; mkdir -p "$d" 2>/dev/null
+(
+  "$@" <<'ESXCAP_Y' &
 Y
 ESXCAP_Y
-p=$!
-echo "$p" >"$d/$m.pid" 2>/dev/null
-echo "esxcap-pid $p" >&2
+  q=$!
+  echo "$q" >"$f" 2>/dev/null
+  echo "esxcap-pid $q" >&2
+  wait "$q"; r=$?
+  rm -f "$f"
+  echo "esxcap-exit $r" >&2
+  kill -TERM $$ 2>/dev/null
+  exit $r
+) </dev/null &
+w=$!
 exec >/dev/null
+p=
 stop() {{
+  [ -n "$p" ] && [ -f "$f" ] || return 0
   kill -INT "$p" 2>/dev/null; n=0
-  while kill -0 "$p" 2>/dev/null && [ $n -lt {GRACE_SECONDS} ]; do sleep 1; n=$((n+1)); done
-  kill -TERM "$p" 2>/dev/null && sleep 1; kill -KILL "$p" 2>/dev/null
+  while [ -f "$f" ] && [ $n -lt {GRACE_SECONDS} ]; do sleep 1; n=$((n+1)); done
+  [ -f "$f" ] && kill -TERM "$p" 2>/dev/null && sleep 1
+  [ -f "$f" ] && kill -KILL "$p" 2>/dev/null
 }}
-finish() {{ stop; wait "$p"; r=$?; rm -f "$d/$m.pid"; echo "esxcap-exit $r" >&2; exit $r; }}
+finish() {{ trap '' HUP INT TERM; stop; wait "$w"; exit $?; }}
 trap finish HUP INT TERM
-( n=0; while kill -0 "$p" 2>/dev/null; do
-    [ $n -ge "$t" ] && {{ stop; break; }}; sleep 1; n=$((n+1)); done ) </dev/null 2>/dev/null &
+n=0
+while [ -z "$p" ] && [ $n -lt 30 ]; do p=$(cat "$f" 2>/dev/null); [ -n "$p" ] || {{ sleep 1; n=$((n+1)); }}; done
+( n=0; while [ -f "$f" ] && [ $n -lt "$t" ]; do sleep 1; n=$((n+1)); done
+  [ -f "$f" ] && kill -TERM $$ ) </dev/null >/dev/null 2>&1 &
 while read -r _; do :; done
 finish
 """

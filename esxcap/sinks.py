@@ -84,8 +84,9 @@ class CaptureSink:
         self._streams.append(_StreamCounters(interface.name))
         return self._guard(lambda: self._writer.add_interface(interface))
 
-    def push(self, iface: int, records: Sequence[Record]) -> None:
-        """Queue a stream's records; what the window releases is written. Past max_bytes nothing more is."""
+    def push(self, iface: int, records: Sequence[Record]) -> int:
+        """Queue a stream's records (what the window releases is written); returns how many were taken,
+        fewer than given once max_bytes is reached."""
         counters = self._streams[iface]
         released: list[tuple[int, Record]] = []
         window_push = self._window.push
@@ -105,6 +106,7 @@ class CaptureSink:
                 counters.first_ns = records[0].ts_ns
             counters.last_ns = records[taken - 1].ts_ns
         self._write(released)
+        return taken
 
     def set_dropped(self, iface: int, dropped: int | None) -> None:
         self._streams[iface].dropped = dropped

@@ -108,6 +108,22 @@ def test_count_reached_ends_the_stream_by_itself(stand_in: list[str]) -> None:
     assert _left_behind(marker) == []
 
 
+def test_wrapper_ends_with_pktcap_even_while_stdin_stays_open(stand_in: list[str]) -> None:
+    """Like an SSH channel: one stream for stdout and stderr, so it ends only when both close."""
+    marker = new_marker()
+    argv = [SHELL or "busybox", *wrapper_argv(marker, 30, [*stand_in, "5"])]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    assert proc.stdout is not None
+    merged = proc.stdout.read()
+    assert time.monotonic() - started < 5
+    assert reported_exit(merged) == 0
+    proc.wait(timeout=5)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert _left_behind(marker) == []
+
+
 def test_deadline_stops_a_capture_nobody_stops(stand_in: list[str]) -> None:
     started = time.monotonic()
     proc, marker = _start(stand_in, "run", deadline=2)
