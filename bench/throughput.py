@@ -50,6 +50,7 @@ class Measurement:
     error: str = ""
     end_delay: float = 0.0
     """Seconds from the last byte received until the command had ended (esxcap: wrapper stop)."""
+    note: str = ""
 
     @property
     def mb_s(self) -> float:
@@ -68,6 +69,8 @@ class Measurement:
             text += " RSS at 25/50/75/100%: " + "/".join(f"{k / 1024:.0f}" for k in self.rss_kib) + " MiB"
         if self.end_delay >= 0.5:
             text += f"; stream end +{self.end_delay:.1f} s"
+        if self.note:
+            text += f"; {self.note}"
         return text
 
 

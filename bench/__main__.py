@@ -1,0 +1,49 @@
+"""`python -m bench` (= `make bench`): run every benchmark and print one table.
+
+python -m bench               1 GiB per streaming case, median of 3 interleaved runs
+python -m bench --gib 4       4 GiB per case
+python -m bench --quick       64 MiB per case, one run (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import GIB, QUICK_BYTES, Options, Row, format_table, sim_throughput, throughput
+
+BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (throughput.run, sim_throughput.run)
+
+
+def parse(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="esxcap benchmarks")
+    parser.add_argument("--gib", type=float, default=1.0, help="GiB streamed per case (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is shown")
+    parser.add_argument("--quick", action="store_true", help="64 MiB per case, one run")
+    parser.add_argument("--dir", type=Path, help="where captures are written (default: the temp dir)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        return Options(nbytes=QUICK_BYTES, repeat=1, quick=True, workdir=args.dir)
+    if args.gib <= 0 or args.repeat < 1:
+        parser.error("--gib must be positive and --repeat at least 1")
+    return Options(nbytes=int(args.gib * GIB), repeat=args.repeat, workdir=args.dir)
+
+
+def main(argv: Sequence[str]) -> int:
+    options = parse(argv)
+    start = time.perf_counter()
+    rows: list[Row] = []
+    for bench in BENCHMARKS:
+        rows += bench(options)
+    print(format_table(rows))
+    size = f"{options.nbytes / GIB:g} GiB" if options.nbytes >= GIB else f"{options.nbytes >> 20} MiB"
+    took = time.perf_counter() - start
+    print(f"\n{size} per streaming case, median of {options.repeat} run(s); {took:.0f} s")
+    return 1 if any(r.verdict == "MISS" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
