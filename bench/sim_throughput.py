@@ -89,7 +89,7 @@ def _measure(options: Options, workdir: Path) -> tuple[list[Measurement], str]:
             time.sleep(0.1)
         time.sleep(0.5)
         count = max(1, (options.nbytes - GLOBAL_HEADER) // (FRAME + RECORD_HEADER))
-        results = []
+        results: list[Measurement] = []
         for _ in range(options.repeat):
             result, why = _capture(workdir, state, sim.pid, count)
             if result is None:

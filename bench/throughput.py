@@ -178,6 +178,9 @@ async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
     watcher = asyncio.create_task(watch())
     await run_stream(conn, run, control, deadline_for(None))
     watcher.cancel()
+    if not received_at:
+        received_at.append(time.perf_counter())
+    samples += [current_rss_kib()] * (len(RSS_POINTS) + 1 - len(samples))
     finish_start = time.perf_counter()
     sink.finish(time.time_ns())
     finishing = time.perf_counter() - finish_start
@@ -185,7 +188,7 @@ async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
     end = time.perf_counter()
     end_cpu = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (end_cpu.ru_utime - start_cpu.ru_utime) + (end_cpu.ru_stime - start_cpu.ru_stime)
-    seconds = (received_at[0] if received_at else end) - start + finishing
+    seconds = received_at[0] - start + finishing
     error = ""
     if run.error is not None or run.exit_status != 0:
         error = f"exit {run.exit_status}: {run.error or run.host_stderr}"
