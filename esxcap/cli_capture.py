@@ -231,7 +231,8 @@ async def _capture(
     json_out: bool,
 ) -> int:
     started = time.time()
-    sinks, live_proc = sinks_for(planned, choice, started, max_bytes, console, hexdump)
+    outputs = sinks_for(planned, choice, started, max_bytes, console, hexdump)
+    sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
     control = StopControl()
     remove_signals = install_stop_signals(control, output.info)
@@ -256,8 +257,7 @@ async def _capture(
         remove_signals()
         end_ns = time.time_ns()
         files = {id(s): s.finish(end_ns) for s in set(sinks)}
-        if live_proc is not None and live_proc.stdin is not None:
-            live_proc.stdin.close()
+        outputs.close()
     for error in host_errors:
         if isinstance(error, HostError):
             for run in runs:

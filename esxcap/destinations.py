@@ -5,11 +5,12 @@ Default: one pcapng per host and target in ./captures, named `<UTC time>-<host>-
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -76,20 +77,45 @@ def section_comments(planned: Sequence[Stream], started: float) -> list[str]:
     return ["\n".join(lines)]
 
 
-def _console_listener(hexdump: bool, to_stderr: bool) -> Callable[[str, Record], None]:
-    from esxcap.decode import console_line
-    from esxcap.decode import hexdump as dump
+class ConsoleView:
+    """`--console`/`--hex`: one line per packet as it is written (tshark's summary when tshark is
+    installed, the built-in one otherwise), on stdout, or stderr when stdout carries the capture."""
 
-    seen = 0
+    def __init__(self, hexdump: bool, to_stderr: bool) -> None:
+        from esxcap.viewers import TsharkSummarizer, find_tshark
 
-    def show(name: str, record: Record) -> None:
-        nonlocal seen
-        seen += 1
-        output.packet(console_line(record, name.replace(":", " "), seen), to_stderr)
-        if hexdump:
-            output.packet(dump(bytes(record.data)), to_stderr)
+        self._summarizer = TsharkSummarizer(find_tshark(), hex_dump=hexdump)
+        self._to_stderr = to_stderr
+        self._seen = 0
 
-    return show
+    def __call__(self, name: str, record: Record) -> None:
+        self._seen += 1
+        self._summarizer.feed(record, name.replace(":", " "), self._seen)
+        self._show()
+
+    def _show(self) -> None:
+        for line in self._summarizer.ready():
+            output.packet(line, self._to_stderr)
+
+    def close(self) -> None:
+        self._summarizer.close()
+        self._show()
+
+
+@dataclass
+class Outputs:
+    """The sinks of one capture (streams of one file share a sink), plus a live viewer and console view."""
+
+    sinks: list[CaptureSink]
+    viewer: subprocess.Popen[bytes] | None = None
+    console: ConsoleView | None = None
+
+    def close(self) -> None:
+        if self.viewer is not None and self.viewer.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.viewer.stdin.close()
+        if self.console is not None:
+            self.console.close()
 
 
 def sinks_for(
@@ -99,24 +125,23 @@ def sinks_for(
     max_bytes: int | None,
     console: bool,
     hexdump: bool,
-) -> tuple[list[CaptureSink], subprocess.Popen[bytes] | None]:
-    """One sink per stream (streams of one file share it), and the live viewer when there is one."""
+) -> Outputs:
+    """One sink per stream (streams of one file share it), the live viewer and the console view."""
     comments = section_comments(planned, started)
-    listener = _console_listener(hexdump, to_stderr=choice.stdout) if console or hexdump else None
+    view = ConsoleView(hexdump, to_stderr=choice.stdout) if console or hexdump else None
     if choice.stdout or choice.live:
         viewer = None
         sink_to: IO[bytes] | None = sys.stdout.buffer
         if choice.live:
-            from esxcap.viewers import live_viewer_command
+            from esxcap.viewers import live_viewer_command, start_viewer
 
-            viewer = subprocess.Popen(live_viewer_command(), stdin=subprocess.PIPE)
+            viewer = start_viewer(live_viewer_command())
             sink_to = viewer.stdin
         assert sink_to is not None
-        shared = CaptureSink(sink_to, comments, max_bytes, listener, flush_each=True)
-        return [shared] * len(planned), viewer
+        shared = CaptureSink(sink_to, comments, max_bytes, view, flush_each=True)
+        return Outputs([shared] * len(planned), viewer, view)
     if choice.file is not None:
-        shared = CaptureSink(choice.file, comments, max_bytes, listener)
-        return [shared] * len(planned), None
+        return Outputs([CaptureSink(choice.file, comments, max_bytes, view)] * len(planned), None, view)
     assert choice.directory is not None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     by_target: dict[tuple[str, str], CaptureSink] = {}
@@ -125,6 +150,6 @@ def sinks_for(
         key = (stream.target.host, stream.target.label)
         if key not in by_target:
             name = f"{stamp}-{safe_name(key[0])}-{safe_name(key[1])}.pcapng"
-            by_target[key] = CaptureSink(choice.directory / name, comments, max_bytes, listener)
+            by_target[key] = CaptureSink(choice.directory / name, comments, max_bytes, view)
         sinks.append(by_target[key])
-    return sinks, None
+    return Outputs(sinks, None, view)

@@ -18,3 +18,8 @@ run esxcap -i "$state/inventory.yaml" hosts
 run esxcap -i "$state/inventory.yaml" discover
 run esxcap -i "$state/inventory.yaml" find 'web*'
 run esxcap -i "$state/inventory.yaml" find 'データベース01'
+run esxcap -i "$state/inventory.yaml" capture --vm 'web 01' --dry-run
+run esxcap -i "$state/inventory.yaml" capture --vm 'web 01' --dir both --duration 3 -o "$state/captures/"
+run esxcap -i "$state/inventory.yaml" capture --vm legacy-erp -c 6 --console -o "$state/legacy-erp.pcapng"
+if command -v capinfos >/dev/null; then run capinfos -c -I "$state/legacy-erp.pcapng"; fi
+run esxcap -i "$state/inventory.yaml" cleanup
