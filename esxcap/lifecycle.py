@@ -59,7 +59,9 @@ stop() {{
 finish() {{ trap '' HUP INT TERM; stop; wait "$w"; exit $?; }}
 trap finish HUP INT TERM
 n=0
-while [ -z "$p" ] && [ $n -lt 30 ]; do p=$(cat "$f" 2>/dev/null); [ -n "$p" ] || {{ sleep 1; n=$((n+1)); }}; done
+while [ -z "$p" ] && [ $n -lt 30 ]; do
+  p=$(cat "$f" 2>/dev/null); [ -n "$p" ] || {{ sleep 1; n=$((n+1)); }}
+done
 ( n=0; while [ -f "$f" ] && [ $n -lt "$t" ]; do sleep 1; n=$((n+1)); done
   [ -f "$f" ] && kill -TERM $$ ) </dev/null >/dev/null 2>&1 &
 while read -r _; do :; done

@@ -227,3 +227,16 @@ def test_inventory_error_exits_2_naming_file_line_and_key(env, tmp_path) -> None
     result = esxcap("-i", str(bad), "discover", env=env)
     assert result.code == 2
     assert str(bad) in result.stderr and "6" in result.stderr and "prot" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["hosts", "discover", "find", "capture", "points", "cleanup", "merge", "sim"])
+def test_every_command_has_help(command, env) -> None:
+    result = esxcap(command, "--help", env=env)
+    assert result.code == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_version_and_bad_option(env) -> None:
+    assert esxcap("--version", env=env).stdout.startswith("esxcap ")
+    bad = esxcap("discover", "--no-such-option", env=env)
+    assert bad.code == 2 and "--no-such-option" in bad.stderr
