@@ -229,7 +229,9 @@ def test_inventory_error_exits_2_naming_file_line_and_key(env, tmp_path) -> None
     assert str(bad) in result.stderr and "6" in result.stderr and "prot" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["hosts", "discover", "find", "capture", "points", "cleanup", "merge", "sim"])
+@pytest.mark.parametrize(
+    "command", ["hosts", "discover", "find", "capture", "points", "cleanup", "merge", "sim"]
+)
 def test_every_command_has_help(command, env) -> None:
     result = esxcap(command, "--help", env=env)
     assert result.code == 0, result.stderr
