@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from clirun import esxcap, isolated_env
+from conftest import run_exec
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 
 from esxcap.lifecycle import GRACE_SECONDS
@@ -288,3 +289,33 @@ def test_merge_two_captures(running, env, tmp_path) -> None:
     if HAVE_TOOLS:
         epochs = [float(row[0]) for row in tshark_fields(merged, "frame.time_epoch")]
         assert epochs == sorted(epochs)
+
+
+def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_factory, env) -> None:
+    with SimulatorThread(load_topology(), tmp_path_factory.mktemp("clean")) as st:
+        lingering = ["pktcap-uw", "--vmk", "vmk0", "--ip", "192.0.2.77", "-o", "-"]
+        for _ in range(2):  # filters that match nothing: both linger after their channel closes
+            with pytest.raises(TimeoutError):
+                run_exec(st, "esx03", lingering, timeout=0.5)
+        ours, foreign = (p.cid for p in st.sim.hosts["esx03"].processes.pktcaps())
+        pidfile = "/tmp/esxcap/esxcap-0123456789ab.pid"
+
+        async def mark_ours() -> None:  # as a wrapper killed by someone would have left it
+            st.sim.hosts["esx03"].processes.files[pidfile] = bytearray(f"{ours}\n".encode())
+
+        st.call(mark_ours())
+        result = esxcap("-i", inv(st), "cleanup", "esx03", "--json", env=env)
+        assert result.code == 0, result.stderr
+        actions = {row["pid"]: (row["ours"], row["action"]) for row in result.json()["captures"]}
+        assert actions == {
+            ours: (True, "stopped"),
+            foreign: (False, "left alone (not esxcap's; --all stops it)"),
+        }
+        assert [p.cid for p in st.sim.hosts["esx03"].processes.pktcaps()] == [foreign]
+        assert pidfile not in st.sim.hosts["esx03"].processes.files
+        refused = esxcap("-i", inv(st), "cleanup", "esx03", "--all", env=env)
+        assert refused.code == 2 and "--yes" in refused.stderr
+        forced = esxcap("-i", inv(st), "cleanup", "esx03", "--all", "--yes", "--json", env=env)
+        assert forced.code == 0, forced.stderr
+        assert [row["action"] for row in forced.json()["captures"]] == ["stopped"]
+        assert remote_pktcaps(st, "esx03") == []
