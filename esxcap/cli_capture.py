@@ -210,7 +210,17 @@ def capture(
                 return EXIT_OK if not failed else EXIT_PARTIAL
             assert choice is not None
             return await _capture(
-                opened, failed, planned, choice, duration, max_bytes, console, hexdump, open_after, json_out
+                opened,
+                failed,
+                planned,
+                choice,
+                duration,
+                max_bytes,
+                console,
+                hexdump,
+                open_after,
+                json_out,
+                options,
             )
         finally:
             await close_hosts(opened)
@@ -229,6 +239,7 @@ async def _capture(
     hexdump: bool,
     open_after: bool,
     json_out: bool,
+    options: CaptureOptions,
 ) -> int:
     started = time.time()
     outputs = sinks_for(planned, choice, started, max_bytes, console, hexdump)
@@ -264,6 +275,18 @@ async def _capture(
                 run.error = run.error or error
         elif isinstance(error, BaseException):
             raise error
+    from esxcap.metadata import write_capture_sidecars
+
+    write_capture_sidecars(
+        runs,
+        files,
+        {o.host.name: (o.host, o.value.facts) for o in opened},
+        [{"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error],
+        started,
+        end_ns / 1e9,
+        options,
+        {"duration_s": duration, "max_bytes": max_bytes, "stop_reason": control.reason},
+    )
     output.capture_summary(
         runs,
         {id(s): f for s, f in ((s, files[id(s)]) for s in set(sinks))},

@@ -67,10 +67,12 @@ def safe_name(text: str) -> str:
 
 
 def section_comments(planned: Sequence[Stream], started: float) -> list[str]:
-    """The pcapng section comment: who wrote it, when, and the exact remote commands."""
+    """The pcapng section comment: which tool, who ran it, when, and the exact remote commands."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    from esxcap.metadata import operator
+
     lines = [
-        f"esxcap {__version__} capture started {stamp}",
+        f"esxcap {__version__} capture started {stamp} by {operator()}",
         "remote commands (each under esxcap's stop-safe wrapper):",
     ]
     lines += [f"{s.target.host}: {command_line(s.argv)}" for s in planned]
