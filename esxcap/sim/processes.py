@@ -73,10 +73,17 @@ class ProcessTable:
         self.vsock_ports = 1026
 
     def spawn(
-        self, argv: Sequence[str], name: str, handle: Callable[[int], None], worlds: int = 1
+        self,
+        argv: Sequence[str],
+        name: str,
+        handle: Callable[[int], None],
+        worlds: int = 1,
+        cid: int | None = None,
     ) -> SimProcess:
-        cid = self._next
-        self._next += worlds + 3
+        """A new cartel: the next id, or `cid` when the caller has one (a real process's PID)."""
+        if cid is None:
+            cid = self._next
+            self._next += worlds + 3
         proc = SimProcess(cid, tuple(argv), name, tuple(cid + i for i in range(worlds)), handle)
         self._procs[cid] = proc
         return proc
