@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,127 +18,69 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.config import SSHClientConfig
 
-from esxcap.errors import AuthError, CommandTimeout, ConnectError, HostError, HostKeyError
+from esxcap.errors import HostKeyError
 from esxcap.remote import command_line
 from esxcap.transport import STREAM_CHUNK, CommandResult, PasswordSource
+from esxcap.transport.common import (
+    ENCRYPTION,
+    ENCRYPTION_OLD,
+    KEX,
+    KEX_OLD,
+    MAC,
+    MAC_OLD,
+    Login,
+    cannot_connect_error,
+    command_timeout_error,
+    default_ssh_config_paths,
+    host_key_preference,
+    identity_error,
+    no_common_algorithm_error,
+    refused_error,
+    run_failed_error,
+    start_failed_error,
+    stream_lost_error,
+    supported,
+)
 from esxcap.transport.hostkeys import DEFAULT_PORT, changed_key_error, record_host_key, unknown_key_error
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
 
-SSH_CONFIG_ENV = "ESXCAP_SSH_CONFIG"
 READ_CHUNK = 256 * 1024
-
-# Newest first; what ESXi 5.5/6.x may need comes last: chosen only when the host offers nothing newer.
-ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
-ENCRYPTION_OLD = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc")
-KEX = (
-    "mlkem768x25519-sha256",
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group-exchange-sha256",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group14-sha256",
-)
-KEX_OLD = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1")
-MAC = (
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "umac-128-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-    "umac-128@openssh.com",
-)
-MAC_OLD = ("hmac-sha1",)
-HOST_KEY = (
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-)
-HOST_KEY_OLD = ("ssh-rsa",)
-
-
-def _supported(names: Sequence[str], available: Sequence[bytes]) -> list[str]:
-    have = {a.decode() for a in available}
-    return [n for n in names if n in have]
 
 
 def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
     """Preference lists for asyncssh.connect; host key types already in known_hosts go first, and a list
     the user set in ~/.ssh/config (Ciphers, KexAlgorithms, MACs, HostKeyAlgorithms) is left to asyncssh."""
-    host_keys = [a for a in HOST_KEY if a in known_key_algs]
-    host_keys += [a for a in HOST_KEY + HOST_KEY_OLD if a not in host_keys]
     lists = {
-        ("encryption_algs", "Ciphers"): _supported(
-            ENCRYPTION + ENCRYPTION_OLD, asyncssh.encryption.get_encryption_algs()
+        ("encryption_algs", "Ciphers"): (
+            ENCRYPTION + ENCRYPTION_OLD,
+            asyncssh.encryption.get_encryption_algs(),
         ),
-        ("kex_algs", "KexAlgorithms"): _supported(KEX + KEX_OLD, asyncssh.kex.get_kex_algs()),
-        ("mac_algs", "MACs"): _supported(MAC + MAC_OLD, asyncssh.mac.get_mac_algs()),
-        ("server_host_key_algs", "HostKeyAlgorithms"): _supported(
-            host_keys, asyncssh.public_key.get_public_key_algs()
+        ("kex_algs", "KexAlgorithms"): (KEX + KEX_OLD, asyncssh.kex.get_kex_algs()),
+        ("mac_algs", "MACs"): (MAC + MAC_OLD, asyncssh.mac.get_mac_algs()),
+        ("server_host_key_algs", "HostKeyAlgorithms"): (
+            host_key_preference(known_key_algs),
+            asyncssh.public_key.get_public_key_algs(),
         ),
     }
-    return {option: algs for (option, key), algs in lists.items() if ssh_config.get(key) is None}
-
-
-def default_ssh_config_paths() -> list[Path]:
-    """$ESXCAP_SSH_CONFIG (empty: none), else ~/.ssh/config when readable."""
-    if SSH_CONFIG_ENV in os.environ:
-        value = os.environ[SSH_CONFIG_ENV]
-        return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
-    path = Path("~/.ssh/config").expanduser()
-    return [path] if os.access(path, os.R_OK) else []
+    return {
+        option: supported(names, (a.decode() for a in available))
+        for (option, key), (names, available) in lists.items()
+        if ssh_config.get(key) is None
+    }
 
 
 @dataclass
-class _Attempt:
-    """What one connection attempt learns along the way (host key verdict, offered auth methods)."""
+class _Attempt(Login):
+    """A login plus the host key verdict asyncssh's callbacks reach."""
 
-    host: HostConfig
-    label: str
-    known_hosts: Path
-    accept_new: bool
-    password_source: PasswordSource
-    timeout: asyncio.Timeout | None = None
-    tcp_connected: bool = False
+    known_hosts: Path = Path()
+    accept_new: bool = False
     key_problem: HostKeyError | None = None
-    offered: list[str] = field(default_factory=list)
-    password_asked: bool = False
-    password_value: str | None = field(default=None, repr=False)
-    kbdint_answered: bool = False
-    password_sent: bool = False
 
-    async def password(self) -> str | None:
-        """The password from $password_env, else from the prompt; asked at most once."""
-        if self.password_asked:
-            return self.password_value
-        self.password_asked = True
-        env = self.host.password_env
-        if env and env in os.environ:
-            self.password_value = os.environ[env]
-            return self.password_value
-        loop = asyncio.get_running_loop()
-        if self.timeout is not None:
-            self.timeout.reschedule(None)
-        try:
-            prompt = f"Password for {self.label}: "
-            self.password_value = await asyncio.to_thread(self.password_source, prompt)
-        finally:
-            if self.timeout is not None:
-                self.timeout.reschedule(loop.time() + self.host.connect_timeout)
-        return self.password_value
-
-    def note_methods(self, conn: asyncssh.SSHClientConnection | None) -> None:
-        for method in conn.get_server_auth_methods() if conn else ():
-            if method not in self.offered:
-                self.offered.append(method)
+    def note_conn_methods(self, conn: asyncssh.SSHClientConnection | None) -> None:
+        self.note_methods(conn.get_server_auth_methods() if conn else ())
 
 
 class _Client(asyncssh.SSHClient):
@@ -177,10 +118,10 @@ class _Client(asyncssh.SSHClient):
         return True
 
     def public_key_auth_requested(self) -> None:
-        self._attempt.note_methods(self._conn)
+        self._attempt.note_conn_methods(self._conn)
 
     def kbdint_auth_requested(self) -> str | None:
-        self._attempt.note_methods(self._conn)
+        self._attempt.note_conn_methods(self._conn)
         return None if self._attempt.kbdint_answered else ""
 
     async def kbdint_challenge_received(
@@ -195,7 +136,7 @@ class _Client(asyncssh.SSHClient):
         return None if password is None else [password for _prompt in prompts]
 
     async def password_auth_requested(self) -> str | None:
-        self._attempt.note_methods(self._conn)
+        self._attempt.note_conn_methods(self._conn)
         if self._attempt.password_sent or self._attempt.kbdint_answered:
             return None
         self._attempt.password_sent = True
@@ -238,10 +179,7 @@ class AsyncsshConnection:
         try:
             process = await self._conn.create_process(command_line(argv), encoding=None)
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(
-                f"{self.label}: cannot start '{argv[0]}': {_reason(exc)}",
-                "check the host's state and try again",
-            ) from exc
+            raise start_failed_error(self.label, argv[0], _reason(exc)) from exc
         return AsyncsshProcess(process, self.label)
 
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
@@ -257,16 +195,9 @@ class AsyncsshConnection:
                 await process.wait_closed()
                 return CommandResult(process.exit_status, stdout, stderr)
         except TimeoutError:
-            shown = line if len(line) <= 80 else line[:77] + "..."
-            raise CommandTimeout(
-                f"{self.label}: '{shown}' did not finish within {timeout:g} s; its channel was closed",
-                "the host may be overloaded; raise command_timeout in the inventory if it is just slow",
-            ) from None
+            raise command_timeout_error(self.label, line, timeout) from None
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(
-                f"{self.label}: connection failed while running '{argv[0]}': {_reason(exc)}",
-                "check the host's state and try again",
-            ) from exc
+            raise run_failed_error(self.label, argv[0], _reason(exc)) from exc
         finally:
             if process is not None:
                 process.close()
@@ -309,10 +240,7 @@ class AsyncsshProcess:
         try:
             return await self._process.stdout.read(STREAM_CHUNK)
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(
-                f"{self._label}: connection lost while streaming: {_reason(exc)}",
-                "everything received so far was kept; check the host and the network, then capture again",
-            ) from exc
+            raise stream_lost_error(self._label, _reason(exc)) from exc
 
     def stderr(self) -> bytes:
         return bytes(self._stderr)
@@ -377,7 +305,7 @@ class AsyncsshTransport:
             for alg in key.sig_algorithms
         ]
         options.update(algorithm_options(known_algs, ssh_config))
-        attempt = _Attempt(host, label, known_hosts, accept_new, password)
+        attempt = _Attempt(host, label, password, known_hosts=known_hosts, accept_new=accept_new)
         options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
         try:
             async with asyncio.timeout(host.connect_timeout) as attempt.timeout:
@@ -385,30 +313,19 @@ class AsyncsshTransport:
                     host.hostname, client_factory=lambda: _Client(attempt), **options
                 )
         except TimeoutError:
-            what = "no SSH answer" if attempt.tcp_connected else "no answer"
-            raise ConnectError(
-                f"{label}: {what} within {host.connect_timeout:g} s",
-                _down_hint(port)
-                if not attempt.tcp_connected
-                else "something answers on that port but does not speak SSH in time; "
-                "check the port, or raise connect_timeout for a slow link",
-            ) from None
+            raise attempt.timeout_error(port) from None
         except asyncssh.HostKeyNotVerifiable as exc:
             raise attempt.key_problem or HostKeyError(
                 f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
             ) from None
         except asyncssh.PermissionDenied:
-            raise _auth_error(label, str(options.get("username", "")), attempt) from None
+            raise attempt.auth_error(str(options.get("username", ""))) from None
         except asyncssh.KeyExchangeFailed as exc:
-            raise ConnectError(
-                f"{label}: no common SSH algorithm: {exc.reason}",
-                "the host's sshd may be restricted (FIPS mode?); compare its Ciphers and "
-                "KexAlgorithms with esxcap's",
-            ) from None
+            raise no_common_algorithm_error(label, exc.reason) from None
         except ConnectionRefusedError:
-            raise ConnectError(f"{label}: connection refused", _down_hint(port)) from None
+            raise refused_error(label, port) from None
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectError(f"{label}: cannot connect: {_reason(exc)}", _down_hint(port)) from None
+            raise cannot_connect_error(label, _reason(exc), port) from None
         return AsyncsshConnection(conn, host, label)
 
 
@@ -445,31 +362,7 @@ def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:
 
 
 def _load_identity(host: HostConfig) -> asyncssh.SSHKeyPair:
-    path = host.identity_file
     try:
-        return asyncssh.load_keypairs([str(path)])[0]
+        return asyncssh.load_keypairs([str(host.identity_file)])[0]
     except (OSError, asyncssh.KeyImportError) as exc:
-        raise AuthError(
-            f"{host.name}: cannot use identity_file {path}: {_reason(exc)}",
-            "check the path in the inventory; for a passphrase-protected key, drop identity_file and "
-            "load the key into ssh-agent (ssh-add) instead",
-        ) from None
-
-
-def _auth_error(label: str, user: str, attempt: _Attempt) -> HostError:
-    methods = ", ".join(attempt.offered) if attempt.offered else "none that esxcap supports"
-    tried = attempt.password_value is not None and (attempt.kbdint_answered or attempt.password_sent)
-    rejected = "; the password was rejected" if tried else ""
-    return AuthError(
-        f"{label}: permission denied for user '{user}' (server offered: {methods}){rejected}",
-        "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
-        f"/etc/ssh/keys-{user}/authorized_keys on the host), or set password_env in the inventory "
-        "to a variable holding the password, or answer the password prompt",
-    )
-
-
-def _down_hint(port: int) -> str:
-    return (
-        f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
-        "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console"
-    )
+        raise identity_error(host, _reason(exc)) from None
