@@ -1,5 +1,6 @@
 """The programs a simulated host runs: argv -> output and exit status, for `esxcli`, `vmware`,
-`net-stats`, `uname` and `hostname` (pure; text from `esxcap.sim.render`).
+`net-stats`, `uname`, `hostname` and `date` (pure but for `date`, which reads the clock; text from
+`esxcap.sim.render`).
 
 Error texts marked INFERRED were not seen verbatim; the `Argument type mismatch` text is verbatim
 (REFERENCE §3.0). Unknown programs are the shell's business (`not found`, exit 127).
@@ -8,6 +9,7 @@ Error texts marked INFERRED were not seen verbatim; the `Argument type mismatch`
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 from esxcap.sim import render
@@ -112,12 +114,25 @@ def hostname(host: Host, args: Sequence[str]) -> Output:
     return Output.text(host.name + "\n")
 
 
+def date(host: Host, args: Sequence[str]) -> Output:
+    """BusyBox `date` on the host's clock (true time + clock_skew_ms): `date` or `date +FORMAT`, where
+    FORMAT may use %s and %N (nanoseconds) besides strftime's conversions."""
+    if len(args) > 1 or (args and not args[0].startswith("+")):
+        return Output.text(stderr="date: setting the date is not allowed here\n", status=1)  # INFERRED
+    now_ns = time.time_ns() + host.clock_skew_ms * 1_000_000
+    fmt = args[0][1:] if args else "%a %b %e %H:%M:%S UTC %Y"
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    fmt = fmt.replace("%s", str(seconds)).replace("%N", f"{nanos:09d}")
+    return Output.text(time.strftime(fmt, time.gmtime(seconds)) + "\n")
+
+
 PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {
     "esxcli": esxcli,
     "vmware": vmware,
     "net-stats": net_stats,
     "uname": uname,
     "hostname": hostname,
+    "date": date,
 }
 
 
