@@ -71,6 +71,10 @@ class StreamRun:
     ended_at: float | None = None
     error: HostError | None = None
     host_stderr: str = ""
+    shift_ns: int = 0
+    """Added to every timestamp of this stream (--align-clocks: minus its host's measured offset)."""
+    notes: tuple[str, ...] = ()
+    """Extra comments for the stream's interface (e.g. its host's clock offset)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -122,6 +126,9 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         run.ready.set()
         while chunk := await proc.read():
             records = reader.feed(chunk)
+            if run.shift_ns:
+                shift = run.shift_ns
+                records = [r._replace(ts_ns=r.ts_ns + shift) for r in records]
             if run.iface is None and reader.header is not None:
                 header = reader.header
                 run.iface = run.sink.add_stream(
@@ -130,7 +137,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                         header.linktype,
                         header.snaplen,
                         stream.target.description,
-                        (f"remote command: {run.remote_command}",),
+                        (f"remote command: {run.remote_command}", *run.notes),
                     )
                 )
             if records and run.iface is not None:
