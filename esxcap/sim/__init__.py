@@ -82,6 +82,10 @@ class Simulator:
         """Take one host down: it stops listening and its open connections drop."""
         await self.hosts[name].stop()
 
+    async def reset_connections(self, name: str) -> None:
+        """Reset every open connection to one host (TCP RST); the host stays up."""
+        self.hosts[name].reset_connections()
+
     async def start_host(self, name: str) -> None:
         """Bring a stopped host back on the same port."""
         host = self.hosts[name]

@@ -19,6 +19,7 @@ Output is written as produced and each write waits for the channel to drain: not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,11 +100,19 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
     if argv and argv[0] == "pktcap-uw":
         session = pktcap.parse(rt.host, argv)
         if isinstance(session, pktcap.Session):
-            run = PktcapRun(rt.host, rt.traffic, rt.processes, session, ChannelWriter(process))
+            run = PktcapRun(rt.host, rt.traffic, rt.processes, _faulty(rt, session), ChannelWriter(process))
             run.start()
             _exit(process, await run.status)
             return
+    if rt.host.faults.hang_commands:
+        await process.channel.wait_closed()
+        return
     await _finish(process, rt.shell.run(command))
+
+
+def _faulty(rt: HostRuntime, session: pktcap.Session) -> pktcap.Session:
+    """With the `pktcap_garbage` fault, pktcap-uw's console dump goes to stdout instead of pcap."""
+    return dataclasses.replace(session, outfile=None) if rt.host.faults.pktcap_garbage else session
 
 
 def listing(table: ProcessTable) -> str:
@@ -200,7 +209,7 @@ async def _start(rt: HostRuntime, command: list[str], out: Writer) -> tuple[asyn
     """Start the wrapped command in the background: (its exit status to come, its cartel id)."""
     session = pktcap.parse(rt.host, command) if command[0] == "pktcap-uw" else None
     if isinstance(session, pktcap.Session):
-        run = PktcapRun(rt.host, rt.traffic, rt.processes, session, out)
+        run = PktcapRun(rt.host, rt.traffic, rt.processes, _faulty(rt, session), out)
         return run.status, run.start().cid
     output = rt.shell.run(_shell_line(command))
     status: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -21,6 +21,7 @@ from esxcap.sim.topology import (
     ADAPTER_SUBTYPE,
     DistributedSwitch,
     DvPortgroup,
+    Faults,
     Flow,
     FlowEnd,
     Host,
@@ -257,11 +258,23 @@ def _host(name: str, node: object, path: str, source: str) -> Host:
         vmknics=vmknics,
         vms=vms,
         ports=(),
+        faults=_faults(_Fields(f.get("faults", {}), f"{path}.faults", source)),
     )
     f.done()
     _check_unique(source, path, "vms", [str(vm.world_id) for vm in vms], "world_id")
     _check_unique(source, path, "vmknics", [v.name for v in vmknics], "name")
     return build_ports(host, plan)
+
+
+def _faults(f: _Fields) -> Faults:
+    faults = Faults(
+        silent=f.flag("silent", False),
+        hang_commands=f.flag("hang_commands", False),
+        pktcap_garbage=f.flag("pktcap_garbage", False),
+        pktcap_fail_after=f.opt_number("pktcap_fail_after"),
+    )
+    f.done()
+    return faults
 
 
 def _check_unique(source: str, path: str, key: str, values: list[str], what: str) -> None:

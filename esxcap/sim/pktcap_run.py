@@ -28,6 +28,7 @@ from esxcap.sim.traffic import Seen, TrafficModel
 TICK = 0.05
 BULK_BATCH = 64
 SIGPIPE_STATUS = 128 + SIGNALS["PIPE"]
+ERROR_STATUS = 1
 
 
 class Writer(Protocol):
@@ -103,6 +104,7 @@ class PktcapRun:
         output = _Output(s, self.table, self.out)
         await output.begin(self.host.name)
         tap = self.traffic.tap(self.host.name, s.places)
+        fail_after = self.host.faults.pktcap_fail_after
         bulk = [(point, frame) for point, frame in tap.bulk_frames() if s.filter.matches(fields(frame))]
         last = self._now()
         while not self._interrupted and not output.full:
@@ -116,6 +118,9 @@ class PktcapRun:
             last = now
             await output.packets(seen)
             proc.packets = output.count
+            if fail_after is not None and output.count >= fail_after:
+                await self._err([pktcap_text.PORT_GONE], prefix)
+                return ERROR_STATUS
         lines = pktcap_text.trailer(s.new_style, session_no, s.outfile, output.count, 0)
         await self._err(lines, prefix)
         return 0

@@ -143,6 +143,7 @@ def usage_error(problem: str) -> str:
     return f"pktcap-uw: {problem}\nPlease check the usage with 'pktcap-uw -h'.\n"
 
 
+PORT_GONE = "error: The port was disconnected; the capture ended."  # INFERRED (the `pktcap_fail_after` fault)
 DIR_ECHO = ("The dir is Rx", "The dir is Output", "The dir is Input and Output")  # the last INFERRED
 
 _FILTER_WORDS = {

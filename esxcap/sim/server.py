@@ -10,6 +10,8 @@ stream on the channel, everything else runs through the simulated shell, binary-
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Sequence
 
 import asyncssh
@@ -94,6 +96,8 @@ class SimHost:
         self.exec_requests = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
+        self._silent: asyncio.Server | None = None
+        self._held: set[asyncio.StreamWriter] = set()
         self.processes = ProcessTable()
         programs = (host_programs(topology), self.processes.programs(), capture_exec.pktcap_program(topology))
 
@@ -105,11 +109,15 @@ class SimHost:
 
     @property
     def running(self) -> bool:
-        return self._acceptor is not None
+        return self._acceptor is not None or self._silent is not None
 
     async def start(self, port: int) -> None:
         """Listen on 127.0.0.1:port (0 = any free port; a restarted host keeps its port)."""
-        if self._acceptor is not None:
+        if self.running:
+            return
+        if self.topology.faults.silent:
+            self._silent = await asyncio.start_server(self._hold, "127.0.0.1", port)
+            self.port = self._silent.sockets[0].getsockname()[1]
             return
         self._acceptor = await asyncssh.create_server(
             lambda: _Server(self),
@@ -128,6 +136,13 @@ class SimHost:
     async def stop(self) -> None:
         """Stop listening and drop every open connection without a goodbye, like a host going down
         (its processes end with it)."""
+        silent, self._silent = self._silent, None
+        if silent is not None:
+            silent.close()
+            for writer in self._held:
+                writer.transport.abort()
+            self._held.clear()
+            await silent.wait_closed()
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is None:
             return
@@ -138,6 +153,28 @@ class SimHost:
         for conn in list(self._live):
             conn.abort()
         self._live.clear()
+
+    def reset_connections(self) -> None:
+        """Cut every open connection with a TCP reset (as a firewall or a crashed NIC would); the host
+        stays up and its processes run on, each noticing the lost channel on its own."""
+        for conn in list(self._live):
+            sock = conn.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.abort()
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A `silent` host's connection: read and ignore everything, answer nothing."""
+        self.connections += 1
+        self._held.add(writer)
+        try:
+            while await reader.read(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            self._held.discard(writer)
+            writer.close()
 
     def _connected(self, conn: asyncssh.SSHServerConnection) -> None:
         self.connections += 1

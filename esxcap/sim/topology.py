@@ -162,8 +162,24 @@ class SwitchPort:
 
 
 @dataclass(frozen=True)
+class Faults:
+    """Ways a host misbehaves, for fault tests; all off by default.
+
+    `silent`: accepts TCP connections but never speaks SSH. `hang_commands`: every command except a
+    capture never returns (its channel stays open until the client closes it). `pktcap_garbage`:
+    pktcap-uw prints its console text dump on stdout instead of pcap. `pktcap_fail_after`: pktcap-uw
+    exits 1 with an error once it has written at least this many packets.
+    """
+
+    silent: bool = False
+    hang_commands: bool = False
+    pktcap_garbage: bool = False
+    pktcap_fail_after: int | None = None
+
+
+@dataclass(frozen=True)
 class Host:
-    """One simulated ESXi host: its persona (version, build, update) and its network."""
+    """One simulated ESXi host: its persona (version, build, update), its network and its faults."""
 
     name: str
     version: str
@@ -179,6 +195,7 @@ class Host:
     vmknics: tuple[Vmknic, ...]
     vms: tuple[Vm, ...]
     ports: tuple[SwitchPort, ...]
+    faults: Faults = Faults()
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
