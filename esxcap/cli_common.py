@@ -58,7 +58,9 @@ AcceptNewOpt = Annotated[
     bool,
     typer.Option("--accept-new", help="Record host keys not seen before (a changed key is always refused)."),
 ]
-TransportOpt = Annotated[str | None, typer.Option("--transport", help="SSH library: asyncssh.")]
+TransportOpt = Annotated[
+    str | None, typer.Option("--transport", help="SSH library: asyncssh (default) or paramiko.")
+]
 
 
 def report(error: EsxcapError) -> int:

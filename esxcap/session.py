@@ -42,7 +42,11 @@ def make_transport(name: str) -> Transport:
         from esxcap.transport.asyncssh_transport import AsyncsshTransport
 
         return AsyncsshTransport()
-    raise UsageError(f"unknown transport '{name}'", "use --transport asyncssh")
+    if name == "paramiko":
+        from esxcap.transport.paramiko_transport import ParamikoTransport
+
+        return ParamikoTransport()
+    raise UsageError(f"unknown transport '{name}'", "use --transport asyncssh or --transport paramiko")
 
 
 async def run_on_hosts(

@@ -1,0 +1,333 @@
+"""The paramiko transport: the same behaviour and messages as the asyncssh one (known_hosts, ~/.ssh/config,
+keys, ssh-agent, keyboard-interactive passwords as ESXi asks for them), with paramiko's blocking calls on
+worker threads under asyncio timeouts.
+
+paramiko is tuned for long streams: its re-key thresholds are raised (by default it re-keys every
+512 MiB and could stall there), and channels get a larger window and packet size. The SHA-1 algorithms
+that ESXi 5.5/6.0 need (group14-sha1 / gex-sha1 key exchange, ssh-rsa host keys) are added back where
+paramiko dropped them, and offered after everything newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from hashlib import sha1
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import paramiko
+from cryptography.hazmat.primitives import hashes
+from paramiko.kex_gex import KexGexSHA256
+from paramiko.kex_group14 import KexGroup14SHA256
+
+from esxcap.errors import ConfigError, HostKeyError
+from esxcap.transport import PasswordSource
+from esxcap.transport.common import (
+    ENCRYPTION,
+    ENCRYPTION_OLD,
+    KEX,
+    KEX_OLD,
+    MAC,
+    MAC_OLD,
+    Login,
+    cannot_connect_error,
+    default_ssh_config_paths,
+    host_key_preference,
+    identity_error,
+    no_common_algorithm_error,
+    refused_error,
+)
+from esxcap.transport.hostkeys import (
+    DEFAULT_PORT,
+    changed_key_error,
+    known_hosts_pattern,
+    record_host_key,
+    unknown_key_error,
+)
+from esxcap.transport.paramiko_channel import SSH_ERRORS, ParamikoConnection, Threads, reason
+
+if TYPE_CHECKING:
+    from esxcap.inventory import HostConfig
+
+REKEY_LIMIT = 2**40
+"""Bytes and packets between client-side re-keys (paramiko's 2**29 stalled long streams)."""
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class _KexGroup14SHA1(KexGroup14SHA256):  # type: ignore[misc]
+    name = "diffie-hellman-group14-sha1"
+    hash_algo = sha1
+
+
+class _KexGexSHA1(KexGexSHA256):  # type: ignore[misc]
+    name = "diffie-hellman-group-exchange-sha1"
+    hash_algo = sha1
+
+
+class _RSAKey(paramiko.RSAKey):  # type: ignore[misc]
+    """An RSA host key that may also sign with SHA-1 (`ssh-rsa`), as ESXi 5.5/6.0 hosts do."""
+
+    HASHES: ClassVar[dict[str, Any]] = {**paramiko.RSAKey.HASHES, "ssh-rsa": hashes.SHA1}
+
+
+class _AuthHandler(paramiko.auth_handler.AuthHandler):  # type: ignore[misc]
+    """Asks for the ssh-userauth service once per connection, as OpenSSH's client does; paramiko asks
+    again before every attempt, which servers other than OpenSSH's may refuse."""
+
+    def _request_auth(self) -> None:
+        if not self.transport.userauth_accepted:
+            super()._request_auth()
+            return
+        accept = paramiko.Message()
+        accept.add_string("ssh-userauth")
+        accept.rewind()
+        self._parse_service_accept(accept)
+
+    def _parse_service_accept(self, m: paramiko.Message) -> None:
+        self.transport.userauth_accepted = True
+        super()._parse_service_accept(m)
+
+
+def _auth(t: paramiko.Transport, method: str, *args: Any) -> None:
+    """One login attempt (`auth_none`, `auth_publickey`, ...) through `_AuthHandler`; raises
+    paramiko.AuthenticationException when refused."""
+    done = threading.Event()
+    t.auth_handler = handler = _AuthHandler(t)
+    getattr(handler, method)(*args, done)
+    handler.wait_for_response(done)
+
+
+class _Transport(paramiko.Transport):  # type: ignore[misc]
+    userauth_accepted = False
+    _kex_info: ClassVar[dict[str, Any]] = {
+        **paramiko.Transport._kex_info,
+        _KexGroup14SHA1.name: _KexGroup14SHA1,
+        _KexGexSHA1.name: _KexGexSHA1,
+    }
+    _key_info: ClassVar[dict[str, Any]] = {**paramiko.Transport._key_info, "ssh-rsa": _RSAKey}
+
+
+def _key_algs(key: paramiko.PKey) -> list[str]:
+    name = str(key.get_name())
+    return ["rsa-sha2-512", "rsa-sha2-256", name] if name == "ssh-rsa" else [name]
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where and as whom to connect: inventory values beat ~/.ssh/config, which beats our defaults."""
+
+    target: str
+    port: int
+    username: str
+    identity_files: tuple[Path, ...]
+    algorithms: dict[str, str]
+
+    @classmethod
+    def resolve(cls, host: HostConfig, paths: Sequence[Path]) -> _Endpoint:
+        config = paramiko.SSHConfig()
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError), path.open() as f:
+                config.parse(f)
+        found = config.lookup(host.hostname)
+        if host.proxy_jump is not None or "proxyjump" in found or "proxycommand" in found:
+            raise ConfigError(
+                f"{host.name}: the paramiko transport does not go through a jump host",
+                "use the asyncssh transport (transport: asyncssh, or --transport asyncssh) for this host",
+            )
+        explicit = host.explicit
+        return cls(
+            target=str(found.get("hostname", host.hostname)),
+            port=host.port if "port" in explicit else int(found.get("port", DEFAULT_PORT)),
+            username=host.username if "username" in explicit else str(found.get("user", host.username)),
+            identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", ())),
+            algorithms={k: str(found[k]) for k in ("ciphers", "kexalgorithms", "macs") if k in found},
+        )
+
+
+def _known_keys(path: Path, names: Sequence[str], port: int) -> list[paramiko.PKey]:
+    if not path.is_file():
+        return []
+    known = paramiko.HostKeys()
+    try:
+        known.load(str(path))
+    except (OSError, paramiko.hostkeys.InvalidHostKey) as exc:
+        raise HostKeyError(f"cannot read known_hosts {path}: {exc}", "fix or remove the broken line") from exc
+    keys: list[paramiko.PKey] = []
+    for name in dict.fromkeys(names):
+        keys += (known.lookup(known_hosts_pattern(name, port)) or {}).values()
+    return keys
+
+
+def _preferences(transport: paramiko.Transport, endpoint: _Endpoint, known_algs: Sequence[str]) -> None:
+    """Our preference lists, less what this paramiko lacks; a list set in ~/.ssh/config replaces ours."""
+    options = transport.get_security_options()
+    lists: dict[str, tuple[str, Sequence[str], dict[str, Any]]] = {
+        "ciphers": ("ciphers", ENCRYPTION + ENCRYPTION_OLD, _Transport._cipher_info),
+        "kexalgorithms": ("kex", KEX + KEX_OLD, _Transport._kex_info),
+        "macs": ("digests", MAC + MAC_OLD, _Transport._mac_info),
+        "": ("key_types", host_key_preference(known_algs), _Transport._key_info),
+    }
+    for config_key, (attr, ours, available) in lists.items():
+        wanted = endpoint.algorithms.get(config_key, "")
+        names = wanted.split(",") if wanted and wanted[0] not in "+-^" else ours
+        setattr(options, attr, [n for n in names if n in available])
+
+
+class ParamikoTransport:
+    """Opens paramiko connections. `ssh_config`: OpenSSH client config files (None: see
+    `default_ssh_config_paths`)."""
+
+    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
+        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+
+    async def connect(
+        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+    ) -> ParamikoConnection:
+        paths = self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
+        endpoint = _Endpoint.resolve(host, paths)
+        target, port = endpoint.target, endpoint.port
+        label = f"{host.name} ({target}:{port})"
+        login = Login(host, label, password)
+        threads = Threads(f"ssh-{host.name}")
+        session = _Session(host, endpoint, login, threads, accept_new)
+        try:
+            async with asyncio.timeout(host.connect_timeout) as login.timeout:
+                transport = await session.open()
+        except TimeoutError:
+            session.abandon()
+            raise login.timeout_error(port) from None
+        except ConnectionRefusedError:
+            session.abandon()
+            raise refused_error(label, port) from None
+        except paramiko.IncompatiblePeer as exc:
+            session.abandon()
+            raise no_common_algorithm_error(label, reason(exc)) from None
+        except SSH_ERRORS as exc:
+            session.abandon()
+            raise cannot_connect_error(label, reason(exc), port) from None
+        except BaseException:
+            session.abandon()
+            raise
+        return ParamikoConnection(transport, threads, label)
+
+
+class _Session:
+    """One connection attempt: TCP, key exchange, host key verdict, then login, each step on a thread."""
+
+    def __init__(
+        self, host: HostConfig, endpoint: _Endpoint, login: Login, threads: Threads, accept_new: bool
+    ) -> None:
+        self.host = host
+        self.endpoint = endpoint
+        self.login = login
+        self.threads = threads
+        self.accept_new = accept_new
+        self.known_hosts = host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.sock: socket.socket | None = None
+        self.transport: paramiko.Transport | None = None
+
+    def abandon(self) -> None:
+        """Close whatever is open; a step still blocked on its thread then fails and ends."""
+        if self.transport is not None:
+            self.transport.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.threads.shutdown()
+
+    async def open(self) -> paramiko.Transport:
+        host, endpoint = self.host, self.endpoint
+        address = (endpoint.target, endpoint.port)
+        self.sock = await self.threads.call(socket.create_connection, address, host.connect_timeout)
+        self.sock.settimeout(None)
+        self.login.tcp_connected = True
+        peer = str(self.sock.getpeername()[0])
+        known = _known_keys(self.known_hosts, [endpoint.target, peer], endpoint.port)
+        t = self.transport = _Transport(self.sock)
+        t.packetizer.REKEY_BYTES = t.packetizer.REKEY_PACKETS = REKEY_LIMIT
+        t.banner_timeout = t.handshake_timeout = host.connect_timeout
+        t.auth_timeout = None  # the connect timeout covers the login (and pauses while the prompt is open)
+        _preferences(t, endpoint, [alg for key in known for alg in _key_algs(key)])
+        await self.threads.call(t.start_client, None, host.connect_timeout)
+        self._check_host_key(t.get_remote_server_key(), known)
+        await self.threads.call(self._authenticate, t, asyncio.get_running_loop())
+        return t
+
+    def _check_host_key(self, key: paramiko.PKey, known: list[paramiko.PKey]) -> None:
+        label, target, port = self.login.label, self.endpoint.target, self.endpoint.port
+        if any(k.asbytes() == key.asbytes() for k in known):
+            return
+        key_type, fingerprint = str(key.get_name()), str(key.fingerprint)
+        if known:
+            known_types = sorted({str(k.get_name()) for k in known})
+            raise changed_key_error(label, target, port, key_type, fingerprint, self.known_hosts, known_types)
+        if not self.accept_new:
+            raise unknown_key_error(
+                label, self.host.name, target, port, key_type, fingerprint, self.known_hosts
+            )
+        record_host_key(self.known_hosts, target, port, f"{key_type} {key.get_base64()}")
+
+    def _authenticate(self, t: paramiko.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        """publickey (identity_file, else ssh-agent and default keys), then keyboard-interactive, then
+        password; AuthError naming what the server offered when none got in."""
+        login, user = self.login, self.endpoint.username
+        try:
+            _auth(t, "auth_none", user)
+            return
+        except paramiko.BadAuthenticationType as exc:
+            login.note_methods(exc.allowed_types)
+        except paramiko.AuthenticationException:
+            pass
+        if "publickey" in login.offered and self._try_keys(t, user):
+            return
+
+        def password() -> str | None:
+            return asyncio.run_coroutine_threadsafe(login.password(), loop).result()
+
+        def answer(_title: str, _instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
+            if not prompts:
+                return []
+            if login.kbdint_answered or any(echo for _prompt, echo in prompts):
+                return []
+            secret = password()
+            login.kbdint_answered = True
+            return [] if secret is None else [secret for _prompt in prompts]
+
+        with contextlib.suppress(paramiko.AuthenticationException):
+            if "keyboard-interactive" in login.offered:
+                _auth(t, "auth_interactive", user, answer)
+                return
+        with contextlib.suppress(paramiko.AuthenticationException):
+            if "password" in login.offered and not login.kbdint_answered:
+                secret = password()
+                login.password_sent = True
+                if secret is not None:
+                    _auth(t, "auth_password", user, secret)
+                    return
+        raise login.auth_error(user)
+
+    def _try_keys(self, t: paramiko.Transport, user: str) -> bool:
+        for key in self._keys():
+            with contextlib.suppress(paramiko.AuthenticationException):
+                _auth(t, "auth_publickey", user, key)
+                return True
+        return False
+
+    def _keys(self) -> list[paramiko.PKey]:
+        if self.host.identity_file is not None:
+            try:
+                return [paramiko.PKey.from_path(self.host.identity_file)]
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                raise identity_error(self.host, reason(exc)) from None
+        keys: list[paramiko.PKey] = []
+        with contextlib.suppress(paramiko.SSHException, OSError):
+            keys += paramiko.Agent().get_keys()
+        home = Path("~/.ssh").expanduser()
+        for path in self.endpoint.identity_files or tuple(home / name for name in DEFAULT_KEYS):
+            with contextlib.suppress(OSError, paramiko.SSHException, ValueError):
+                keys.append(paramiko.PKey.from_path(path))
+        return keys
