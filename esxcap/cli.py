@@ -186,7 +186,10 @@ def sim(
 
 
 def main() -> None:
-    from esxcap import cli_capture  # noqa: F401 - registers the capture commands
+    from esxcap import (
+        cli_capture,  # noqa: F401 - registers the capture commands
+        cli_ticket,  # noqa: F401 - registers bundle, verify and analyze
+    )
 
     # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
     # not something an admin can act on, and it would land between our own messages.

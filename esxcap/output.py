@@ -304,8 +304,10 @@ def capture_summary(
     failed: Sequence[HostResult[Any]],
     json_out: bool,
     to_stderr: bool,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """The final per-stream table (or JSON): packets, bytes, drops, file and error of every stream."""
+    """The final per-stream table (or JSON): packets, bytes, drops, file and error of every stream, a
+    row per host that could not be reached, then `extra` (clock readings, the path view)."""
 
     def file_of(run: StreamRun) -> str | None:
         path = files.get(id(run.sink))
@@ -333,29 +335,34 @@ def capture_summary(
                     for r in runs
                 ],
                 "errors": [{"host": h, "error": m, "hint": hint} for h, m, hint in errors],
+                **(extra or {}),
             }
         )
         return
     console = _stderr if to_stderr else _stdout
+    rows: list[Sequence[object]] = [
+        (
+            r.stream.target.host,
+            r.stream.target.label,
+            r.stream.point_label,
+            r.stream.direction,
+            r.packets,
+            _human_bytes(r.bytes),
+            r.dropped,
+            file_of(r),
+        )
+        for r in runs
+    ]
+    rows += [(h, "-", "-", "-", "-", "-", "-", f"failed: {m}") for h, m, _hint in errors]
     console.print(
         _table(
-            "Capture summary",
-            ("Host", "Target", "Point", "Dir", "Packets", "Bytes", "Dropped", "File"),
-            (
-                (
-                    r.stream.target.host,
-                    r.stream.target.label,
-                    r.stream.point_label,
-                    r.stream.direction,
-                    r.packets,
-                    _human_bytes(r.bytes),
-                    r.dropped,
-                    file_of(r),
-                )
-                for r in runs
-            ),
+            "Capture summary", ("Host", "Target", "Point", "Dir", "Packets", "Bytes", "Dropped", "File"), rows
         )
     )
+    if extra and extra.get("clocks"):
+        clock_table(extra["clocks"], console)
+    if extra and extra.get("path"):
+        path_view(extra["path"], console)
     for r in runs:
         if r.error:
             error(r.error.message, r.error.hint)
@@ -386,3 +393,137 @@ def cleanup_report(rows: Sequence[dict[str, Any]], json_out: bool) -> None:
             ),
         )
     )
+
+
+def bundle_report(doc: dict[str, Any]) -> None:
+    """What `esxcap bundle` wrote: the archive (or its parts), its SHA-256, the files inside."""
+    _stdout.print(
+        _table(
+            f"Bundle for {doc['ticket']}",
+            ("File", "Packets", "Bytes", "SHA-256"),
+            ((f["path"], f["packets"], f["size"], f["sha256"]) for f in doc["files"]),
+        )
+    )
+    where = doc["archive"] or ", ".join(doc["parts"])
+    _stdout.print(escape(f"archive: {where} ({_human_bytes(doc['size'])}, sha256 {doc['sha256']})"))
+    if doc["mapping"]:
+        _stdout.print(escape(f"address mapping (keep it, do not send it): {doc['mapping']}"))
+
+
+def verify_report(doc: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(doc)
+        return
+    if doc["ok"]:
+        _stdout.print(escape(f"{doc['archive']}: OK, {len(doc['checked'])} files match their checksums"))
+        return
+    _stdout.print(escape(f"{doc['archive']}: FAILED"))
+    for problem in doc["problems"]:
+        _stdout.print(escape(f"  {problem}"))
+
+
+def upload_progress(name: str, sent: int, total: int) -> None:
+    info(f"{name}: {sent * 100 // max(total, 1)}% of {_human_bytes(total)} sent")
+
+
+def upload_report(reports: Sequence[Any]) -> None:
+    for r in reports:
+        tries = f" after {r.attempts} attempts" if r.attempts > 1 else ""
+        if r.ok:
+            _stdout.print(escape(f"uploaded {r.file} to {r.target}{tries}: {r.message}"))
+        else:
+            error(f"upload of {r.file} to {r.target} failed{tries}: {r.message}", r.hint)
+
+
+def analysis(doc: dict[str, Any], json_out: bool) -> None:
+    """`esxcap analyze`: tables of interfaces, protocols, conversations and problems."""
+    if json_out:
+        print_json(doc)
+        return
+    _stdout.print(
+        _table(
+            "Interfaces",
+            ("File", "Interface", "Packets", "Bytes"),
+            ((i["file"], i["name"], i["packets"], _human_bytes(i["bytes"])) for i in doc["interfaces"]),
+        )
+    )
+    if len(doc["capture_points"]) > 1:
+        _stdout.print(_table("Capture points", ("Point", "Packets"), doc["capture_points"].items()))
+    _stdout.print(
+        _table(
+            "Protocol hierarchy",
+            ("Protocol", "Packets", "Bytes"),
+            (
+                ("  " * p["path"].count(":") + p["path"].rsplit(":", 1)[-1], p["packets"], p["bytes"])
+                for p in doc["protocols"]
+            ),
+        )
+    )
+    _stdout.print(
+        _table(
+            "Top conversations",
+            ("Proto", "A", "B", "Packets", "Bytes"),
+            ((c["proto"], c["a"], c["b"], c["packets"], c["bytes"]) for c in doc["conversations"]),
+        )
+    )
+    problems = [(k.replace("_", " "), v) for k, v in doc["tcp"].items()]
+    problems += [(f"DNS error: {k}", v) for k, v in doc["dns_errors"].items()]
+    problems += [(f"ICMP unreachable: {k}", v) for k, v in doc["icmp_unreachable"].items()]
+    _stdout.print(_table("Problems", ("What", "Count"), problems))
+
+
+def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None) -> None:
+    """Each host's clock offset at start and end, with its error bound (from esxcap.clock)."""
+
+    def cell(reading: dict[str, Any] | None) -> str:
+        if reading is None:
+            return "-"
+        return f"{reading['offset_ms']:+.3f} ms ±{reading['bound_ms']:.3f}"
+
+    (console or _stdout).print(
+        _table(
+            "Host clocks (host - this machine)",
+            ("Host", "At start", "At end", "Drift", "Method", "Error"),
+            (
+                (
+                    c["host"],
+                    cell(c["start"]),
+                    cell(c["end"]),
+                    "-" if c["drift_ms"] is None else f"{c['drift_ms']:+.3f} ms",
+                    (c["start"] or c["end"] or {}).get("method", "-"),
+                    c["error"],
+                )
+                for c in clocks
+            ),
+        )
+    )
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:.0f} us" if abs(ns) < 10_000_000 else f"{ns / 1e6:.1f} ms"
+
+
+def path_view(report: dict[str, Any], console: Console | None = None) -> None:
+    """The packet-path view (esxcap.path.as_dict): per flow direction, its points in order with the
+    latency of each hop, then the packets that never reached a later point."""
+    out = console or _stdout
+    flows = report.get("flows", [])
+    if not flows:
+        out.print("no IP/ARP packets to follow")
+        return
+    for flow in flows:
+        out.print(
+            f"[bold]{escape(flow['flow'])}[/]  {escape(flow['direction'])}  ({flow['packets']} packets)",
+            soft_wrap=True,
+        )
+        if flow["points"]:
+            out.print(f"  1. {escape(flow['points'][0])}", soft_wrap=True)
+        for n, hop in enumerate(flow["hops"], start=2):
+            latency = _us(hop["median_us"] * 1000)
+            spread = f"{_us(hop['min_us'] * 1000)}..{_us(hop['max_us'] * 1000)}"
+            out.print(
+                f"  {n}. {escape(hop['to'])}   +{latency} (min..max {spread}, {hop['packets']} pkts)",
+                soft_wrap=True,
+            )
+        for loss in flow["lost"]:
+            out.print(f"  [yellow]! {escape(loss['text'])}[/]", soft_wrap=True)

@@ -1,0 +1,211 @@
+"""What is in a capture, by tshark's own dissectors through pyshark: packets and bytes per interface and
+per capture point (merged files), the protocol hierarchy, top conversations, TCP problems
+(retransmissions, duplicate ACKs, resets, zero windows, failed handshakes), DNS errors and ICMP
+unreachables.
+
+pyshark drives tshark from an asyncio loop of its own, and its synchronous API breaks inside a running
+loop: `analyze_files` runs it in a worker thread when called from one. The only module that uses pyshark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esxcap.errors import UsageError
+
+INSTALL_HINT = (
+    "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
+    "dnf install wireshark-cli (Fedora/RHEL), brew install wireshark (macOS)"
+)
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+DNS_RESPONSE = 0x8000
+DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refused"}
+
+
+def tshark_available() -> bool:
+    return shutil.which("tshark") is not None
+
+
+def require_tshark() -> None:
+    if not tshark_available():
+        raise UsageError("analysis needs tshark, which is not installed", INSTALL_HINT)
+
+
+@dataclass
+class _Tally:
+    """Counters filled packet by packet."""
+
+    packets: int = 0
+    bytes: int = 0
+    interfaces: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    protocols: Counter[str] = field(default_factory=Counter)
+    protocol_bytes: Counter[str] = field(default_factory=Counter)
+    conversations: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    retransmissions: int = 0
+    duplicate_acks: int = 0
+    resets: int = 0
+    zero_windows: int = 0
+    syn_streams: set[tuple[str, str]] = field(default_factory=set)
+    synack_streams: set[tuple[str, str]] = field(default_factory=set)
+    dns_errors: Counter[str] = field(default_factory=Counter)
+    unreachable: Counter[str] = field(default_factory=Counter)
+    truncated: bool = False
+
+
+def _int(value: Any, base: int = 10) -> int:
+    try:
+        return int(str(value), base)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _packet(tally: _Tally, file: str, pkt: Any) -> None:
+    size = _int(pkt.length)
+    tally.packets += 1
+    tally.bytes += size
+    frame = pkt.frame_info
+    iface_id = str(frame.get_field_value("interface_id") or "0")
+    iface = tally.interfaces.setdefault(
+        (file, iface_id), [frame.get_field_value("interface_name") or file, 0, 0]
+    )
+    iface[1] += 1
+    iface[2] += size
+    path: list[str] = []
+    for proto in str(frame.protocols).split(":"):
+        path.append(proto)
+        tally.protocols[":".join(path)] += 1
+        tally.protocol_bytes[":".join(path)] += size
+    layers = {layer.layer_name for layer in pkt.layers}
+    net = pkt.ip if "ip" in layers else pkt.ipv6 if "ipv6" in layers else None
+    if "tcp" in layers and net is not None:
+        _tcp(tally, file, net, pkt.tcp, size)
+    elif "udp" in layers and net is not None:
+        _conversation(tally, "udp", f"{net.src}:{pkt.udp.srcport}", f"{net.dst}:{pkt.udp.dstport}", size)
+    if "dns" in layers:
+        flags = _int(pkt.dns.flags, 16)
+        if flags & DNS_RESPONSE and flags & 0xF:
+            name = pkt.dns.get_field_value("qry_name") or "?"
+            tally.dns_errors[f"{DNS_RCODES.get(flags & 0xF, f'rcode {flags & 0xF}')} {name}"] += 1
+    if "icmp" in layers and _int(pkt.icmp.type) == 3 and net is not None:
+        tally.unreachable[f"{net.src} -> {net.dst} code {pkt.icmp.code}"] += 1
+    elif "icmpv6" in layers and _int(pkt.icmpv6.type) == 1 and net is not None:
+        tally.unreachable[f"{net.src} -> {net.dst} code {pkt.icmpv6.code}"] += 1
+
+
+def _conversation(tally: _Tally, proto: str, a: str, b: str, size: int) -> None:
+    first, second = sorted((a, b))
+    entry = tally.conversations.setdefault((proto, first, second), [0, 0])
+    entry[0] += 1
+    entry[1] += size
+
+
+def _tcp(tally: _Tally, file: str, net: Any, tcp: Any, size: int) -> None:
+    _conversation(tally, "tcp", f"{net.src}:{tcp.srcport}", f"{net.dst}:{tcp.dstport}", size)
+    flags = _int(tcp.flags, 16)
+    stream = (file, str(tcp.stream))
+    if flags & TCP_RST:
+        tally.resets += 1
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+        tally.syn_streams.add(stream)
+    elif flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
+        tally.synack_streams.add(stream)
+    names = set(tcp.field_names)
+    tally.retransmissions += "analysis_retransmission" in names
+    tally.duplicate_acks += "analysis_duplicate_ack" in names
+    tally.zero_windows += "analysis_zero_window" in names
+
+
+def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
+    import pyshark
+
+    tally = _Tally()
+    for path in paths:
+        capture = pyshark.FileCapture(str(path), keep_packets=False)
+        try:
+            for count, pkt in enumerate(capture):
+                if max_packets is not None and count >= max_packets:
+                    tally.truncated = True
+                    break
+                _packet(tally, path.name, pkt)
+        finally:
+            capture.close()
+    return tally
+
+
+def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
+    points: Counter[str] = Counter()
+    for (_, _), (name, packets, _) in tally.interfaces.items():
+        parts = str(name).split(":")
+        points[parts[2] if len(parts) >= 4 else str(name)] += packets
+    conversations = sorted(tally.conversations.items(), key=lambda kv: (-kv[1][1], kv[0]))
+    return {
+        "files": [str(p) for p in paths],
+        "packets": tally.packets,
+        "bytes": tally.bytes,
+        "partial": tally.truncated,
+        "interfaces": [
+            {"file": f, "id": int(i), "name": n, "packets": p, "bytes": b}
+            for (f, i), (n, p, b) in tally.interfaces.items()
+        ],
+        "capture_points": dict(points),
+        "protocols": [
+            {"path": k, "packets": v, "bytes": tally.protocol_bytes[k]}
+            for k, v in sorted(tally.protocols.items())
+        ],
+        "conversations": [
+            {"proto": proto, "a": a, "b": b, "packets": packets, "bytes": size}
+            for (proto, a, b), (packets, size) in conversations[:top]
+        ],
+        "conversation_count": {
+            proto: sum(1 for k in tally.conversations if k[0] == proto) for proto in ("tcp", "udp")
+        },
+        "tcp": {
+            "retransmissions": tally.retransmissions,
+            "duplicate_acks": tally.duplicate_acks,
+            "resets": tally.resets,
+            "zero_windows": tally.zero_windows,
+            "failed_handshakes": len(tally.syn_streams - tally.synack_streams),
+        },
+        "dns_errors": dict(tally.dns_errors),
+        "icmp_unreachable": dict(tally.unreachable),
+    }
+
+
+def analyze_files(paths: Sequence[Path], top: int = 10, max_packets: int | None = None) -> dict[str, Any]:
+    """The analysis document of one or more captures (each at most `max_packets` packets read)."""
+    require_tshark()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _document(paths, _read(paths, max_packets), top)
+    with ThreadPoolExecutor(1) as worker:
+        return _document(paths, worker.submit(_read, paths, max_packets).result(), top)
+
+
+def highlights(doc: dict[str, Any]) -> list[str]:
+    """A few lines for the bundle README."""
+    tcp = doc["tcp"]
+    lines = [
+        f"{doc['packets']} packets, {doc['bytes']} bytes"
+        + (" (first packets only)" if doc["partial"] else "")
+    ]
+    problems = [f"{v} {k.replace('_', ' ')}" for k, v in tcp.items() if v]
+    lines.append(
+        "TCP: " + (", ".join(problems) if problems else "no retransmissions, resets or zero windows")
+    )
+    if doc["dns_errors"]:
+        lines.append(f"DNS errors: {sum(doc['dns_errors'].values())}")
+    if doc["icmp_unreachable"]:
+        lines.append(f"ICMP unreachables: {sum(doc['icmp_unreachable'].values())}")
+    lines += [
+        f"top conversation: {c['proto']} {c['a']} <-> {c['b']}, {c['packets']} packets"
+        for c in doc["conversations"][:1]
+    ]
+    return lines
