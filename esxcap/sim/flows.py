@@ -7,7 +7,8 @@ function of n, so any capture at any time computes exactly the packets it would 
 - arp: who-has (broadcast), is-at;
 - dns: A query from a changing client port to `port` (53), response with one answer;
 - tcp: connections of SYN, SYN/ACK, ACK, a request and two responses with their ACKs, then FIN/ACK,
-  FIN/ACK, ACK; every fifth connection is reset by the server after the data instead;
+  FIN/ACK, ACK; every fifth connection is reset by the server after the data instead; with the flow's
+  `retransmit_every` N, every Nth connection sends its request twice (the second a retransmission);
 - bulk: maximum-size UDP frames client -> server, as many as a reader accepts (no rate).
 
 Frames leave the client addressed to `next_hop` (the server, or the router when the flow is routed);
@@ -16,8 +17,9 @@ Frames leave the client addressed to `next_hop` (the server, or the router when 
 
 from __future__ import annotations
 
+import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from esxcap.sim import frames
 from esxcap.sim.topology import Flow
@@ -38,6 +40,8 @@ class _Step:
     forward: bool
     flags: int
     length: int
+    repeat: bool = False
+    """The same segment as the step before (same sequence numbers): a retransmission."""
 
 
 _OPEN = (
@@ -58,17 +62,30 @@ _CLOSE = (
     _Step(True, frames.TCP_ACK, 0),
 )
 _RESET = (_Step(False, frames.TCP_RST | frames.TCP_ACK, 0),)
+_REPEAT = (_DATA[0], replace(_DATA[0], repeat=True), *_DATA[1:])
 _NORMAL = _OPEN + _DATA + _CLOSE
 _ABORTED = _OPEN + _DATA + _RESET
-_CONNECTIONS = (_NORMAL, _NORMAL, _NORMAL, _NORMAL, _ABORTED)
-_SUPER = sum(len(c) for c in _CONNECTIONS)
+RESET_EVERY = 5
+
+
+def _connections(retransmit_every: int) -> tuple[tuple[_Step, ...], ...]:
+    """One cycle of connections: every RESET_EVERY-th reset, every `retransmit_every`-th retransmitting."""
+    count = math.lcm(RESET_EVERY, retransmit_every or 1)
+    cycle = []
+    for i in range(count):
+        data = _REPEAT if retransmit_every and i % retransmit_every == retransmit_every - 1 else _DATA
+        cycle.append(_OPEN + data + (_RESET if i % RESET_EVERY == RESET_EVERY - 1 else _CLOSE))
+    return tuple(cycle)
 
 
 def _sequence_numbers(steps: tuple[_Step, ...]) -> list[tuple[int, int]]:
     """(client bytes sent, server bytes sent) before each step, SYN and FIN counting one."""
     client = server = 0
-    out = []
+    out: list[tuple[int, int]] = []
     for step in steps:
+        if step.repeat:
+            out.append(out[-1])
+            continue
         out.append((client, server))
         used = step.length + (1 if step.flags & (frames.TCP_SYN | frames.TCP_FIN) else 0)
         if step.forward:
@@ -76,9 +93,6 @@ def _sequence_numbers(steps: tuple[_Step, ...]) -> list[tuple[int, int]]:
         else:
             server += used
     return out
-
-
-_SEQS = {id(c): _sequence_numbers(c) for c in (_NORMAL, _ABORTED)}
 
 
 class Conversation:
@@ -92,6 +106,9 @@ class Conversation:
         self.period_ns = max(1, round(1e9 / flow.rate_pps))
         self.phase_ns = zlib.crc32(flow.name.encode()) % self.period_ns
         self.ident = zlib.crc32(flow.name.encode()) & 0xFFFF
+        self._connections = _connections(flow.retransmit_every)
+        self._super = sum(len(c) for c in self._connections)
+        self._seqs = [_sequence_numbers(c) for c in self._connections]
 
     def send_time(self, n: int) -> int:
         """True time (ns since the epoch) when packet n leaves its sender."""
@@ -142,12 +159,12 @@ class Conversation:
         return self._tcp(n, src, dst, next_hop, ident)
 
     def _tcp_step(self, n: int) -> tuple[int, _Step, tuple[int, int], tuple[_Step, ...]]:
-        cycle, rest = divmod(n, _SUPER)
-        for number, steps in enumerate(_CONNECTIONS):
+        cycle, rest = divmod(n, self._super)
+        for number, steps in enumerate(self._connections):
             if rest < len(steps):
-                return cycle * len(_CONNECTIONS) + number, steps[rest], _SEQS[id(steps)][rest], steps
+                return cycle * len(self._connections) + number, steps[rest], self._seqs[number][rest], steps
             rest -= len(steps)
-        raise AssertionError("unreachable: rest < _SUPER")
+        raise AssertionError("unreachable: rest < the cycle's length")
 
     def _tcp(self, n: int, src: Address, dst: Address, next_hop: str, ident: int) -> bytes:
         conn, step, (client_sent, server_sent), _ = self._tcp_step(n)

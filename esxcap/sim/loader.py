@@ -94,9 +94,19 @@ def _flow(f: _Fields, index: int) -> Flow:
         port=f.number("port", _DEFAULT_PORTS.get(kind, 0), hi=65535),
         rate_pps=float(rate),
         drop=f.flag("drop", False),
+        retransmit_every=_flow_faults(f, kind),
     )
     f.done()
     return flow
+
+
+def _flow_faults(f: _Fields, kind: str) -> int:
+    g = _Fields(f.get("faults", {}), f"{f.path}.faults", f.source)
+    every = g.number("retransmit_every", 0, hi=1000)
+    if every and kind != "tcp":
+        raise g.error("retransmit_every", f"only tcp flows retransmit, this one is {kind}")
+    g.done()
+    return every
 
 
 def _flow_end(f: _Fields, key: str) -> FlowEnd:

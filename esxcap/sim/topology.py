@@ -256,6 +256,8 @@ class Flow:
     port: int
     rate_pps: float
     drop: bool = False
+    retransmit_every: int = 0
+    """tcp: every Nth connection sends its request twice (0: never)."""
 
 
 @dataclass(frozen=True)
