@@ -1,8 +1,11 @@
-"""A private OpenSSH sshd on 127.0.0.1 for benchmarks: its own config, host key and client key in a temp
-dir, run as `sshd -D -e -f CONFIG` child of this process on a free port, stopped on exit.
+"""A private OpenSSH sshd on 127.0.0.1 for benchmarks and tests: its own config, host key and client key
+in a temp dir, run as `sshd -D -e -f CONFIG` child of this process on free ports, stopped on exit.
 
     with OpenSshd.start(workdir) as sshd:
         subprocess.run([*sshd.ssh_argv(), "true"])
+
+`ports` listens on several ports (known_hosts has a line for each); `extra_config` adds sshd_config
+lines (e.g. `ForceCommand`).
 
 `SshdUnavailable` says why no sshd could be started (not installed: how to install it).
 """
@@ -16,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,18 +43,21 @@ def _keygen(path: Path) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _free_ports(count: int) -> tuple[int, ...]:
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return tuple(ports)
 
 
-def _config(workdir: Path, port: int, user: str) -> str:
+def _config(workdir: Path, ports: Sequence[int], user: str, extra: Sequence[str]) -> str:
     return "\n".join(
         [
             "ListenAddress 127.0.0.1",
-            f"Port {port}",
+            *(f"Port {port}" for port in ports),
             f"HostKey {workdir / 'host_key'}",
             f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
             f"AllowUsers {user}",
@@ -65,6 +72,7 @@ def _config(workdir: Path, port: int, user: str) -> str:
             "PrintMotd no",
             "LogLevel ERROR",
             "MaxStartups 100:30:200",
+            *extra,
             "",
         ]
     )
@@ -75,9 +83,13 @@ class OpenSshd:
     """A running sshd and what a client needs to reach it."""
 
     workdir: Path
-    port: int
+    ports: tuple[int, ...]
     user: str
     process: subprocess.Popen[bytes]
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
 
     @property
     def client_key(self) -> Path:
@@ -88,8 +100,9 @@ class OpenSshd:
         return self.workdir / "known_hosts"
 
     @classmethod
-    def start(cls, workdir: Path) -> OpenSshd:
-        """Generate keys and config in `workdir`, start sshd and wait until it answers SSH."""
+    def start(cls, workdir: Path, ports: int = 1, extra_config: Sequence[str] = ()) -> OpenSshd:
+        """Generate keys and config in `workdir`, start sshd on `ports` free ports and wait until each
+        answers SSH."""
         missing = [tool for tool in (SSHD, "ssh", "ssh-keygen") if shutil.which(tool) is None]
         if missing:
             raise SshdUnavailable(f"{', '.join(missing)} not found; {INSTALL_HINT}")
@@ -103,16 +116,18 @@ class OpenSshd:
         host_pub = (workdir / "host_key.pub").read_text().split()
         last_error = ""
         for _attempt in range(3):
-            port = _free_port()
-            (workdir / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+            chosen = _free_ports(ports)
+            (workdir / "known_hosts").write_text(
+                "".join(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n" for port in chosen)
+            )
             config = workdir / "sshd_config"
-            config.write_text(_config(workdir, port, user))
+            config.write_text(_config(workdir, chosen, user, extra_config))
             log = (workdir / "sshd.log").open("wb")
             process = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
             log.close()
-            sshd = cls(workdir, port, user, process)
+            sshd = cls(workdir, chosen, user, process)
             if sshd._wait_ready():
                 return sshd
             sshd.stop()
@@ -121,23 +136,28 @@ class OpenSshd:
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as s:
+        waiting = list(self.ports)
+        while waiting and time.monotonic() < deadline and self.process.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", waiting[0]), 1) as s:
                 s.settimeout(1)
                 if s.recv(8).startswith(b"SSH-"):
-                    return True
+                    waiting.pop(0)
+                    continue
             time.sleep(0.05)
-        return False
+        return not waiting
 
-    def ssh_argv(self, cipher: str | None = None, verbose: bool = False) -> list[str]:
-        """OpenSSH client argv up to the host; append the remote command. No user config is read."""
+    def ssh_argv(
+        self, cipher: str | None = None, verbose: bool = False, port: int | None = None
+    ) -> list[str]:
+        """OpenSSH client argv up to the host (`port`: another of its ports); append the remote command.
+        No user config is read."""
         argv = [
             "ssh",
             "-F",
             "/dev/null",
             "-T",
             "-p",
-            str(self.port),
+            str(port or self.port),
             "-i",
             str(self.client_key),
             "-o",
