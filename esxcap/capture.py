@@ -25,7 +25,7 @@ from esxcap.lifecycle import (
     strip_wrapper_lines,
     wrapper_argv,
 )
-from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapStreamReader
+from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
 from esxcap.plan import Stream
 from esxcap.remote import command_line
 from esxcap.sinks import CaptureSink
@@ -77,6 +77,9 @@ class StreamRun:
     """Extra comments for the stream's interface (e.g. its host's clock offset)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        self.sink.expect_stream()
+
     @property
     def remote_command(self) -> str:
         return command_line(self.stream.argv)
@@ -120,18 +123,26 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
     run.started_at = time.time()
     stopped = asyncio.Event()
     watcher = asyncio.create_task(_watch_stop(proc, control, stopped))
-    reader = PcapStreamReader()
+    reader = PcapngTranscoder()
+    sink = run.sink
     try:
         await _await_pid(proc, run)
         run.ready.set()
         while chunk := await proc.read():
+            if run.iface is not None and sink.accepts_batches and not run.shift_ns:
+                batch = reader.transcode(chunk, run.iface, sink.room)
+                run.packets += sink.write_batch(run.iface, batch)
+                run.bytes += batch.bytes
+                if batch.limit_reached:
+                    control.stop("--max-bytes reached")
+                continue
             records = reader.feed(chunk)
             if run.shift_ns:
                 shift = run.shift_ns
                 records = [r._replace(ts_ns=r.ts_ns + shift) for r in records]
             if run.iface is None and reader.header is not None:
                 header = reader.header
-                run.iface = run.sink.add_stream(
+                run.iface = sink.add_stream(
                     Interface(
                         stream.interface_name,
                         header.linktype,
@@ -141,10 +152,10 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                     )
                 )
             if records and run.iface is not None:
-                before = run.sink.packet_bytes
-                run.packets += run.sink.push(run.iface, records)
-                run.bytes += run.sink.packet_bytes - before
-                if run.sink.limit_reached:
+                before = sink.packet_bytes
+                run.packets += sink.push(run.iface, records)
+                run.bytes += sink.packet_bytes - before
+                if sink.limit_reached:
                     control.stop("--max-bytes reached")
         reader.finish()
     except NotPcapError as exc:
@@ -154,16 +165,17 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
     except HostError as exc:
         run.error = exc
     finally:
+        asked_to_stop = control.graceful.is_set()
         run.ready.set()
         proc.close_stdin()
         stopped.set()
         status = await proc.wait(timeout=3 * GRACE_SECONDS + 5)
         watcher.cancel()
         run.ended_at = time.time()
-        _finish(run, proc, status)
+        _finish(run, proc, status, asked_to_stop)
 
 
-def _finish(run: StreamRun, proc: RemoteProcess, status: int | None) -> None:
+def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool) -> None:
     stderr = proc.stderr()
     run.host_stderr = strip_wrapper_lines(stderr).decode("utf-8", "replace").strip()
     dumped = _DUMPED.search(stderr)
@@ -181,6 +193,15 @@ def _finish(run: StreamRun, proc: RemoteProcess, status: int | None) -> None:
             f"{said[-1] if said else 'it printed nothing'}",
             f"the host said: {run.host_stderr[-500:] or 'nothing'}; "
             "check the command with --dry-run and try it by hand on the host",
+        )
+    elif run.error is None and run.exit_status not in (0, None) and not asked_to_stop:
+        said = [line for line in run.host_stderr.splitlines() if line.strip()]
+        kept = f" in {run.sink.path}" if run.sink.path else ""
+        run.error = RemoteCommandError(
+            f"{run.stream.target.host}: pktcap-uw failed (status {run.exit_status}) after "
+            f"{run.packets} packets: {said[-1] if said else 'it printed nothing'}",
+            f"the packets received before are kept{kept}; check that the target still exists on the "
+            "host (a VM that moved or powered off takes its port with it) and capture again",
         )
 
 

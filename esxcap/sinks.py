@@ -1,9 +1,11 @@
 """Where captured packets go: a pcapng file (written as `NAME.part`, mode 0600, renamed when done) or a
 byte stream (stdout, a viewer's stdin), with one interface per stream and packets in time order.
 
-Streams arrive interleaved; a reorder window (REORDER_WINDOW_NS, 1 s) releases packets in timestamp order
-with memory bounded by what one second of traffic holds. A packet later than the window is still written
-(never dropped) and counted as late.
+A sink fed by one stream writes its packets straight through (one pktcap-uw stream is already in time
+order), from PcapngTranscoder batches or records. A sink fed by several streams orders them in a reorder
+window: packets are held (copied out of their read chunks) until the newest one is REORDER_WINDOW_NS (1 s)
+newer, or until REORDER_MAX_BYTES are held, then written oldest first. A packet later than what was
+already written is still written (never dropped) and counted as late.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from pathlib import Path
 from typing import IO
 
 from esxcap.errors import HostError
-from esxcap.pcap import Interface, InterfaceStatistics, PcapngWriter, Record, ReorderWindow
+from esxcap.pcap import EpbBatch, Interface, InterfaceStatistics, PcapngWriter, Record, ReorderWindow
 
 REORDER_WINDOW_NS = 1_000_000_000
+REORDER_MAX_BYTES = 16 << 20
+"""What the window of one sink may hold, whatever the number of streams and their rate."""
+HELD_OVERHEAD = 256
+"""Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
 FILE_MODE = 0o600
 WRITE_BUFFER = 1 << 20
 
@@ -48,7 +54,12 @@ def create_private(path: Path) -> IO[bytes]:
 
 
 class CaptureSink:
-    """One pcapng output shared by several streams."""
+    """One pcapng output shared by one or more streams.
+
+    Every stream that will feed the sink is announced with `expect_stream()` before any of them pushes
+    packets (StreamRun does this): the sink then knows whether it may write straight through. A stream
+    added without being announced turns on the window from then on.
+    """
 
     def __init__(
         self,
@@ -66,8 +77,11 @@ class CaptureSink:
         else:
             self._file = target
         self._writer = PcapngWriter(self._file, comments=tuple(comments))
-        self._window: ReorderWindow[tuple[int, Record]] = ReorderWindow(REORDER_WINDOW_NS)
+        self._window: ReorderWindow[tuple[int, Record]] = ReorderWindow(
+            REORDER_WINDOW_NS, max_bytes=REORDER_MAX_BYTES
+        )
         self._streams: list[_StreamCounters] = []
+        self._expected = 0
         self.max_bytes = max_bytes
         self.packet_bytes = 0
         self.limit_reached = False
@@ -79,40 +93,96 @@ class CaptureSink:
     def late(self) -> int:
         return self._window.late
 
+    def expect_stream(self) -> None:
+        """Announce one more stream that will feed this sink."""
+        self._expected += 1
+
+    @property
+    def writes_through(self) -> bool:
+        """True while a single stream feeds this sink: its packets are written as they come."""
+        return max(self._expected, len(self._streams)) <= 1
+
+    @property
+    def accepts_batches(self) -> bool:
+        """True when `write_batch` may be used: one stream, and no listener that needs records."""
+        return self.writes_through and self._listener is None
+
+    @property
+    def room(self) -> int | None:
+        """Packet bytes still allowed under max_bytes (None: no limit)."""
+        return None if self.max_bytes is None else max(0, self.max_bytes - self.packet_bytes)
+
     def add_stream(self, interface: Interface) -> int:
         """Register one stream's interface; returns its interface id."""
         self._streams.append(_StreamCounters(interface.name))
         return self._guard(lambda: self._writer.add_interface(interface))
 
     def push(self, iface: int, records: Sequence[Record]) -> int:
-        """Queue a stream's records (what the window releases is written); returns how many were taken,
-        fewer than given once max_bytes is reached."""
-        counters = self._streams[iface]
+        """Take a stream's records (written at once, or queued in the window when several streams feed
+        this sink); returns how many were taken, fewer than given once max_bytes is reached."""
+        limit, total, taken = self.max_bytes, self.packet_bytes, len(records)
+        if limit is not None:
+            for index, record in enumerate(records):
+                size = len(record.data)
+                if total + size > limit:
+                    self.limit_reached = True
+                    taken = index
+                    break
+                total += size
+        if taken < len(records):
+            records = records[:taken]
+        if not taken:
+            return 0
+        if limit is None:
+            total += sum(len(record.data) for record in records)
+        self.packet_bytes = total
+        self._count(iface, taken, records[0].ts_ns, records[-1].ts_ns)
+        if self.writes_through:
+            self._write([(iface, record) for record in records])
+            return taken
         released: list[tuple[int, Record]] = []
         window_push = self._window.push
-        limit, total, taken = self.max_bytes, self.packet_bytes, 0
         for record in records:
-            size = len(record.data)
-            if limit is not None and total + size > limit:
-                self.limit_reached = True
-                break
-            total += size
-            taken += 1
-            released += window_push(record.ts_ns, (iface, record))
-        self.packet_bytes = total
-        if taken:
-            counters.received += taken
-            if counters.first_ns is None:
-                counters.first_ns = records[0].ts_ns
-            counters.last_ns = records[taken - 1].ts_ns
+            held = record._replace(data=bytes(record.data))
+            released += window_push(record.ts_ns, (iface, held), len(held.data) + HELD_OVERHEAD)
         self._write(released)
         return taken
+
+    def write_batch(self, iface: int, batch: EpbBatch) -> int:
+        """Write one stream's transcoded packets straight through (only while `accepts_batches`);
+        returns the number of packets."""
+        if not self.accepts_batches:
+            raise ValueError("pcapng blocks go straight through only to a sink of one stream, unwatched")
+        if self._failed:
+            raise self._failed
+        self.packet_bytes += batch.bytes
+        self.limit_reached = self.limit_reached or batch.limit_reached
+        if batch.packets and batch.first_ns is not None and batch.last_ns is not None:
+            self._count(iface, batch.packets, batch.first_ns, batch.last_ns)
+            if not self._failed:
+
+                def write() -> None:
+                    self._writer.write_blocks(batch.blocks, batch.packets)
+                    if self._flush_each:
+                        self._file.flush()
+
+                self._guard(write)
+        return batch.packets
+
+    def _count(self, iface: int, packets: int, first_ns: int, last_ns: int) -> None:
+        counters = self._streams[iface]
+        counters.received += packets
+        if counters.first_ns is None:
+            counters.first_ns = first_ns
+        counters.last_ns = last_ns
 
     def set_dropped(self, iface: int, dropped: int | None) -> None:
         self._streams[iface].dropped = dropped
 
     def _write(self, items: Sequence[tuple[int, Record]]) -> None:
-        if not items or self._failed:
+        if self._failed:
+            raise self._failed
+        if not items:
             return
 
         def write() -> None:
@@ -132,7 +202,7 @@ class CaptureSink:
         try:
             return action() or 0
         except OSError as exc:
-            where = self.part or "the output stream"
+            where = self.path or "the output stream"
             self._failed = OutputError(
                 f"cannot write {where}: {exc.strerror or exc}",
                 "free some space or choose another place with -o; what was written so far is kept",

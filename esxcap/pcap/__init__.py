@@ -2,7 +2,8 @@
 
 - classic: incremental pcap reader (header validation, cut streams), byte-exact pass-through writer;
 - pcapng / ngreader: pcapng writer (labelled interfaces, comments, statistics) and incremental reader;
-- merge: k-way merge of finished captures and a reorder window for live streams.
+- merge: k-way merge of finished captures and a reorder window for live streams;
+- transcode: classic pcap chunks straight to pcapng blocks (one stream written alone to its file).
 """
 
 from esxcap.pcap.classic import (
@@ -27,6 +28,7 @@ from esxcap.pcap.records import (
     Record,
     Section,
 )
+from esxcap.pcap.transcode import EpbBatch, PcapngTranscoder
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -35,6 +37,7 @@ __all__ = [
     "CaptureFile",
     "CaptureFormatError",
     "CorruptCaptureError",
+    "EpbBatch",
     "Interface",
     "InterfaceStatistics",
     "MergeResult",
@@ -43,6 +46,7 @@ __all__ = [
     "PcapStreamReader",
     "PcapWriter",
     "PcapngStreamReader",
+    "PcapngTranscoder",
     "PcapngWriter",
     "Record",
     "RecordSource",

@@ -149,25 +149,30 @@ class ReorderWindow(Generic[T]):
     however the network delivers them). An item is held until the newest timestamp pushed so far is at
     least `window_ns` (default 1 s) past its own, then released; so the output is in timestamp order as
     long as no stream lags more than the window behind the newest one (clock skew between hosts counts as
-    lag: align clocks first, or choose a window larger than the skew). At most `max_pending` items are
-    held: past that the oldest are released early (counted in `forced`). An item older than one already
-    released cannot be put in order: it is released at once (never dropped) and counted in `late`.
-    `flush()` releases everything held, in order, at the end.
+    lag: align clocks first, or choose a window larger than the skew). At most `max_pending` items, and
+    at most `max_bytes` of their stated sizes, are held: past that the oldest are released early (counted
+    in `forced`). An item older than one already released cannot be put in order: it is released at once
+    (never dropped) and counted in `late`. `flush()` releases everything held, in order, at the end.
 
     Items are anything, typically `(interface id, Record)`; ties keep arrival order.
     """
 
-    def __init__(self, window_ns: int = 1_000_000_000, max_pending: int = 100_000) -> None:
-        if window_ns < 0 or max_pending < 1:
-            raise ValueError("window_ns must be >= 0 and max_pending >= 1")
+    def __init__(
+        self, window_ns: int = 1_000_000_000, max_pending: int = 100_000, max_bytes: int | None = None
+    ) -> None:
+        if window_ns < 0 or max_pending < 1 or (max_bytes is not None and max_bytes < 0):
+            raise ValueError("window_ns and max_bytes must be >= 0 and max_pending >= 1")
         self.window_ns = window_ns
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+        """Sum of the sizes of the items held now."""
         self.late = 0
         self.forced = 0
-        self._heap: list[tuple[int, int, T]] = []
-        self._fifo: deque[tuple[int, int, T]] = deque()
-        """Held items while they arrived in timestamp order (a FIFO is then the heap's order, cheaper);
-        at most one of `_fifo` and `_heap` holds items."""
+        self._heap: list[tuple[int, int, int, T]] = []
+        self._fifo: deque[tuple[int, int, int, T]] = deque()
+        """Held (ts, seq, size, item) while they arrived in timestamp order (a FIFO is then the heap's
+        order, cheaper); at most one of `_fifo` and `_heap` holds items."""
         self._seq = 0
         self._newest: int | None = None
         self._released: int | None = None
@@ -175,13 +180,15 @@ class ReorderWindow(Generic[T]):
     def __len__(self) -> int:
         return len(self._heap) + len(self._fifo)
 
-    def push(self, ts_ns: int, item: T) -> list[T]:
-        """Add one item; return the items this releases, oldest first."""
+    def push(self, ts_ns: int, item: T, size: int = 0) -> list[T]:
+        """Add one item of `size` bytes (what it costs to hold); return the items this releases, oldest
+        first."""
         if self._released is not None and ts_ns < self._released:
             self.late += 1
             return [item]
-        entry = (ts_ns, self._seq, item)
+        entry = (ts_ns, self._seq, size, item)
         self._seq += 1
+        self.held_bytes += size
         heap, fifo = self._heap, self._fifo
         if heap or (fifo and ts_ns < fifo[-1][0]):
             if fifo:
@@ -197,16 +204,12 @@ class ReorderWindow(Generic[T]):
         out: list[T] = []
         if not heap:
             while fifo and fifo[0][0] <= horizon:
-                self._released, _, released = fifo.popleft()
-                out.append(released)
-            while len(fifo) > self.max_pending:
-                self._released, _, released = fifo.popleft()
-                out.append(released)
-                self.forced += 1
-            return out
-        while heap and heap[0][0] <= horizon:
-            out.append(self._pop())
-        while len(heap) > self.max_pending:
+                out.append(self._pop())
+        else:
+            while heap and heap[0][0] <= horizon:
+                out.append(self._pop())
+        max_bytes = self.max_bytes
+        while len(self) > self.max_pending or (max_bytes is not None and self.held_bytes > max_bytes):
             out.append(self._pop())
             self.forced += 1
         return out
@@ -216,6 +219,7 @@ class ReorderWindow(Generic[T]):
         return [self._pop() for _ in range(len(self))]
 
     def _pop(self) -> T:
-        ts_ns, _, item = self._fifo.popleft() if self._fifo else heapq.heappop(self._heap)
+        ts_ns, _, size, item = self._fifo.popleft() if self._fifo else heapq.heappop(self._heap)
         self._released = ts_ns
+        self.held_bytes -= size
         return item

@@ -166,6 +166,12 @@ class PcapngWriter:
                 parts.clear()
         self._file.write(b"".join(parts))
 
+    def write_blocks(self, blocks: bytes, packets: int) -> None:
+        """Append `packets` Enhanced Packet Blocks encoded elsewhere (a PcapngTranscoder batch) whose
+        interfaces were added here."""
+        self._file.write(blocks)
+        self.packets += packets
+
     def write_statistics(self, stats: InterfaceStatistics) -> None:
         """Write an Interface Statistics Block (counters and comments known at the end of a stream)."""
         self._check_interface(stats.interface)
