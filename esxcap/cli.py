@@ -188,6 +188,7 @@ def sim(
 def main() -> None:
     from esxcap import (
         cli_capture,  # noqa: F401 - registers the capture commands
+        cli_multi,  # noqa: F401 - registers path and recipe
         cli_ticket,  # noqa: F401 - registers bundle, verify and analyze
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ from esxcap.errors import HostError, UsageError
 from esxcap.pktcap import FlowFilter
 from esxcap.plan import CaptureOptions, HostView, Stream, TargetRequest, resolve, streams
 from esxcap.session import HostResult, OpenHost, close_hosts, open_hosts, run_on_hosts
+from esxcap.sinks import REORDER_WINDOW_NS
 
 VmOpt = Annotated[list[str] | None, typer.Option("--vm", help="VM display name (repeatable).")]
 CaptureHostOpt = Annotated[
@@ -48,6 +50,26 @@ CaptureHostOpt = Annotated[
 AllHostsOpt = Annotated[
     bool, typer.Option("--all-hosts", help="Put --vmk/--uplink/... targets on every host.")
 ]
+SplitOpt = Annotated[
+    bool, typer.Option("--split", help="Also keep one file per stream beside the merged file.")
+]
+AlignOpt = Annotated[
+    bool,
+    typer.Option("--align-clocks", help="Shift each host's timestamps by its measured clock offset."),
+]
+PathOpt = Annotated[
+    bool, typer.Option("--path", help="After the capture, show each packet's path through the points.")
+]
+
+
+@dataclass(frozen=True)
+class MultiOptions:
+    """What a capture across hosts adds: split files, clock alignment, the path view, the file's name."""
+
+    split: bool = False
+    align_clocks: bool = False
+    path: bool = False
+    name: str | None = None
 
 
 def _requests(
@@ -146,6 +168,9 @@ def capture(
         bool, typer.Option("--open", help="Open the finished file in Wireshark/tshark.")
     ] = False,
     live: Annotated[bool, typer.Option("--live", help="Show packets live in Wireshark (or tshark).")] = False,
+    split: SplitOpt = False,
+    align_clocks: AlignOpt = False,
+    show_path: PathOpt = False,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
     accept_new: AcceptNewOpt = False,
@@ -186,7 +211,8 @@ def capture(
             vxlan=vxlan,
         ),
     )
-    choice = None if dry_run else choose_output(out, live=live, stdout_is_tty=sys.stdout.isatty())
+    multi = MultiOptions(split, align_clocks, show_path)
+    choice = None if dry_run else choose_output(out, live, sys.stdout.isatty(), split, show_path)
 
     async def job() -> int:
         hosts = select_hosts(host, group)
@@ -221,6 +247,7 @@ def capture(
                 open_after,
                 json_out,
                 options,
+                multi,
             )
         finally:
             await close_hosts(opened)
@@ -240,11 +267,18 @@ async def _capture(
     open_after: bool,
     json_out: bool,
     options: CaptureOptions,
+    multi: MultiOptions,
 ) -> int:
+    from esxcap import clock
+
+    used = {s.target.host for s in planned}
+    conns = {o.host.name: o.conn for o in opened if o.host.name in used}
+    checks = await clock.check_all(conns, {})
     started = time.time()
-    outputs = sinks_for(planned, choice, started, max_bytes, console, hexdump)
+    outputs = sinks_for(planned, choice, started, max_bytes, console, hexdump, multi.name)
     sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
+    clock.annotate(runs, checks, multi.align_clocks)
     control = StopControl()
     remove_signals = install_stop_signals(control, output.info)
     deadline = deadline_for(duration)
@@ -254,27 +288,41 @@ async def _capture(
     progress = output.CaptureProgress(runs)
     try:
         async with progress:
-            clock = asyncio.create_task(start_clock(runs, control, duration))
+            timer = asyncio.create_task(start_clock(runs, control, duration))
             host_errors = await asyncio.gather(
                 *(
-                    run_host_streams(o.conn, by_host[o.host.name], control, deadline)
-                    for o in opened
-                    if o.host.name in by_host
+                    run_host_streams(conns[name], host_runs, control, deadline)
+                    for name, host_runs in by_host.items()
                 ),
                 return_exceptions=True,
             )
-            clock.cancel()
+            timer.cancel()
     finally:
         remove_signals()
         end_ns = time.time_ns()
         files = {id(s): s.finish(end_ns) for s in set(sinks)}
         outputs.close()
-    for error in host_errors:
+    for host_runs, error in zip(by_host.values(), host_errors, strict=True):
         if isinstance(error, HostError):
-            for run in runs:
+            for run in host_runs:
                 run.error = run.error or error
         elif isinstance(error, BaseException):
             raise error
+    if not control.abort.is_set():
+        checks = await clock.check_all(conns, checks)
+    for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, multi.align_clocks):
+        output.warning(warning)
+    made = sorted({p for p in files.values() if p is not None})
+    if multi.split:
+        from esxcap.destinations import split_file
+
+        for path in made:
+            output.info(f"--split: {len(split_file(path))} files beside {path}")
+    extra: dict[str, object] = {"clocks": [c.as_dict() for c in checks.values()]}
+    if multi.path and made:
+        from esxcap.cli_multi import path_report
+
+        extra["path"] = path_report(made[0])
     from esxcap.metadata import write_capture_sidecars
 
     write_capture_sidecars(
@@ -293,6 +341,7 @@ async def _capture(
         failed,
         json_out,
         to_stderr=choice.stdout,
+        extra=extra,
     )
     if open_after and choice.paths:
         from esxcap.viewers import open_file_command

@@ -1,6 +1,10 @@
 """Where a capture's packets go (`-o FILE`, `-o DIR`, `-o -`, `--live`) and what each file is called.
 
-Default: one pcapng per host and target in ./captures, named `<UTC time>-<host>-<target>.pcapng`.
+Every capture writes ONE pcapng, all its streams merged into one timeline while they stream (each
+stream an interface; the sinks' reorder window, 1 s, puts them in time order): by default in ./captures,
+named `<UTC time>-<host>-<target>.pcapng` for one target, `<UTC time>-<name>.pcapng` for several
+(`merged-<H>hosts-<S>streams` unless a recipe names it). `--split` also keeps one file per stream,
+written from the merged file when the capture ends (`<merged name>-<host>-<target>-<point>.pcapng`).
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from esxcap import __version__, output
 from esxcap.errors import UsageError
-from esxcap.pcap import Record
+from esxcap.pcap import CaptureFile, PcapngWriter, Record
 from esxcap.plan import Stream
 from esxcap.remote import command_line
-from esxcap.sinks import CaptureSink
+from esxcap.sinks import CaptureSink, create_private
 
 DEFAULT_DIR = Path("captures")
 _UNSAFE = re.compile(r"[^\w.-]+")
@@ -34,14 +38,23 @@ class OutputChoice:
     directory: Path | None = None
     stdout: bool = False
     live: bool = False
+    split: bool = False
 
     @property
     def paths(self) -> bool:
         return self.file is not None or self.directory is not None
 
 
-def choose_output(out: str | None, live: bool, stdout_is_tty: bool) -> OutputChoice:
-    """Check -o/--live and say where packets go."""
+def choose_output(
+    out: str | None, live: bool, stdout_is_tty: bool, split: bool = False, path: bool = False
+) -> OutputChoice:
+    """Check -o/--live/--split/--path and say where packets go."""
+    for wanted, option in ((split, "--split"), (path, "--path")):
+        if wanted and (live or out == "-"):
+            raise UsageError(
+                f"{option} reads the finished file; a live stream leaves none",
+                f"drop {option}, or write -o FILE",
+            )
     if live:
         if out is not None:
             raise UsageError("--live shows the stream in a viewer; it takes no -o", "drop -o, or drop --live")
@@ -54,11 +67,11 @@ def choose_output(out: str | None, live: bool, stdout_is_tty: bool) -> OutputCho
             )
         return OutputChoice(stdout=True)
     if out is None:
-        return OutputChoice(directory=DEFAULT_DIR)
-    path = Path(out).expanduser()
-    if out.endswith(("/", "\\")) or path.is_dir():
-        return OutputChoice(directory=path)
-    return OutputChoice(file=path)
+        return OutputChoice(directory=DEFAULT_DIR, split=split)
+    where = Path(out).expanduser()
+    if out.endswith(("/", "\\")) or where.is_dir():
+        return OutputChoice(directory=where, split=split)
+    return OutputChoice(file=where, split=split)
 
 
 def safe_name(text: str) -> str:
@@ -127,8 +140,10 @@ def sinks_for(
     max_bytes: int | None,
     console: bool,
     hexdump: bool,
+    name: str | None = None,
 ) -> Outputs:
-    """One sink per stream (streams of one file share it), the live viewer and the console view."""
+    """The one sink every stream writes to (listed once per stream), the live viewer and the console
+    view; `name` names the merged file in a directory (default: `merged_name`)."""
     comments = section_comments(planned, started)
     view = ConsoleView(hexdump, to_stderr=choice.stdout) if console or hexdump else None
     if choice.stdout or choice.live:
@@ -146,12 +161,44 @@ def sinks_for(
         return Outputs([CaptureSink(choice.file, comments, max_bytes, view)] * len(planned), None, view)
     assert choice.directory is not None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-    by_target: dict[tuple[str, str], CaptureSink] = {}
-    sinks = []
-    for stream in planned:
-        key = (stream.target.host, stream.target.label)
-        if key not in by_target:
-            name = f"{stamp}-{safe_name(key[0])}-{safe_name(key[1])}.pcapng"
-            by_target[key] = CaptureSink(choice.directory / name, comments, max_bytes, view)
-        sinks.append(by_target[key])
-    return Outputs(sinks, None, view)
+    path = choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
+    return Outputs([CaptureSink(path, comments, max_bytes, view)] * len(planned), None, view)
+
+
+def merged_name(planned: Sequence[Stream]) -> str:
+    """`<host>-<target>` when every stream has one target, else `merged-<H>hosts-<S>streams`."""
+    targets = {(s.target.host, s.target.label) for s in planned}
+    if len(targets) == 1:
+        host, label = next(iter(targets))
+        return f"{safe_name(host)}-{safe_name(label)}"
+    return f"merged-{len({s.target.host for s in planned})}hosts-{len(planned)}streams"
+
+
+def split_file(merged: Path) -> list[Path]:
+    """`--split`: one pcapng per interface of `merged`, beside it, named after it and the interface,
+    with the interface's description, comments and statistics (written `.part`, 0600, then renamed)."""
+    made: dict[int, tuple[Path, IO[bytes], PcapngWriter]] = {}
+    with merged.open("rb") as handle:
+        source = CaptureFile(handle, merged.name)
+        try:
+            for record in source:
+                if record.interface not in made:
+                    iface = source.interfaces[record.interface]
+                    host, _, rest = iface.name.partition(":")
+                    path = merged.with_name(f"{merged.stem}-{safe_name(host)}-{safe_name(rest)}.pcapng")
+                    part = path.with_name(path.name + ".part")
+                    fileobj = create_private(part)
+                    section = source.sections[0].comments if source.sections else ()
+                    writer = PcapngWriter(fileobj, comments=(*section, f"split from {merged.name}"))
+                    writer.add_interface(iface)
+                    made[record.interface] = (path, fileobj, writer)
+                made[record.interface][2].write_record(record, 0)
+            for stats in source.statistics:
+                if stats.interface in made:
+                    made[stats.interface][2].write_statistics(replace(stats, interface=0))
+        finally:
+            for _path, fileobj, _writer in made.values():
+                fileobj.close()
+    for path, _f, _w in made.values():
+        path.with_name(path.name + ".part").replace(path)
+    return [path for path, _f, _w in made.values()]
