@@ -1,0 +1,226 @@
+"""Uploads against a local HTTP server on 127.0.0.1 that implements the Jira, ServiceNow and PUT
+endpoints for real: multipart parsing, authentication, a size limit, failures on demand."""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from esxcap.errors import UsageError
+from esxcap.upload import authorization, parse_destination, upload_files
+
+USER, TOKEN = "admin", "s3cret"
+BASIC = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+ENV = {
+    "ESXCAP_JIRA_USER": USER,
+    "ESXCAP_JIRA_TOKEN": TOKEN,
+    "ESXCAP_SNOW_USER": USER,
+    "ESXCAP_SNOW_PASSWORD": TOKEN,
+    "ESXCAP_UPLOAD_TOKEN": TOKEN,
+}
+
+
+@dataclass
+class Ticketing:
+    """What the server holds and how it misbehaves."""
+
+    max_bytes: int = 1 << 20
+    fail_next: int = 0
+    stored: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+
+def handler(state: Ticketing) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def reply(self, status: int, doc: object) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def body(self) -> bytes | None:
+            length = int(self.headers.get("Content-Length", "0"))
+            if length > state.max_bytes:
+                self.reply(413, {"errorMessages": [f"attachment larger than {state.max_bytes} bytes"]})
+                self.close_connection = True
+                return None
+            return self.rfile.read(length)
+
+        def gate(self, expected: str) -> bool:
+            state.requests.append(f"{self.command} {self.path}")
+            if self.headers.get("Authorization") != expected:
+                self.reply(401, {"errorMessages": ["authentication required"]})
+                self.close_connection = True
+                return False
+            if state.fail_next:
+                state.fail_next -= 1
+                self.body()
+                self.reply(503, {"message": "try again later"})
+                return False
+            return True
+
+        def do_POST(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if parts[:4] == ["rest", "api", "2", "issue"] and parts[5:] == ["attachments"]:
+                if not self.gate(BASIC):
+                    return
+                if self.headers.get("X-Atlassian-Token") != "no-check":
+                    self.reply(403, {"errorMessages": ["XSRF check failed"]})
+                    return
+                data = self.body()
+                if data is None:
+                    return
+                head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+                message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + data)
+                files = [
+                    p
+                    for p in message.iter_parts()
+                    if p.get_param("name", header="content-disposition") == "file"
+                ]
+                if len(files) != 1:
+                    self.reply(400, {"errorMessages": ["expected one multipart field 'file'"]})
+                    return
+                name = files[0].get_filename()
+                state.stored.setdefault(parts[4], {})[name] = files[0].get_payload(decode=True)
+                self.reply(200, [{"id": str(len(state.stored[parts[4]])), "filename": name}])
+                return
+            if url.path == "/api/now/attachment/file":
+                if not self.gate(BASIC):
+                    return
+                query = dict(urllib.parse.parse_qsl(url.query))
+                data = self.body()
+                if data is None:
+                    return
+                key = f"{query['table_name']}/{query['table_sys_id']}"
+                state.stored.setdefault(key, {})[query["file_name"]] = data
+                self.reply(201, {"result": {"sys_id": f"att{len(state.stored[key])}"}})
+                return
+            self.reply(404, {"error": "no such endpoint"})
+
+        def do_PUT(self) -> None:
+            if not self.gate(f"Bearer {TOKEN}"):
+                return
+            data = self.body()
+            if data is None:
+                return
+            state.stored.setdefault("put", {})[urllib.parse.unquote(self.path)] = data
+            self.reply(201, {"stored": self.path})
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Ticketing]]:
+    state = Ticketing()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler(state))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}", state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "SR-1 bundle.zip"
+    path.write_bytes(bytes(range(256)) * 300)
+    return path
+
+
+def progress_log() -> tuple[list[tuple[str, int, int]], object]:
+    seen: list[tuple[str, int, int]] = []
+    return seen, lambda name, sent, total: seen.append((name, sent, total))
+
+
+def test_jira_attachment_is_a_real_multipart_upload(server, archive) -> None:
+    where, state = server
+    seen, progress = progress_log()
+    [report] = upload_files(f"jira+http://{where}/OPS-7", [archive], progress, ENV, backoff_s=0)
+    assert report.ok and report.attempts == 1 and report.message == "attachment 1 on OPS-7"
+    assert state.stored["OPS-7"] == {archive.name: archive.read_bytes()}
+    assert seen[-1][1] == seen[-1][2] and seen[-1][1] > archive.stat().st_size
+    assert len(seen) <= 12
+
+
+def test_servicenow_attachment(server, archive) -> None:
+    where, state = server
+    [report] = upload_files(f"servicenow+http://{where}/incident/abc123", [archive], lambda *a: None, ENV)
+    assert report.ok and report.message == "attachment att1 on incident abc123"
+    assert state.stored["incident/abc123"] == {archive.name: archive.read_bytes()}
+    assert state.requests[0].startswith(
+        "POST /api/now/attachment/file?table_name=incident&table_sys_id=abc123"
+    )
+
+
+def test_put_to_a_directory_url_appends_the_file_name(server, archive) -> None:
+    where, state = server
+    [report] = upload_files(f"http://{where}/drop/", [archive], lambda *a: None, ENV)
+    assert report.ok
+    assert state.stored["put"] == {f"/drop/{archive.name}": archive.read_bytes()}
+
+
+def test_failing_then_succeeding_upload_is_retried(server, archive) -> None:
+    where, state = server
+    state.fail_next = 2
+    [report] = upload_files(f"jira+http://{where}/OPS-7", [archive], lambda *a: None, ENV, backoff_s=0.01)
+    assert report.ok and report.attempts == 3
+    assert len(state.requests) == 3 and state.stored["OPS-7"][archive.name] == archive.read_bytes()
+
+
+def test_rejections_are_reported_with_the_servers_message(server, archive) -> None:
+    where, state = server
+    state.max_bytes = 1000
+    [report] = upload_files(f"jira+http://{where}/OPS-7", [archive], lambda *a: None, ENV, backoff_s=0)
+    assert not report.ok and report.status == 413 and report.attempts == 1
+    assert "attachment larger than 1000 bytes" in report.message and "--split-size" in (report.hint or "")
+    state.max_bytes = 1 << 20
+    wrong = {**ENV, "ESXCAP_SNOW_PASSWORD": "nope"}
+    [report] = upload_files(f"servicenow+http://{where}/incident/x", [archive], lambda *a: None, wrong)
+    assert not report.ok and report.status == 401 and "authentication required" in report.message
+    assert "incident/x" not in state.stored
+
+
+def test_upload_stops_after_retries_run_out(server, archive) -> None:
+    where, state = server
+    state.fail_next = 10
+    reports = upload_files(
+        f"http://{where}/drop/", [archive, archive], lambda *a: None, ENV, retries=2, backoff_s=0
+    )
+    assert len(reports) == 1 and not reports[0].ok and reports[0].attempts == 3 and reports[0].status == 503
+
+
+def test_destinations_and_credentials() -> None:
+    jira = parse_destination("jira+https://jira.example.com:8443/OPS-7")
+    assert (jira.kind, jira.host, jira.port, jira.ticket) == ("jira", "jira.example.com", 8443, "OPS-7")
+    snow = parse_destination("servicenow+https://x.service-now.com/incident/abc")
+    assert (snow.table, snow.ticket) == ("incident", "abc")
+    for bad, why in (
+        ("jira+http://jira.example.com/OPS-7", "plain http is refused"),
+        ("jira+https://u:p@jira.example.com/OPS-7", "credentials do not go in the URL"),
+        ("ftp://x/y", "not an upload URL"),
+        ("servicenow+https://x/incident", "name a table and a record"),
+    ):
+        with pytest.raises(UsageError, match=why):
+            parse_destination(bad)
+    assert authorization(jira, {"ESXCAP_JIRA_TOKEN": "pat"}) == "Bearer pat"
+    assert authorization(jira, ENV) == BASIC
+    assert authorization(parse_destination("https://x/y"), {}) is None
+    with pytest.raises(UsageError, match="no credentials") as missing:
+        authorization(snow, {})
+    assert "ESXCAP_SNOW_USER and ESXCAP_SNOW_PASSWORD" in (missing.value.hint or "")
