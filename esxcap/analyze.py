@@ -66,32 +66,49 @@ def _int(value: Any, base: int = 10) -> int:
         return 0
 
 
+def _flat(tree: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every field of a layer's JSON tree by its tshark name (first occurrence wins): expert items such
+    as `tcp.analysis.retransmission` sit several levels down."""
+    into = {} if into is None else into
+    if isinstance(tree, list):
+        for item in tree:
+            _flat(item, into)
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            into.setdefault(key, value)
+            _flat(value, into)
+    return into
+
+
+def _fields(pkt: Any, layer: str) -> dict[str, Any]:
+    return _flat(getattr(pkt, layer)._all_fields)
+
+
 def _packet(tally: _Tally, file: str, pkt: Any) -> None:
-    size = _int(pkt.length)
+    frame = _fields(pkt, "frame_info")
+    size = _int(frame.get("frame.len"))
     tally.packets += 1
     tally.bytes += size
-    frame = pkt.frame_info
-    iface_id = str(frame.get_field_value("interface_id") or "0")
-    iface = tally.interfaces.setdefault(
-        (file, iface_id), [frame.get_field_value("interface_name") or file, 0, 0]
-    )
+    iface_id = str(frame.get("frame.interface_id", "0"))
+    iface = tally.interfaces.setdefault((file, iface_id), [frame.get("frame.interface_name") or file, 0, 0])
     iface[1] += 1
     iface[2] += size
     path: list[str] = []
-    for proto in str(frame.protocols).split(":"):
+    for proto in str(frame.get("frame.protocols", "")).split(":"):
         path.append(proto)
         tally.protocols[":".join(path)] += 1
         tally.protocol_bytes[":".join(path)] += size
     layers = {layer.layer_name for layer in pkt.layers}
     net = pkt.ip if "ip" in layers else pkt.ipv6 if "ipv6" in layers else None
     if "tcp" in layers and net is not None:
-        _tcp(tally, file, net, pkt.tcp, size)
+        _tcp(tally, file, net, _fields(pkt, "tcp"), size)
     elif "udp" in layers and net is not None:
         _conversation(tally, "udp", f"{net.src}:{pkt.udp.srcport}", f"{net.dst}:{pkt.udp.dstport}", size)
     if "dns" in layers:
-        flags = _int(pkt.dns.flags, 16)
+        dns = _fields(pkt, "dns")
+        flags = _int(dns.get("dns.flags"), 16)
         if flags & DNS_RESPONSE and flags & 0xF:
-            name = pkt.dns.get_field_value("qry_name") or "?"
+            name = dns.get("dns.qry.name") or "?"
             tally.dns_errors[f"{DNS_RCODES.get(flags & 0xF, f'rcode {flags & 0xF}')} {name}"] += 1
     if "icmp" in layers and _int(pkt.icmp.type) == 3 and net is not None:
         tally.unreachable[f"{net.src} -> {net.dst} code {pkt.icmp.code}"] += 1
@@ -106,20 +123,21 @@ def _conversation(tally: _Tally, proto: str, a: str, b: str, size: int) -> None:
     entry[1] += size
 
 
-def _tcp(tally: _Tally, file: str, net: Any, tcp: Any, size: int) -> None:
-    _conversation(tally, "tcp", f"{net.src}:{tcp.srcport}", f"{net.dst}:{tcp.dstport}", size)
-    flags = _int(tcp.flags, 16)
-    stream = (file, str(tcp.stream))
+def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int) -> None:
+    _conversation(
+        tally, "tcp", f"{net.src}:{tcp.get('tcp.srcport')}", f"{net.dst}:{tcp.get('tcp.dstport')}", size
+    )
+    flags = _int(tcp.get("tcp.flags"), 16)
+    stream = (file, str(tcp.get("tcp.stream")))
     if flags & TCP_RST:
         tally.resets += 1
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
         tally.syn_streams.add(stream)
     elif flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
         tally.synack_streams.add(stream)
-    names = set(tcp.field_names)
-    tally.retransmissions += "analysis_retransmission" in names
-    tally.duplicate_acks += "analysis_duplicate_ack" in names
-    tally.zero_windows += "analysis_zero_window" in names
+    tally.retransmissions += "tcp.analysis.retransmission" in tcp
+    tally.duplicate_acks += "tcp.analysis.duplicate_ack" in tcp
+    tally.zero_windows += "tcp.analysis.zero_window" in tcp
 
 
 def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
@@ -127,7 +145,7 @@ def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
 
     tally = _Tally()
     for path in paths:
-        capture = pyshark.FileCapture(str(path), keep_packets=False)
+        capture = pyshark.FileCapture(str(path), keep_packets=False, use_json=True)
         try:
             for count, pkt in enumerate(capture):
                 if max_packets is not None and count >= max_packets:

@@ -1,0 +1,170 @@
+"""`esxcap analyze` (pyshark) against what the simulator's traffic model injected and against tshark's
+own statistics for the same files."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from clirun import esxcap, isolated_env
+from pcaptools import TSHARK, run_tool
+from ticketsim import capture_vm, faulty_topology
+
+from esxcap.analyze import analyze_files
+from esxcap.pcap import Interface, PcapngWriter
+from esxcap.sim import SimulatorThread, frames, topology_from_data
+from esxcap.sim.flows import Address, Conversation
+from esxcap.sim.topology import Flow, FlowEnd
+
+pytestmark = pytest.mark.skipif(not TSHARK, reason="analysis needs tshark")
+T0 = 1_700_000_000_000_000_000
+CLIENT = Address("00:50:56:00:00:01", "10.0.0.1")
+SERVER = Address("00:50:56:00:00:02", "10.0.0.2")
+
+
+def tshark_count(path: Path, display_filter: str) -> int:
+    return len(run_tool(TSHARK, "-n", "-r", str(path), "-Y", display_filter).splitlines())
+
+
+def tshark_totals(path: Path) -> tuple[int, int]:
+    """Frames and bytes from `tshark -q -z io,stat,0`."""
+    out = run_tool(TSHARK, "-n", "-q", "-r", str(path), "-z", "io,stat,0")
+    match = re.search(r"\|\s*0\.0+\s*<>\s*[\d.]+\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", out)
+    assert match, out
+    return int(match.group(1)), int(match.group(2))
+
+
+def tshark_tcp_conversations(path: Path) -> int:
+    out = run_tool(TSHARK, "-n", "-q", "-r", str(path), "-z", "conv,tcp")
+    return sum(1 for line in out.splitlines() if "<->" in line)
+
+
+def model_capture(path: Path, packets: int) -> dict[str, int]:
+    """A capture of a tcp flow retransmitting every 3rd connection's request, straight from the traffic
+    model: client->server packets on a VnicTx interface, the rest on VnicRx (a merged file)."""
+    flow = Flow("tcp-test", FlowEnd(vm="a"), FlowEnd(vm="b"), "tcp", 80, 10.0, retransmit_every=3)
+    conv = Conversation(flow, CLIENT, SERVER, routed=False)
+    injected = {"retransmissions": 0, "resets": 0, "tx": 0, "rx": 0}
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("esx01:a eth0:VnicTx:out"))
+        writer.add_interface(Interface("esx01:a eth0:VnicRx:in"))
+        for n in range(packets):
+            _, step, _, _ = conv._tcp_step(n)
+            injected["retransmissions"] += step.repeat
+            injected["resets"] += bool(step.flags & frames.TCP_RST)
+            injected["tx" if conv.forward(n) else "rx"] += 1
+            writer.write_packet(0 if conv.forward(n) else 1, T0 + conv.send_time(n), conv.frame(n))
+    return injected
+
+
+def test_analysis_matches_the_injected_faults_and_tshark(tmp_path: Path) -> None:
+    path = tmp_path / "model.pcapng"
+    injected = model_capture(path, 500)
+    assert injected["retransmissions"] >= 10 and injected["resets"] >= 5
+    doc = analyze_files([path])
+    assert doc["tcp"]["retransmissions"] == injected["retransmissions"]
+    assert doc["tcp"]["resets"] == injected["resets"]
+    assert doc["tcp"]["retransmissions"] == tshark_count(path, "tcp.analysis.retransmission")
+    assert doc["tcp"]["resets"] == tshark_count(path, "tcp.flags.reset == 1")
+    assert doc["tcp"]["duplicate_acks"] == tshark_count(path, "tcp.analysis.duplicate_ack") == 0
+    assert doc["tcp"]["failed_handshakes"] == 0
+    assert (doc["packets"], doc["bytes"]) == tshark_totals(path)
+    assert doc["conversation_count"]["tcp"] == tshark_tcp_conversations(path)
+    names = {i["name"]: i["packets"] for i in doc["interfaces"]}
+    assert names == {"esx01:a eth0:VnicTx:out": injected["tx"], "esx01:a eth0:VnicRx:in": injected["rx"]}
+    assert doc["capture_points"] == {"VnicTx": injected["tx"], "VnicRx": injected["rx"]}
+    assert doc["protocols"][0] == {"path": "eth", "packets": 500, "bytes": doc["bytes"]}
+    assert {"path": "eth:ethertype:ip:tcp", "packets": 500, "bytes": doc["bytes"]} in doc["protocols"]
+    top = doc["conversations"][0]  # a closed connection that retransmitted: 11 packets + 1
+    assert top["proto"] == "tcp" and top["b"] == "10.0.0.2:80" and top["packets"] == 12
+
+
+def _tcp(
+    seq: int, ack: int, flags: int, forward: bool = True, window: int = 64240, data: bytes = b""
+) -> bytes:
+    src, dst = (CLIENT, SERVER) if forward else (SERVER, CLIENT)
+    sport, dport = (40000, 80) if forward else (80, 40000)
+    head = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, window, 0, 0)
+    pseudo = frames.ip_bytes(src.ip) + frames.ip_bytes(dst.ip) + struct.pack("!BBH", 0, 6, 20 + len(data))
+    head = head[:16] + struct.pack("!H", frames.checksum(pseudo + head + data)) + head[18:]
+    return frames.ipv4(src.mac, dst.mac, src.ip, dst.ip, frames.PROTO_TCP, head + data, 1)
+
+
+def test_problem_kinds_are_each_found(tmp_path: Path) -> None:
+    syn, ack, psh, rst = frames.TCP_SYN, frames.TCP_ACK, frames.TCP_PSH, frames.TCP_RST
+    packets = [
+        _tcp(100, 0, syn),
+        _tcp(500, 101, syn | ack, forward=False),
+        _tcp(101, 501, ack),
+        _tcp(101, 501, psh | ack, data=b"x" * 50),
+        _tcp(501, 151, ack, forward=False, window=0),
+        _tcp(151, 501, ack),
+        _tcp(151, 501, ack),
+        _tcp(151, 501, ack),
+        _tcp(900, 0, syn),  # a second connection: the server resets it (a failed handshake)
+        _tcp(0, 901, rst | ack, forward=False),
+    ]
+    query = frames.udp(CLIENT.ip, SERVER.ip, 5353, 53, frames.dns(7, "gone.example.test", None))
+    answer = bytearray(frames.dns(7, "gone.example.test", None))
+    answer[2:4] = b"\x81\x83"  # response, NXDOMAIN
+    reply = frames.udp(SERVER.ip, CLIENT.ip, 53, 5353, bytes(answer))
+    inner = frames.ipv4(CLIENT.mac, SERVER.mac, CLIENT.ip, "10.9.9.9", frames.PROTO_UDP, query, 2)[14:42]
+    unreachable = bytes([3, 1, 0, 0, 0, 0, 0, 0]) + inner
+    unreachable = unreachable[:2] + struct.pack("!H", frames.checksum(unreachable)) + unreachable[4:]
+    packets += [
+        frames.ipv4(CLIENT.mac, SERVER.mac, CLIENT.ip, SERVER.ip, frames.PROTO_UDP, query, 3),
+        frames.ipv4(SERVER.mac, CLIENT.mac, SERVER.ip, CLIENT.ip, frames.PROTO_UDP, reply, 4),
+        frames.ipv4(SERVER.mac, CLIENT.mac, SERVER.ip, CLIENT.ip, frames.PROTO_ICMP, unreachable, 5),
+    ]
+    path = tmp_path / "problems.pcapng"
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("lab"))
+        for i, frame in enumerate(packets):
+            writer.write_packet(0, T0 + i * 1_000_000, frame)
+    doc = analyze_files([path])
+    tcp = doc["tcp"]
+    assert tcp["zero_windows"] == tshark_count(path, "tcp.analysis.zero_window") == 1
+    assert tcp["duplicate_acks"] == tshark_count(path, "tcp.analysis.duplicate_ack") >= 1
+    assert tcp["resets"] == 1 and tcp["failed_handshakes"] == 1 and tcp["retransmissions"] == 0
+    assert doc["dns_errors"] == {"NXDomain gone.example.test": 1}
+    assert doc["icmp_unreachable"] == {"10.0.0.2 -> 10.0.0.1 code 1": 1}
+    assert doc["capture_points"] == {"lab": len(packets)}
+
+
+def test_analysis_inside_a_running_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "model.pcapng"
+    injected = model_capture(path, 60)
+
+    async def inside() -> dict[str, object]:
+        return analyze_files([path])
+
+    doc = asyncio.run(inside())
+    assert doc["packets"] == 60 and doc["tcp"]["resets"] == injected["resets"]  # type: ignore[index]
+
+
+def test_simulator_capture_through_the_cli(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    with SimulatorThread(topology_from_data(faulty_topology(), "<faulty>"), tmp_path / "sim") as running:
+        path = capture_vm(running, env, "m2", tmp_path / "m2.pcapng", count=120)
+    result = esxcap("analyze", str(path), "--json", env=env)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["packets"] == 120
+    assert doc["tcp"]["retransmissions"] == tshark_count(path, "tcp.analysis.retransmission") > 0
+    assert doc["tcp"]["resets"] == tshark_count(path, "tcp.flags.reset == 1")
+    assert (doc["packets"], doc["bytes"]) == tshark_totals(path)
+    table = esxcap("analyze", str(path), env=env)
+    assert table.code == 0 and "retransmissions" in table.stdout and "Protocol hierarchy" in table.stdout
+
+
+def test_missing_tshark_is_a_clear_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.pcapng"
+    model_capture(path, 5)
+    result = esxcap("analyze", str(path), env=isolated_env(tmp_path, PATH=str(tmp_path)))
+    assert result.code == 2
+    assert "needs tshark" in result.stderr and "apt install tshark" in result.stderr
