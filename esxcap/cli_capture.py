@@ -64,12 +64,14 @@ PathOpt = Annotated[
 
 @dataclass(frozen=True)
 class MultiOptions:
-    """What a capture across hosts adds: split files, clock alignment, the path view, the file's name."""
+    """What a capture across hosts adds: split files, clock alignment, the path view, the file's name,
+    and the ticket to bundle the files for afterwards."""
 
     split: bool = False
     align_clocks: bool = False
     path: bool = False
     name: str | None = None
+    bundle: str | None = None
 
 
 def _requests(
@@ -171,6 +173,9 @@ def capture(
     split: SplitOpt = False,
     align_clocks: AlignOpt = False,
     show_path: PathOpt = False,
+    bundle_ticket: Annotated[
+        str | None, typer.Option("--bundle", help="Then bundle the files for this ticket (see `bundle`).")
+    ] = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
     accept_new: AcceptNewOpt = False,
@@ -211,7 +216,9 @@ def capture(
             vxlan=vxlan,
         ),
     )
-    multi = MultiOptions(split, align_clocks, show_path)
+    if bundle_ticket is not None and (live or out == "-"):
+        raise UsageError("--bundle packs the written files; a stream leaves none", "write files with -o")
+    multi = MultiOptions(split, align_clocks, show_path, bundle=bundle_ticket)
     choice = None if dry_run else choose_output(out, live, sys.stdout.isatty(), split, show_path)
 
     async def job() -> int:
@@ -334,6 +341,7 @@ async def _capture(
         end_ns / 1e9,
         options,
         {"duration_s": duration, "max_bytes": max_bytes, "stop_reason": control.reason},
+        clocks={name: c.as_dict() for name, c in checks.items()},
     )
     output.capture_summary(
         runs,
@@ -350,6 +358,12 @@ async def _capture(
             await (await asyncio.create_subprocess_exec(*open_file_command(path))).wait()
     if control.abort.is_set():
         return EXIT_INTERRUPTED
+    if multi.bundle and made:
+        from esxcap.bundle import BundleOptions
+        from esxcap.cli_ticket import bundle_captures
+
+        # pyshark (the README's analysis) needs a thread without a running event loop
+        await asyncio.to_thread(bundle_captures, made, BundleOptions(ticket=multi.bundle), None, None)
     bad = sum(1 for r in runs if r.error is not None) + len(failed)
     total = len(runs) + len(failed)
     if not bad:

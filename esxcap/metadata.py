@@ -8,6 +8,7 @@ and errors. The document builders are pure; `write_sidecar`/`read_sidecar` do th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -17,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from esxcap import __version__
+from esxcap import __version__, output
 from esxcap.errors import UsageError
 from esxcap.models import HostFacts
 from esxcap.pktcap import FlowFilter
 from esxcap.plan import CaptureOptions, Target
+from esxcap.sinks import OutputError
 from esxcap.targets import vnic_label
 
 if TYPE_CHECKING:
@@ -106,6 +108,11 @@ def target_dict(target: Target, facts: HostFacts | None) -> dict[str, Any]:
     return doc
 
 
+def _start_offset(clock: Mapping[str, Any] | None) -> float | None:
+    start = clock.get("start") if clock else None
+    return start.get("offset_ms") if isinstance(start, Mapping) else None
+
+
 def capture_document(
     *,
     started: float,
@@ -117,12 +124,15 @@ def capture_document(
     filters: FlowFilter,
     errors: Sequence[dict[str, Any]],
     file: str | None,
+    clocks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole sidecar document of one capture file.
 
-    `hosts` maps a host name to its discover-JSON entry (`facts.host_dict`); each gets a `clock_offset_ms`
-    (None until measured). `streams` are the capture summary's stream entries of this file.
+    `hosts` maps a host name to its discover-JSON entry (`facts.host_dict`); `clocks` a host name to its
+    clock check (`clock.ClockCheck.as_dict`), whose start offset becomes `clock_offset_ms` (None when not
+    measured). `streams` are the capture summary's stream entries of this file.
     """
+    clocks = clocks or {}
     return {
         "schema": SCHEMA,
         "tool": {"name": "esxcap", "version": __version__},
@@ -134,7 +144,8 @@ def capture_document(
         "hosts": {
             name: {
                 "esxi": doc.get("esxi"),
-                "clock_offset_ms": doc.get("clock_offset_ms"),
+                "clock_offset_ms": _start_offset(clocks.get(name)),
+                "clock": clocks.get(name),
                 "facts": doc,
             }
             for name, doc in hosts.items()
@@ -158,12 +169,20 @@ def write_sidecar(capture: Path, document: Mapping[str, Any]) -> Path:
     """Write the document beside the capture file (0600, written whole then renamed)."""
     path = sidecar_path(capture)
     part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE)
-    os.fchmod(fd, SIDECAR_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    part.replace(path)
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE)
+        os.fchmod(fd, SIDECAR_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        part.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            f"free some space; {capture.name} itself is kept, only its metadata is missing",
+        ) from exc
     return path
 
 
@@ -209,6 +228,7 @@ def write_capture_sidecars(
     stopped: float,
     options: CaptureOptions,
     limits: Mapping[str, Any],
+    clocks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Write the sidecar of every capture file of one capture command; returns the capture files."""
     from esxcap.facts import host_dict
@@ -245,6 +265,10 @@ def write_capture_sidecars(
                 ),
             ],
             file=path.name,
+            clocks={n: c for n, c in (clocks or {}).items() if n in names},
         )
-        write_sidecar(path, document)
+        try:
+            write_sidecar(path, document)
+        except OutputError as exc:
+            output.warning(f"{exc.message}; {exc.hint}")
     return list(by_file)

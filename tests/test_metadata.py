@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clirun import isolated_env
+from clirun import esxcap, isolated_env
 from ticketsim import capture_vm, faulty_topology
 
 from esxcap.metadata import filters_dict, read_sidecar, sidecar_path, utc
@@ -18,10 +18,16 @@ from esxcap.sim import SimulatorThread, topology_from_data
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThread]:
+    base = tmp_path_factory.mktemp("metasim")
+    with SimulatorThread(topology_from_data(faulty_topology(), "<faulty>"), base) as sim_thread:
+        yield sim_thread
+
+
+@pytest.fixture(scope="module")
+def captured(running: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("meta")
-    with SimulatorThread(topology_from_data(faulty_topology(), "<faulty>"), base / "sim") as running:
-        yield capture_vm(running, isolated_env(base), "m2", base / "out" / "m2.pcapng", count=40)
+    return capture_vm(running, isolated_env(base), "m2", base / "out" / "m2.pcapng", count=40)
 
 
 def test_sidecar_is_private_and_complete(captured: Path) -> None:
@@ -35,7 +41,7 @@ def test_sidecar_is_private_and_complete(captured: Path) -> None:
     assert doc["started_utc"].endswith("Z") and doc["started_utc"] <= doc["stopped_utc"]
     host = doc["hosts"]["mid"]
     assert host["esxi"]["version"] == "6.7.0" and host["esxi"]["build"] == "8169922"
-    assert "clock_offset_ms" in host
+    assert host["clock"]["start"]["method"] and abs(host["clock_offset_ms"] + 35) < 25  # skew -35 ms
     [target] = doc["targets"]
     assert target["vm"] == "m2" and target["nic"] == "eth0" and target["mac"] == "00:50:56:9a:20:02"
     assert target["portgroup"] == "Server" and target["vswitch"] == "vSwitch0"
@@ -72,3 +78,19 @@ def test_pure_helpers() -> None:
     assert utc(1.9996) == "1970-01-01T00:00:02.000Z"
     assert utc(None) is None
     assert filters_dict(FlowFilter(ip="10.0.0.1", tcpport=443)) == {"ip": "10.0.0.1", "tcpport": "443"}
+
+
+def test_capture_then_bundle_in_one_go(running: SimulatorThread, tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    out = tmp_path / "caps"
+    result = esxcap(
+        "-i", str(running.sim.inventory_path), "capture", "--vm", "n1", "-c", "10", "-o", f"{out}/",
+        "--bundle", "DEMO-1", env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    [archive] = out.glob("DEMO-1-*.zip")
+    [capture] = out.glob("*.pcapng")
+    assert sidecar_path(capture).is_file()
+    verified = esxcap("verify", str(archive), "--json", env=env)
+    assert verified.code == 0 and verified.json()["ticket"] == "DEMO-1"
+    assert f"captures/{capture.name}" in verified.json()["checked"]
