@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job against the built-in simulator: start simulated ESXi hosts, discover them, find a VM, stop.
+# The main job against the built-in simulator: start simulated ESXi hosts, discover them, find a VM,
+# capture it, then analyse the capture and bundle it for ticket DEMO-1 and verify the bundle.
 set -euo pipefail
 state="${1:-demo-state}"
 rm -rf "$state"
@@ -23,3 +24,6 @@ run esxcap -i "$state/inventory.yaml" capture --vm 'web 01' --dir both --duratio
 run esxcap -i "$state/inventory.yaml" capture --vm legacy-erp -c 6 --console -o "$state/legacy-erp.pcapng"
 if command -v capinfos >/dev/null; then run capinfos -c -I "$state/legacy-erp.pcapng"; fi
 run esxcap -i "$state/inventory.yaml" cleanup
+if command -v tshark >/dev/null; then run esxcap analyze "$state"/captures/*.pcapng --top 3; fi
+run esxcap bundle --ticket DEMO-1 "$state"/captures/*.pcapng -o "$state/"
+run esxcap verify "$state"/DEMO-1-*.zip
