@@ -10,11 +10,12 @@ identity only if that packet was not yet seen at the same interface and is at mo
 A flow is the two endpoints (and ports), both directions together; each direction is reported on its
 own: its points in path order (by median delay from a packet's first sighting), the latency of each hop,
 and packets seen at an earlier point but never at a later one. The later points of a direction are the
-ones its packets reached plus those the reverse direction passed (taken in reverse order): that is how a
-flow dropped before its last point is still found. A point is only expected to see a packet when the
-point was capturing then: between its first and last packet, with a margin (a point that saw nothing is
-taken to have captured over the whole file, as the streams of one esxcap capture do). Sightings at a `Drop` point
-say where the packet was dropped.
+ones its packets reached plus those the reverse direction passed (in reverse order, each replaced by the
+other interface of its place when in and out are captured apart) beyond the last point both share: that
+is how a flow dropped before its last point is still found. A point is only expected to see a packet
+when the point was capturing then: between its first and last packet, with a margin (a point that saw
+nothing is taken to have captured over the whole file, as the streams of one esxcap capture do).
+Sightings at a `Drop` point say where the packet was dropped.
 
 Interfaces named by esxcap (`host:target:points:dir`) show as `host target points`; an interface whose
 comment records a clock offset with timestamps "as read" is corrected by that offset here.
@@ -211,8 +212,11 @@ def analyze(interfaces: Sequence[Interface], records: Iterable[Record]) -> list[
     result = []
     for (flow, forward), group in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
         order = orders[flow, forward]
-        later = [_counterpart(i, points) for i in reversed(orders.get((flow, not forward), []))]
-        expected = order + [i for i in dict.fromkeys(later) if i not in order]
+        other = list(
+            dict.fromkeys(_counterpart(i, points) for i in reversed(orders.get((flow, not forward), [])))
+        )
+        after = max((other.index(i) + 1 for i in order if i in other), default=0)
+        expected = order + [i for i in other[after:] if i not in order]
         result.append(_direction(group, order, expected, points, active))
     return result
 

@@ -1,0 +1,120 @@
+"""The path view's core: one packet recognised across points whatever VLAN tag, MACs, TTL and checksum
+it carries there; path order, per-hop latency, packets never seen at a later point, Drop sightings,
+clock corrections from interface comments, repeated identical frames."""
+
+from __future__ import annotations
+
+from esxcap.clock import NANO_METHOD, ClockReading, clock_comment
+from esxcap.path import analyze, as_dict, identify, point_of
+from esxcap.pcap import Interface, Record
+from esxcap.sim import frames
+
+A_MAC, B_MAC, ROUTER = "00:50:56:00:00:0a", "00:50:56:00:00:0b", "00:00:5e:00:01:01"
+
+
+def ping(n: int, reply: bool = False) -> bytes:
+    src, dst = ("10.0.2.5", "10.0.1.5") if reply else ("10.0.1.5", "10.0.2.5")
+    payload = frames.icmp_echo(7, n, reply=reply)
+    return frames.ipv4(B_MAC if reply else A_MAC, ROUTER, src, dst, frames.PROTO_ICMP, payload, 100 + n)
+
+
+def test_identity_ignores_vlan_macs_ttl_and_checksum() -> None:
+    sent = ping(1)
+    routed = frames.route(sent, ROUTER, B_MAC)
+    tagged = frames.tag_vlan(routed, 20)
+    assert routed[22] == sent[22] - 1 and routed[:12] != sent[:12]
+    ids = [identify(f) for f in (sent, routed, tagged)]
+    assert ids[0] is not None and all(i == ids[0] for i in ids)
+    assert identify(ping(2)) != ids[0] and identify(b"\x00" * 10) is None
+    back = identify(ping(1, reply=True))
+    assert back is not None and back.flow == ids[0].flow and back.forward != ids[0].forward  # type: ignore[union-attr]
+
+
+def test_point_names() -> None:
+    p = point_of(Interface("esx01:web 01 eth0:VnicTx:out"))
+    assert (p.host, p.target, p.points, p.drop, p.shown) == (
+        "esx01",
+        "web 01 eth0",
+        "VnicTx",
+        False,
+        "esx01 web 01 eth0 VnicTx",
+    )
+    assert point_of(Interface("esx02:drop:Drop:drop")).drop
+    assert point_of(Interface("eth0")).shown == "eth0"
+
+
+IFACES = [
+    Interface("h1:a eth0:VnicTx:out"),
+    Interface("h1:a eth0:VnicRx:in"),
+    Interface("h1:vmnic0:UplinkSndKernel:out"),
+    Interface("h2:vmnic0:UplinkRcvKernel:in"),
+    Interface("h2:b eth0:VnicRx:in"),
+    Interface("h2:b eth0:VnicTx:out"),
+    Interface("h2:drop:Drop:drop"),
+]
+T = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+def test_order_latency_and_losses() -> None:
+    records = []
+    for n in range(20):
+        t = T + n * 10 * MS
+        routed = frames.tag_vlan(frames.route(ping(n), ROUTER, B_MAC), 30)
+        records += [Record(t, 0, ping(n), 0), Record(t + 100_000, 0, frames.tag_vlan(ping(n), 30), 2)]
+        records += [Record(t + 400_000, 0, routed, 3)]
+        if n % 4:
+            records.append(Record(t + 550_000, 0, routed, 4))
+            records.append(Record(t + 900_000, 0, ping(n, True), 5))
+            records.append(Record(t + 1_500_000, 0, ping(n, True), 1))
+        elif n != 0:
+            records.append(Record(t + 500_000, 0, routed, 6))
+    records.sort(key=lambda r: r.ts_ns)
+    paths = analyze(IFACES, records)
+    out, back = paths
+    assert out.direction == "10.0.1.5 -> 10.0.2.5" and out.packets == 20 and back.packets == 15
+    assert out.points == (
+        "h1 a eth0 VnicTx",
+        "h1 vmnic0 UplinkSndKernel",
+        "h2 vmnic0 UplinkRcvKernel",
+        "h2 b eth0 VnicRx",
+    )
+    assert [(h.min_ns, h.median_ns, h.max_ns) for h in out.hops] == [
+        (100_000,) * 3,
+        (300_000,) * 3,
+        (150_000,) * 3,
+    ]
+    assert back.points == ("h2 b eth0 VnicTx", "h1 a eth0 VnicRx")
+    [loss] = out.losses
+    assert (
+        loss.packets == 4 and loss.missing == ("h2 b eth0 VnicRx",) and loss.dropped_at == ("h2 drop Drop",)
+    )
+    assert loss.sentence.startswith(
+        "4 packet(s) seen at h1 a eth0 VnicTx and h1 vmnic0 UplinkSndKernel and h2 vmnic0 UplinkRcvKernel, "
+        "never at h2 b eth0 VnicRx"
+    )
+    assert not back.losses
+    doc = as_dict(paths)
+    assert doc["flows"][0]["lost"][0]["never_at"] == ["h2 b eth0 VnicRx"]  # type: ignore[index]
+
+
+def test_recorded_clock_offset_is_corrected() -> None:
+    skewed = ClockReading(50 * MS, 100_000, 200_000, NANO_METHOD, 5)
+    ifaces = [
+        Interface("h1:a:VnicTx:out"),
+        Interface("h2:b:VnicRx:in", comments=(clock_comment("h2", skewed, aligned=False),)),
+    ]
+    records = [Record(T, 0, ping(1), 0), Record(T + 50 * MS + 400_000, 0, ping(1), 1)]
+    [path] = analyze(ifaces, records)
+    assert [h.median_ns for h in path.hops] == [400_000]
+    aligned = [ifaces[0], Interface("h2:b:VnicRx:in", comments=(clock_comment("h2", skewed, aligned=True),))]
+    [same] = analyze(aligned, [Record(T, 0, ping(1), 0), Record(T + 400_000, 0, ping(1), 1)])
+    assert [h.median_ns for h in same.hops] == [400_000]
+
+
+def test_identical_frames_later_are_new_packets() -> None:
+    arp = frames.arp(A_MAC, "10.0.1.5", "ff:ff:ff:ff:ff:ff", "10.0.1.6", reply=False)
+    ifaces = [Interface("h1:a:VnicTx:out"), Interface("h1:b:VnicRx:in")]
+    records = [Record(T + i * 500 * MS + d, 0, arp, k) for i in range(3) for k, d in ((0, 0), (1, 80_000))]
+    [path] = analyze(ifaces, records)
+    assert path.packets == 3 and [h.median_ns for h in path.hops] == [80_000]
