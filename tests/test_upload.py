@@ -7,6 +7,7 @@ import base64
 import email.parser
 import email.policy
 import json
+import random
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -15,8 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from clirun import esxcap, isolated_env
 
 from esxcap.errors import UsageError
+from esxcap.pcap import Interface, PcapngWriter
+from esxcap.sim import frames
 from esxcap.upload import authorization, parse_destination, upload_files
 
 USER, TOKEN = "admin", "s3cret"
@@ -224,3 +228,36 @@ def test_destinations_and_credentials() -> None:
     with pytest.raises(UsageError, match="no credentials") as missing:
         authorization(snow, {})
     assert "ESXCAP_SNOW_USER and ESXCAP_SNOW_PASSWORD" in (missing.value.hint or "")
+
+
+def test_bundle_attach_uploads_every_part_through_the_cli(server, tmp_path: Path) -> None:
+    where, state = server
+    capture = tmp_path / "c.pcapng"
+    noise = random.Random(1)  # payloads zip cannot shrink, so the archive needs several parts
+    with capture.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("lab"))
+        for i in range(200):
+            payload = frames.udp("10.0.0.1", "10.0.0.2", 1000 + i, 9, noise.randbytes(200))
+            frame = frames.ipv4(
+                "00:50:56:00:00:01", "00:50:56:00:00:02", "10.0.0.1", "10.0.0.2", 17, payload, i
+            )
+            writer.write_packet(0, 1_700_000_000_000_000_000 + i * 1000, frame)
+    env = isolated_env(tmp_path, PATH="/nonexistent", **ENV)  # no tshark: no analysis, quicker
+    result = esxcap(
+        "bundle", "--ticket", "OPS-7", str(capture), "-o", str(tmp_path / "b.zip"), "--split-size", "8k",
+        "--attach", f"jira+http://{where}/OPS-7", env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    parts = sorted(tmp_path.glob("b.zip.0*"))
+    assert len(parts) >= 2
+    stored = state.stored["OPS-7"]
+    assert set(stored) == {p.name for p in parts} | {"b.zip.parts.sha256"}
+    assert all(stored[p.name] == p.read_bytes() for p in parts)
+    assert "uploaded b.zip.001" in result.stdout and "100% of" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+    denied = esxcap(
+        "bundle", "--ticket", "OPS-7", str(capture), "-o", str(tmp_path / "d.zip"),
+        "--attach", f"jira+http://{where}/OPS-7", env={**env, "ESXCAP_JIRA_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert denied.code == 1 and "HTTP 401" in denied.stderr and "authentication required" in denied.stderr
