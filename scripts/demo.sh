@@ -27,3 +27,8 @@ run esxcap -i "$state/inventory.yaml" cleanup
 if command -v tshark >/dev/null; then run esxcap analyze "$state"/captures/*.pcapng --top 3; fi
 run esxcap bundle --ticket DEMO-1 "$state"/captures/*.pcapng -o "$state/"
 run esxcap verify "$state"/DEMO-1-*.zip
+# Many hosts at once: web 01 (esx02) talking to app 03's second vNIC (esx03), whose firewall DVFilter
+# drops the conversation; one merged file, then the path each packet took and where it stopped.
+run esxcap -i "$state/inventory.yaml" recipe vm-to-vm 'web 01' 'app 03' --nic-b 2 --dry-run
+run esxcap -i "$state/inventory.yaml" recipe vm-to-vm 'web 01' 'app 03' --nic-b 2 -d 4 -o "$state/vm-to-vm.pcapng"
+run esxcap path "$state/vm-to-vm.pcapng"
