@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ HELD_OVERHEAD = 256
 """Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
 FILE_MODE = 0o600
 WRITE_BUFFER = 1 << 20
+BOUNDARIES_KEPT = 64
+"""File offsets after the last writes (all block boundaries), kept to find the last whole block fast."""
 
 PacketListener = Callable[[str, Record], None]
 """Called with (interface name, record) for every packet written, in file order (console output)."""
@@ -88,6 +92,7 @@ class CaptureSink:
         self._listener = listener
         self._flush_each = flush_each
         self._failed: OutputError | None = None
+        self._boundaries: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
 
     @property
     def late(self) -> int:
@@ -200,7 +205,10 @@ class CaptureSink:
 
     def _guard(self, action: Callable[[], int | None]) -> int:
         try:
-            return action() or 0
+            result = action() or 0
+            if self.part is not None:
+                self._boundaries.append(self._file.tell())
+            return result
         except OSError as exc:
             where = self.path or "the output stream"
             self._failed = OutputError(
@@ -208,6 +216,22 @@ class CaptureSink:
                 "free some space or choose another place with -o; what was written so far is kept",
             )
             raise self._failed from exc
+
+    def _cut_to_whole_blocks(self, part: Path) -> None:
+        """After a failed write the file may end inside a block: cut it back to the last whole one, so
+        that every reader opens it (the space it frees is never needed)."""
+        with contextlib.suppress(OSError), part.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            end = max((b for b in self._boundaries if b <= size), default=0)
+            handle.seek(end)
+            tail = handle.read(size - end)
+            pos = 0
+            while pos + 12 <= len(tail):
+                (length,) = struct.unpack_from("<I", tail, pos + 4)
+                if length < 12 or pos + length > len(tail):
+                    break
+                pos += length
+            handle.truncate(end + pos)
 
     def finish(self, end_ns: int) -> Path | None:
         """Write what the window still holds and per-stream statistics, close, rename `.part` to the name."""
@@ -232,6 +256,8 @@ class CaptureSink:
             if self.part:
                 with contextlib.suppress(OSError):
                     self._file.close()
+                if self._failed:
+                    self._cut_to_whole_blocks(self.part)
         if self.part and self.path:
             self.part.replace(self.path)
         return self.path

@@ -9,6 +9,7 @@ default_topology.yaml) or from the simulator's controls (stop/start a host, rese
 from __future__ import annotations
 
 import copy
+import resource
 import signal
 import subprocess
 import sys
@@ -300,6 +301,43 @@ def test_pktcap_printing_text_instead_of_pcap_shows_what_the_host_said(start, en
 
 
 # --- the local side fails -------------------------------------------------------------------------------
+
+BULK = {"name": "bulk-web02", "from": "web02", "to": "app 03", "kind": "bulk"}
+
+
+@pytest.fixture(params=["tmpfs", "rlimit"])
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A directory that fills up after ~256 KiB: a small tmpfs (needs root), or a file-size limit on the
+    CLI process (its writes then fail with EFBIG; Python ignores SIGXFSZ)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    limit = 256 * 1024
+    if request.param == "tmpfs":
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                               capture_output=True, check=False)  # fmt: skip
+        if mount.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.decode().strip()}); the rlimit case ran")
+        try:
+            yield where, lambda: None
+        finally:
+            subprocess.run(["umount", str(where)], check=True)
+        return
+    yield where, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_local_disk_full_keeps_a_valid_file_and_stops_the_remote_capture(start, env, small_disk) -> None:
+    where, preexec = small_disk
+    st = start(topology(flows=[BULK]))
+    out = where / "bulk.pcapng"
+    proc = background(str(st.sim.inventory_path), env, "--vm", "web02", "-d", "60", "-o", str(out),
+                      preexec_fn=preexec)  # fmt: skip
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert f"cannot write {out}:" in " ".join(stderr.split())
+    assert "free some space" in stderr
+    assert packets_in(out) > 0
+    assert_nothing_left(st)
+
 
 # --- the CLI is told to stop ----------------------------------------------------------------------------
 
