@@ -5,6 +5,8 @@ Stops: `-c` (pktcap-uw's own count), `--duration` (counted from the moment every
 is confirmed running), `--max-bytes`, the first Ctrl-C (graceful: every stream is asked to stop and its
 file completed) and the second (abort: channels closed at once; files still hold every complete packet).
 A stream is asked to stop by closing its stdin; the wrapper then stops pktcap-uw by its own PID.
+SIGTERM counts as Ctrl-C. A graceful stop is how an open-ended capture normally ends, so it exits 0 (as
+tcpdump does); an abort exits 130, within ABORT_WAIT_S even when a host no longer answers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from esxcap.errors import HostError, RemoteCommandError
 from esxcap.lifecycle import (
@@ -36,6 +39,7 @@ MAX_CHANNELS_PER_HOST = 8
 DEFAULT_DEADLINE_S = 4 * 3600
 """The remote hard stop when no --duration is given: nothing outlives this, whatever fails."""
 START_TIMEOUT_S = 30.0
+ABORT_WAIT_S = 1.0
 _DUMPED = re.compile(rb"Dumped (\d+) packets? to .*?, dropped (\d+) packets?")
 
 
@@ -163,7 +167,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
     except CaptureFormatError as exc:
         run.error = _host_said(run, proc, f"sent a corrupt pcap stream ({exc.message})", exc)
     except HostError as exc:
-        run.error = exc
+        if not control.abort.is_set():
+            run.error = exc
     finally:
         asked_to_stop = control.graceful.is_set()
         run.ready.set()
@@ -216,14 +221,29 @@ def _host_said(run: StreamRun, proc: RemoteProcess, what: str, exc: Exception) -
 async def run_host_streams(
     conn: Connection, runs: Sequence[StreamRun], control: StopControl, deadline_s: int
 ) -> None:
-    """All streams of one host on its one connection."""
+    """All streams of one host on its one connection. After an abort the host gets ABORT_WAIT_S to close
+    the channels; then the connection is closed under them (each wrapper stops its pktcap-uw itself)."""
     if len(runs) > MAX_CHANNELS_PER_HOST:
         host = runs[0].stream.target.host
         raise RemoteCommandError(
             f"{host}: {len(runs)} streams at once; one SSH connection carries {MAX_CHANNELS_PER_HOST}",
             "capture fewer targets or points per host in one command",
         )
-    await asyncio.gather(*(run_stream(conn, run, control, deadline_s) for run in runs))
+    streams: asyncio.Future[Any] = asyncio.gather(
+        *(run_stream(conn, run, control, deadline_s) for run in runs)
+    )
+    aborted: asyncio.Future[Any] = asyncio.create_task(control.abort.wait())
+    try:
+        await asyncio.wait([streams, aborted], return_when=asyncio.FIRST_COMPLETED)
+        if not streams.done():
+            try:
+                async with asyncio.timeout(ABORT_WAIT_S):
+                    await asyncio.shield(streams)
+            except TimeoutError:
+                await conn.close()
+        await streams
+    finally:
+        aborted.cancel()
 
 
 async def start_clock(runs: Sequence[StreamRun], control: StopControl, duration: float | None) -> None:

@@ -13,6 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -355,3 +356,32 @@ def test_sigterm_completes_files_like_the_first_ctrl_c(start, env, tmp_path) -> 
     assert "Capture summary" in _stdout
     assert packets_in(out) > 0 and not out.with_name(out.name + ".part").exists()
     assert_nothing_left(st)
+
+
+def freeze(st: SimulatorThread, seconds: float) -> None:
+    """Stop the whole simulator for a while (every host stops answering), from another thread."""
+
+    async def block() -> None:
+        time.sleep(seconds)
+
+    threading.Thread(target=st.call, args=(block(),), daemon=True).start()
+
+
+def test_second_sigterm_aborts_at_once_with_130_and_the_file_stays_readable(start, env, tmp_path) -> None:
+    st = start(topology())
+    out = tmp_path / "abort.pcapng"
+    proc = background(str(st.sim.inventory_path), env, "--vmk", "vmk0", "--host", "esx03", "-o", str(out))
+    assert wait_until(lambda: pktcaps(st, "esx03"), 20)
+    time.sleep(1)
+    freeze(st, 8)  # the host stops answering: the graceful stop cannot finish
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - began < 5
+    assert "aborting" in stderr
+    assert packets_in(out) > 0
+    assert_nothing_left(st, 8 + DEAD_MAN_S)
