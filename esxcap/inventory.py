@@ -3,7 +3,7 @@
 Reads a Nornir-like YAML file (`defaults`, `groups`, `hosts`) into frozen `HostConfig`s with precedence
 host > groups (first listed wins) > defaults, and turns `[user@]address[:port]` on the command line into
 ad-hoc hosts. Every mistake in the file is a `ConfigError` naming file, line and key. Apart from reading
-the file (and its permission bits) nothing here does I/O.
+the file (and the permission bits of the private keys it names) nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -190,20 +190,30 @@ def load_inventory(path: Path | None) -> Inventory:
             f"cannot read inventory {path}: {exc}", "check the file's path and permissions"
         ) from exc
     inventory = parse_inventory(text, path)
-    return replace(inventory, warnings=tuple(permission_warnings(path)))
+    return replace(inventory, warnings=tuple(permission_warnings(inventory)))
 
 
-def permission_warnings(path: Path) -> list[str]:
-    """A warning when others than the owner may read the inventory (it names hosts, users and key paths)."""
+def permission_warnings(inventory: Inventory) -> list[str]:
+    """A warning for every private key (identity_file) that others than its owner may read.
+
+    The inventory file itself holds no secret (password keys are refused; `password_env` names a
+    variable), so a world-readable inventory is fine; a readable private key is not (OpenSSH refuses it).
+    """
     if os.name != "posix":
         return []
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return []
-    if mode & 0o077:
-        return [f"{path} is readable by group/others (mode {mode:04o}); run: chmod 600 {path}"]
-    return []
+    warnings = []
+    keys = dict.fromkeys(h.identity_file for h in inventory.hosts.values() if h.identity_file is not None)
+    for key in keys:
+        try:
+            mode = stat.S_IMODE(key.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            warnings.append(
+                f"private key {key} (identity_file in {inventory.path}) is accessible by group/others "
+                f"(mode {mode:04o}); run: chmod 600 {key}"
+            )
+    return warnings
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:

@@ -239,13 +239,19 @@ def test_select(inv) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_permission_warning(tmp_path: Path) -> None:
-    path = write(tmp_path, "hosts: {}\n")
+def test_permission_warning_is_for_readable_private_keys_not_the_inventory(tmp_path: Path) -> None:
+    key = tmp_path / "id_ecdsa"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    path = write(tmp_path, "defaults: {identity_file: id_ecdsa}\nhosts: {a: {}, b: {hostname: 10.0.0.2}}\n")
+    path.chmod(0o644)  # names hosts, users and paths; never a secret
     assert load_inventory(path).warnings == ()
-    path.chmod(0o644)
-    [warning] = load_inventory(path).warnings
-    assert "readable by group/others" in warning
-    assert f"chmod 600 {path}" in warning
+    key.chmod(0o640)
+    [warning] = load_inventory(path).warnings  # one warning for the key both hosts use
+    assert f"private key {key}" in warning and "mode 0640" in warning
+    assert f"chmod 600 {key}" in warning and str(path) in warning
+    key.unlink()  # a missing key is reported when it is used, not here
+    assert load_inventory(path).warnings == ()
 
 
 def test_host_config_is_frozen() -> None:
