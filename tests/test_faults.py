@@ -9,13 +9,12 @@ default_topology.yaml) or from the simulator's controls (stop/start a host, rese
 from __future__ import annotations
 
 import copy
-import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ DEFAULT = yaml.safe_load(
     resources.files("esxcap.sim").joinpath("default_topology.yaml").read_text(encoding="utf-8")
 )
 HOSTS = ("esx01", "esx02", "esx03")
+CLI = (sys.executable, "-m", "esxcap")
 DEAD_MAN_S = 3 * GRACE_SECONDS + 5
 """How long the wrapper may take to notice a lost channel and stop pktcap-uw."""
 
@@ -110,9 +110,11 @@ def packets_in(path: Path) -> int:
     return count
 
 
-def background(inv: str, env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[str]:
+def background(
+    inv: str, env: dict[str, str], *args: str, launcher: Sequence[str] = CLI, **popen: Any
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "esxcap", "-i", inv, "capture", *args],
+        [*launcher, "-i", inv, "capture", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -307,9 +309,9 @@ BULK = {"name": "bulk-web02", "from": "web02", "to": "app 03", "kind": "bulk"}
 
 
 @pytest.fixture(params=["tmpfs", "rlimit"])
-def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
-    """A directory that fills up after ~256 KiB: a small tmpfs (needs root), or a file-size limit on the
-    CLI process (its writes then fail with EFBIG; Python ignores SIGXFSZ)."""
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Sequence[str]]]:
+    """A directory that fills up after ~256 KiB and how to start the CLI: a small tmpfs (needs root), or
+    a file-size limit set in the CLI process (its writes then fail with EFBIG; Python ignores SIGXFSZ)."""
     where = tmp_path / "small"
     where.mkdir()
     limit = 256 * 1024
@@ -319,19 +321,24 @@ def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         if mount.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.decode().strip()}); the rlimit case ran")
         try:
-            yield where, lambda: None
+            yield where, CLI
         finally:
             subprocess.run(["umount", str(where)], check=True)
         return
-    yield where, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    limited = (
+        f"import resource, os, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'esxcap', *sys.argv[1:]])"
+    )
+    yield where, (sys.executable, "-c", limited)
 
 
 def test_local_disk_full_keeps_a_valid_file_and_stops_the_remote_capture(start, env, small_disk) -> None:
-    where, preexec = small_disk
+    where, launcher = small_disk
     st = start(topology(flows=[BULK]))
     out = where / "bulk.pcapng"
-    proc = background(str(st.sim.inventory_path), env, "--vm", "web02", "-d", "60", "-o", str(out),
-                      preexec_fn=preexec)  # fmt: skip
+    proc = background(
+        str(st.sim.inventory_path), env, "--vm", "web02", "-d", "60", "-o", str(out), launcher=launcher
+    )
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
     assert f"cannot write {out}:" in " ".join(stderr.split())
