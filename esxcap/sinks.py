@@ -28,7 +28,9 @@ REORDER_MAX_BYTES = 16 << 20
 HELD_OVERHEAD = 256
 """Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
 FILE_MODE = 0o600
-WRITE_BUFFER = 1 << 20
+WRITE_BUFFER = 64 * 1024
+"""Small writes (block headers, statistics) are gathered; a chunk's packets (hundreds of KiB, one write)
+are larger and go to the file directly instead of being copied through this buffer first."""
 BOUNDARIES_KEPT = 64
 """File offsets after the last writes (all block boundaries), kept to find the last whole block fast."""
 
@@ -114,7 +116,10 @@ class CaptureSink:
 
     @property
     def room(self) -> int | None:
-        """Packet bytes still allowed under max_bytes (None: no limit)."""
+        """Packet bytes still allowed under max_bytes (None: no limit; -1 once it was reached: no more
+        packets are taken, not even empty ones)."""
+        if self.limit_reached:
+            return -1
         return None if self.max_bytes is None else max(0, self.max_bytes - self.packet_bytes)
 
     def add_stream(self, interface: Interface) -> int:
@@ -125,6 +130,8 @@ class CaptureSink:
     def push(self, iface: int, records: Sequence[Record]) -> int:
         """Take a stream's records (written at once, or queued in the window when several streams feed
         this sink); returns how many were taken, fewer than given once max_bytes is reached."""
+        if self.limit_reached:
+            return 0
         limit, total, taken = self.max_bytes, self.packet_bytes, len(records)
         if limit is not None:
             for index, record in enumerate(records):

@@ -75,7 +75,8 @@ class PcapngTranscoder(PcapStreamReader):
         self, chunk: bytes | bytearray | memoryview, interface: int, room: int | None = None
     ) -> EpbBatch:
         """Encode every record `chunk` completes as a packet of `interface`, while the sum of their caplen
-        stays within `room` bytes (None: no budget); records past the budget are read and left out."""
+        stays within `room` bytes (None: no budget; negative: none fits); the record that does not fit and
+        every record after it are read and left out."""
         if self.header is None:
             raise ValueError("transcode() needs the stream's header: feed() the first bytes")
         if self._error is not None:
@@ -105,39 +106,41 @@ class PcapngTranscoder(PcapStreamReader):
         interface, room, tail, total = job.interface, job.room, job.tail, job.total
         first_ns, ts = job.first_ns, job.last_ns
         count = nbytes = 0
-        while pos + RECORD_HEADER_LEN <= end:
-            sec, frac, caplen, origlen = unpack(data, pos)
-            if caplen > limit:
-                self._check_caplen(caplen, self._base + pos)
-            start = pos + RECORD_HEADER_LEN
-            stop = start + caplen
-            if stop > end:
-                break
-            pos = stop
-            if caplen > room:
-                job.limit_reached = True
-                room = -1
-                continue
-            room -= caplen
-            ts = sec * 1_000_000_000 + frac * scale
-            if first_ns is None:
-                first_ns = ts
-            size = 32 + caplen + (-caplen & 3)
-            if tail < 0:
-                append(pack_head(EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen))
-            else:
-                head = tail_head[tail].pack(
-                    total, EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen
-                )
-                append(head)
-            append(view[start:stop])
-            tail, total = -caplen & 3, size
-            count += 1
-            nbytes += caplen
-        job.room, job.tail, job.total = room, tail, total
-        job.first_ns, job.last_ns = first_ns, ts
-        job.packets += count
-        job.bytes += nbytes
-        self.packets += count
-        self.bytes += nbytes
+        try:
+            while pos + RECORD_HEADER_LEN <= end:
+                sec, frac, caplen, origlen = unpack(data, pos)
+                if caplen > limit:
+                    self._check_caplen(caplen, self._base + pos)
+                start = pos + RECORD_HEADER_LEN
+                stop = start + caplen
+                if stop > end:
+                    break
+                pos = stop
+                if caplen > room:
+                    job.limit_reached = True
+                    room = -1
+                    continue
+                room -= caplen
+                ts = sec * 1_000_000_000 + frac * scale
+                if first_ns is None:
+                    first_ns = ts
+                size = 32 + caplen + (-caplen & 3)
+                if tail < 0:
+                    append(pack_head(EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen))
+                else:
+                    head = tail_head[tail].pack(
+                        total, EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen
+                    )
+                    append(head)
+                append(view[start:stop])
+                tail, total = -caplen & 3, size
+                count += 1
+                nbytes += caplen
+        finally:
+            job.room, job.tail, job.total = room, tail, total
+            job.first_ns, job.last_ns = first_ns, ts
+            job.packets += count
+            job.bytes += nbytes
+            self.packets += count
+            self.bytes += nbytes
         return pos

@@ -1,0 +1,187 @@
+"""The capture sink and its fast path: a pcap stream transcoded chunk by chunk gives the bytes the record
+writer gives, a sink of one stream writes straight through, a sink of several holds copies (never the read
+chunks) in a window bounded by bytes, and every file opens in tshark with the same packets."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pcaptools import BASE_NS, capinfos, pcap_stream, requires_tools, sample_records, tshark_fields
+
+from esxcap import sinks
+from esxcap.pcap import (
+    CorruptCaptureError,
+    EpbBatch,
+    Interface,
+    PcapngStreamReader,
+    PcapngTranscoder,
+    PcapngWriter,
+    Record,
+    ReorderWindow,
+)
+from esxcap.sinks import CaptureSink
+
+
+def _records() -> st.SearchStrategy[list[Record]]:
+    sizes = st.lists(st.integers(0, 90), max_size=60)
+    return sizes.map(
+        lambda lens: [
+            Record(BASE_NS + i * 1_234_567, n + i % 3, bytes((i + k) % 256 for k in range(n)))
+            for i, n in enumerate(lens)
+        ]
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=_records(),
+    nanos=st.booleans(),
+    cuts=st.lists(st.integers(1, 400), max_size=20),
+    room=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
+    records: list[Record], nanos: bool, cuts: list[int], room: int | None
+) -> None:
+    if not nanos:
+        records = [r._replace(ts_ns=r.ts_ns // 1000 * 1000) for r in records]
+    stream = pcap_stream(records, nanos=nanos)
+    reader = PcapngTranscoder()
+    assert reader.feed(stream[:24]) == []
+    pos, blocks, packets, nbytes, limited = 24, [], 0, 0, False
+    for cut in [*cuts, len(stream)]:
+        left = None if room is None else -1 if limited else room - nbytes
+        batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left)
+        blocks.append(batch.blocks)
+        packets, nbytes, limited = (
+            packets + batch.packets,
+            nbytes + batch.bytes,
+            limited or batch.limit_reached,
+        )
+        pos += cut
+    assert reader.finish() == 0
+
+    kept, total = [], 0
+    for record in records:
+        if room is not None and total + len(record.data) > room:
+            break
+        kept.append(record)
+        total += len(record.data)
+    expected = io.BytesIO()
+    writer = PcapngWriter(expected)
+    start = expected.tell()
+    writer.add_interface(Interface("a"))
+    writer.add_interface(Interface("b"))
+    idbs = expected.getvalue()[start:]
+    writer.write_records([(1, record) for record in kept])
+    assert b"".join(blocks) == expected.getvalue()[start + len(idbs) :]
+    assert (packets, nbytes, limited) == (len(kept), total, len(kept) < len(records))
+
+
+def test_transcode_keeps_the_packets_before_a_corrupt_record() -> None:
+    good = sample_records(3)
+    stream = bytearray(pcap_stream(good))
+    stream += struct.pack("<IIII", 1, 0, 10_000_000, 60)
+    reader = PcapngTranscoder()
+    reader.feed(stream[:24])
+    batch = reader.transcode(bytes(stream[24:]), 0)
+    assert batch.packets == 3
+    assert (batch.first_ns, batch.last_ns) == (good[0].ts_ns, good[-1].ts_ns)
+    with pytest.raises(CorruptCaptureError, match="10000000 captured bytes"):
+        reader.transcode(b"more", 0)
+
+
+def test_transcode_needs_the_stream_header_first() -> None:
+    with pytest.raises(ValueError, match="header"):
+        PcapngTranscoder().transcode(pcap_stream(sample_records(1)), 0)
+
+
+def _read(data: bytes) -> list[tuple[int, int, bytes]]:
+    return [(r.interface, r.ts_ns, bytes(r.data)) for r in PcapngStreamReader().feed(data)]
+
+
+def test_a_sink_of_one_stream_writes_each_chunk_at_once() -> None:
+    out = io.BytesIO()
+    sink = CaptureSink(out, comments=["one stream"])
+    sink.expect_stream()
+    iface = sink.add_stream(Interface("esx01:vm:VnicTx:out"))
+    assert sink.writes_through and sink.accepts_batches
+    records = sample_records(50)
+    stream = pcap_stream(records)
+    reader = PcapngTranscoder()
+    sink.push(iface, reader.feed(stream[:1000]))
+    sink.write_batch(iface, reader.transcode(stream[1000:], iface))
+    assert _read(out.getvalue()) == [(0, r.ts_ns, bytes(r.data)) for r in records]
+    assert (sink.late, sink.packet_bytes) == (0, sum(len(r.data) for r in records))
+
+
+def test_a_sink_of_several_streams_holds_copies_within_its_byte_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sinks, "REORDER_MAX_BYTES", 8_000)
+    out = io.BytesIO()
+    sink = CaptureSink(out, comments=["two streams"])
+    sink.expect_stream()
+    sink.expect_stream()
+    ids = [sink.add_stream(Interface(f"esx0{n}:vm:VnicRx:in")) for n in (1, 2)]
+    assert not sink.accepts_batches
+    with pytest.raises(ValueError, match="one stream"):
+        sink.write_batch(ids[0], _empty_batch())
+    streams = [sample_records(40, stream=n, start_ns=BASE_NS + n * 1000) for n in (0, 1)]
+    for first, second in zip(*streams, strict=True):
+        for iface, record in ((ids[1], second), (ids[0], first)):
+            chunk = bytearray(record.data)
+            view = memoryview(chunk)
+            sink.push(iface, [record._replace(data=view)])
+            view.release()
+            chunk.extend(b"-")  # raises BufferError if the sink still held a view of the chunk
+    assert len(out.getvalue()) > 0, "the byte bound released packets before the end"
+    sink.finish(BASE_NS + 10**9)
+    written = _read(out.getvalue())
+    assert [ts for _, ts, _ in written] == sorted(r.ts_ns for s in streams for r in s)
+    assert sorted(data for _, _, data in written) == sorted(bytes(r.data) for s in streams for r in s)
+
+
+def _empty_batch() -> EpbBatch:
+    reader = PcapngTranscoder()
+    reader.feed(pcap_stream([]))
+    return reader.transcode(b"", 0)
+
+
+def test_reorder_window_bounds_the_bytes_it_holds() -> None:
+    window = ReorderWindow[int](window_ns=10**12, max_bytes=100)
+    released = []
+    for ts in range(10):
+        released += window.push(ts, ts, size=30)
+        assert window.held_bytes <= 100 and window.held_bytes == 30 * len(window)
+    assert released == [0, 1, 2, 3, 4, 5, 6] and window.forced == 7
+    assert window.flush() == [7, 8, 9] and window.held_bytes == 0
+    with pytest.raises(ValueError, match="max_bytes"):
+        ReorderWindow[int](max_bytes=-1)
+
+
+@requires_tools
+def test_files_of_one_and_of_two_streams_open_in_tshark(tmp_path: Path) -> None:
+    streams = [sample_records(30, stream=n, start_ns=BASE_NS + n * 500_000) for n in (0, 1)]
+    for count in (1, 2):
+        path = tmp_path / f"{count}.pcapng"
+        sink = CaptureSink(path, comments=[f"{count} streams"])
+        for _ in range(count):
+            sink.expect_stream()
+        for n in range(count):
+            stream, iface = pcap_stream(streams[n]), sink.add_stream(Interface(f"esx0{n}:vm:VnicRx:in"))
+            reader = PcapngTranscoder()
+            sink.push(iface, reader.feed(stream[:300]))
+            if sink.accepts_batches:
+                sink.write_batch(iface, reader.transcode(stream[300:], iface))
+            else:
+                sink.push(iface, reader.feed(stream[300:]))
+        sink.finish(BASE_NS + 10**9)
+        expected = sorted(r.ts_ns for s in streams[:count] for r in s)
+        assert capinfos(path).packets == len(expected)
+        rows = tshark_fields(path, "frame.time_epoch", "udp.length")
+        assert [int(row[0].replace(".", "")) for row in rows] == expected
