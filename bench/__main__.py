@@ -2,7 +2,7 @@
 
 python -m bench               1 GiB per streaming case, median of 3 interleaved runs
 python -m bench --gib 4       4 GiB per case
-python -m bench --quick       64 MiB per case, one run (smoke test)
+python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only)
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import GIB, QUICK_BYTES, Options, Row, format_table, sim_throughput, throughput
+from bench import GIB, QUICK_BYTES, Options, Row, format_table, scale, sim_throughput, throughput
 
-BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (throughput.run, sim_throughput.run)
+BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (throughput.run, sim_throughput.run, scale.run)
 
 
 def parse(argv: Sequence[str]) -> Options:
