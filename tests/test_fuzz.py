@@ -180,7 +180,7 @@ def _received(shell: list[str], argv: list[str], tmp_path: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(argv=st.lists(HOSTILE, min_size=1, max_size=5))
 def test_a_real_shell_receives_exactly_the_argv(
     shell: list[str], argv: list[str], tmp_path_factory: Any
@@ -189,7 +189,7 @@ def test_a_real_shell_receives_exactly_the_argv(
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(name=HOSTILE, ip=st.sampled_from([None, "10.0.0.1", "192.0.2.0/24"]), count=st.integers(1, 10**6))
 def test_the_whole_capture_wrapper_reaches_the_shell_as_built(
     shell: list[str], name: str, ip: str | None, count: int, tmp_path_factory: Any
@@ -209,7 +209,7 @@ def test_the_whole_capture_wrapper_reaches_the_shell_as_built(
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(values=st.lists(HOSTILE, min_size=1, max_size=4))
 def test_a_batch_of_hostile_commands_splits_back_per_command(
     shell: list[str], values: list[str], tmp_path_factory: Any
