@@ -4,8 +4,9 @@ byte stream (stdout, a viewer's stdin), with one interface per stream and packet
 A sink fed by one stream writes its packets straight through (one pktcap-uw stream is already in time
 order), from PcapngTranscoder batches or records. A sink fed by several streams orders them in a reorder
 window: packets are held (copied out of their read chunks) until the newest one is REORDER_WINDOW_NS (1 s)
-newer, or until REORDER_MAX_BYTES are held, then written oldest first. A packet later than what was
-already written is still written (never dropped) and counted as late.
+newer, or until the window's byte bound (1 MiB per stream, 16 MiB at least) is reached, then written
+oldest first. A packet later than what was already written is still written (never dropped) and counted
+as late.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from esxcap.pcap import EpbBatch, Interface, InterfaceStatistics, PcapngWriter, 
 
 REORDER_WINDOW_NS = 1_000_000_000
 REORDER_MAX_BYTES = 16 << 20
-"""What the window of one sink may hold, whatever the number of streams and their rate."""
+REORDER_BYTES_PER_STREAM = 1 << 20
+"""What the window of one sink may hold: REORDER_BYTES_PER_STREAM for each stream feeding it, at least
+REORDER_MAX_BYTES, whatever their rate (200 streams: 200 MiB at most, 1 MiB each)."""
 HELD_OVERHEAD = 256
 """Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
 FILE_MODE = 0o600
@@ -103,6 +106,11 @@ class CaptureSink:
     def expect_stream(self) -> None:
         """Announce one more stream that will feed this sink."""
         self._expected += 1
+        self._size_window()
+
+    def _size_window(self) -> None:
+        streams = max(self._expected, len(self._streams))
+        self._window.max_bytes = max(REORDER_MAX_BYTES, streams * REORDER_BYTES_PER_STREAM)
 
     @property
     def writes_through(self) -> bool:
@@ -125,6 +133,7 @@ class CaptureSink:
     def add_stream(self, interface: Interface) -> int:
         """Register one stream's interface; returns its interface id."""
         self._streams.append(_StreamCounters(interface.name))
+        self._size_window()
         return self._guard(lambda: self._writer.add_interface(interface))
 
     def push(self, iface: int, records: Sequence[Record]) -> int:

@@ -123,6 +123,7 @@ def test_a_sink_of_several_streams_holds_copies_within_its_byte_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sinks, "REORDER_MAX_BYTES", 8_000)
+    monkeypatch.setattr(sinks, "REORDER_BYTES_PER_STREAM", 3_000)
     out = io.BytesIO()
     sink = CaptureSink(out, comments=["two streams"])
     sink.expect_stream()
