@@ -265,8 +265,9 @@ def test_console_prints_one_line_per_packet(running, env, tmp_path) -> None:
 def test_default_output_directory_and_name(running, env, tmp_path) -> None:
     result = esxcap("-i", inv(running), "capture", "--vm", "web 01", "-c", "2", env=env, cwd=tmp_path)
     assert result.code == 0, result.stderr
-    [made] = list((tmp_path / "captures").iterdir())
+    made, sidecar = sorted((tmp_path / "captures").iterdir())
     assert made.name.endswith("-esx02-web_01_eth0.pcapng") and read_back(made)[1] == 2
+    assert sidecar.name == made.name + ".json"
 
 
 def test_points_lists_the_host_points(running, env) -> None:
