@@ -16,7 +16,7 @@ from esxcap.bundle import FORMATS, BundleOptions, BundleResult, build_bundle, de
 from esxcap.cli_common import EXIT_ALL_FAILED, EXIT_OK, JsonOpt, app
 from esxcap.errors import UsageError
 
-HIGHLIGHT_PACKETS = 20000
+HIGHLIGHT_PACKETS = 5000
 """The bundle README's analysis reads at most this many packets per file (large bundles stay quick)."""
 
 
