@@ -3,6 +3,8 @@
 `sim` is a started `SimulatorThread` on the packaged default topology (hosts esx01 5.5, esx02 6.7,
 esx03 8.0) in a fresh state dir; `make_sim(data)` starts one from a topology dict shaped like the YAML
 (see esxcap/sim/default_topology.yaml). Both stop at the end of the test.
+`openssh` is OpenSSH's sshd serving FAST_TOPOLOGY's hosts `new` and `mid` through the command shims
+(tests/openssh.py); after each test nothing may be left running on them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 import asyncssh  # noqa: TID251 - capture tests talk to the simulator as an SSH client
 import pytest
+from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
 
+from esxcap.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "esxi" / "fixtures"
@@ -221,3 +225,26 @@ def run_exec(
     st: SimulatorThread, host: str, argv: Sequence[str], timeout: float = 10
 ) -> tuple[int, bytes, bytes]:
     return asyncio.run(ssh_exec(st, host, argv, timeout))
+
+
+# --- OpenSSH's sshd serving simulated hosts ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EsxiSshd]:
+    try:
+        server = start_esxi_sshd(tmp_path_factory.mktemp("openssh"), FAST_TOPOLOGY, ("new", "mid"))
+    except SshdUnavailable as exc:
+        pytest.skip(f"the OpenSSH tier needs sshd and BusyBox: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openssh(openssh_hosts: EsxiSshd) -> Iterator[EsxiSshd]:
+    """The hosts; afterwards every process and pidfile of the test must be gone (else removed, and the
+    test fails)."""
+    yield openssh_hosts
+    left = openssh_hosts.leftovers(wait=GRACE_SECONDS + 2)
+    pidfiles = openssh_hosts.remove_pidfiles()
+    assert not left and not pidfiles, f"left on the hosts: processes {left}, pidfiles {pidfiles}"

@@ -1,0 +1,227 @@
+"""esxcap against OpenSSH's real sshd whose sessions run under BusyBox `sh` with the simulator's command
+shims: discover, capture (count, duration, Ctrl-C, the dead-man switch when the CLI is killed) and
+cleanup (an orphan started without the wrapper; a capture whose wrapper was killed). Here the lifecycle
+scripts run in a real shell and pktcap-uw is a real process, so what the asyncssh simulator does
+natively is checked for real. Every test runs on every transport esxcap has.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from clirun import esxcap, isolated_env
+from openssh import EsxiSshd
+from pcaptools import CAPINFOS, capinfos
+
+from esxcap.errors import UsageError
+from esxcap.inventory import TRANSPORTS
+from esxcap.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT
+from esxcap.pcap import CaptureFile
+from esxcap.session import make_transport
+
+
+def _available(name: str) -> bool:
+    try:
+        make_transport(name)
+    except UsageError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.parametrize("transport", [t for t in TRANSPORTS if _available(t)])
+
+MATCHES_NOTHING = "192.0.2.77"
+START_WAIT_S = 40
+"""Until a capture runs: discovery, clock probes and pktcap-uw starting (a loaded machine is slow)."""
+
+
+def wait_until(check: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return bool(check())
+
+
+def packets_in(path: Path) -> int:
+    """Packets by our own reader and, when installed, by capinfos (both must open the file)."""
+    with path.open("rb") as handle:
+        count = sum(1 for _ in CaptureFile(handle, path.name))
+    if CAPINFOS:
+        assert capinfos(path).packets == count
+    return count
+
+
+def cli(openssh: EsxiSshd, transport: str, home: Path, *args: str, timeout: float = 60):
+    command, rest = args[0], args[1:]
+    return esxcap(
+        "-i", str(openssh.inventory), command, "--transport", transport, *rest, env=isolated_env(home),
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def background_capture(openssh: EsxiSshd, transport: str, home: Path, out: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        "-i",
+        str(openssh.inventory),
+        "capture",
+        "--transport",
+        transport,
+        "--vm",
+        "n1",
+        "--host",
+        "new",
+        "-o",
+        str(out),
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "esxcap", *argv],
+        env=isolated_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_discover_reads_every_host(openssh, transport, tmp_path) -> None:
+    result = cli(openssh, transport, tmp_path, "discover", "--json")
+    assert result.code == 0, result.stderr
+    hosts = {h["host"]: h for h in result.json()["hosts"]}
+    assert sorted(hosts) == ["mid", "new"]
+    assert hosts["new"]["esxi"]["version"] == "8.0.2" and hosts["mid"]["esxi"]["version"] == "6.7.0"
+    assert sorted(vm["name"] for vm in hosts["new"]["vms"]) == ["n1", "n2"]
+    [port] = next(vm for vm in hosts["mid"]["vms"] if vm["name"] == "m1")["ports"]
+    assert port["mac"] == "00:50:56:9a:20:01" and port["portgroup"] == "Server"
+
+
+def test_count_capture_ends_by_itself(openssh, transport, tmp_path) -> None:
+    """pktcap-uw ends at its count; the wrapper must then end the channel (nothing may hold it open)."""
+    out = tmp_path / "count.pcapng"
+    started = time.monotonic()
+    result = cli(
+        openssh,
+        transport,
+        tmp_path,
+        "capture",
+        "--vm",
+        "n1",
+        "--host",
+        "new",
+        "-c",
+        "5",
+        "-o",
+        str(out),
+        "--json",
+    )
+    assert result.code == 0, result.stderr
+    assert time.monotonic() - started < 15
+    [stream] = result.json()["streams"]
+    assert stream["packets"] == 5 and stream["error"] is None
+    assert packets_in(out) == 5
+    assert openssh.pktcaps() == [] and openssh.pidfiles("new") == {}
+
+
+def test_duration_capture_stops_on_time(openssh, transport, tmp_path) -> None:
+    out = tmp_path / "vmk.pcapng"
+    started = time.monotonic()
+    result = cli(
+        openssh, transport, tmp_path, "capture", "--vmk", "vmk0", "--host", "mid", "-d", "2", "-o", str(out)
+    )
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    assert 2 <= elapsed < 2 + GRACE_SECONDS + 5
+    assert packets_in(out) > 0
+    assert openssh.pktcaps() == []
+
+
+def test_sigint_completes_the_file_and_stops_pktcap(openssh, transport, tmp_path) -> None:
+    out = tmp_path / "int.pcapng"
+    proc = background_capture(openssh, transport, tmp_path, out)
+    assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert packets_in(out) > 0
+    assert wait_until(lambda: not openssh.pktcaps(), 5)
+
+
+def test_sigkill_of_the_cli_ends_pktcap_within_the_grace(openssh, transport, tmp_path) -> None:
+    out = tmp_path / "kill.pcapng"
+    proc = background_capture(openssh, transport, tmp_path, out)
+    assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
+    [pid] = openssh.pidfiles("new").values()
+    assert [p.pid for p in openssh.pktcaps("new")] == [pid]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert wait_until(lambda: not openssh.pktcaps(), GRACE_SECONDS + 2), openssh.pktcaps()
+    assert not Path(f"/proc/{pid}").exists()
+    assert wait_until(lambda: openssh.pidfiles("new") == {}, 2)
+
+
+def test_orphan_lingers_without_the_wrapper_and_cleanup_all_stops_it(openssh, transport, tmp_path) -> None:
+    """A bare pktcap-uw whose filter matches nothing never writes, so it never sees its channel close."""
+    command = f"pktcap-uw --vmk vmk0 --ip {MATCHES_NOTHING} -o -"
+    client = subprocess.Popen(
+        [*openssh.ssh_argv("new"), command], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert client.stdout is not None
+    assert len(client.stdout.read(24)) == 24  # running: it wrote its pcap header
+    client.kill()
+    client.wait()
+    time.sleep(1.5)
+    [orphan] = openssh.pktcaps("new")
+    assert orphan.argv == tuple(command.split())
+
+    left_alone = cli(openssh, transport, tmp_path, "cleanup", "new", "--json")
+    assert left_alone.code == 0, left_alone.stderr
+    [row] = left_alone.json()["captures"]
+    assert (row["pid"], row["ours"], row["action"]) == (
+        orphan.pid,
+        False,
+        "left alone (not esxcap's; --all stops it)",
+    )
+    assert openssh.pktcaps("new") == [orphan]
+
+    stopped = cli(openssh, transport, tmp_path, "cleanup", "new", "--all", "--yes", "--json")
+    assert stopped.code == 0, stopped.stderr
+    assert [(r["pid"], r["action"]) for r in stopped.json()["captures"]] == [(orphan.pid, "stopped")]
+    assert openssh.pktcaps() == []
+
+
+def test_cleanup_finds_a_capture_whose_wrapper_was_killed_by_its_pidfile(
+    openssh, transport, tmp_path
+) -> None:
+    out = tmp_path / "wrapperless.pcapng"
+    proc = background_capture(openssh, transport, tmp_path, out)
+    assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
+    [(marker, pid)] = openssh.pidfiles("new").items()
+    [pktcap] = openssh.pktcaps("new")
+    assert pid == pktcap.pid
+    wrapper = parent_of(parent_of(pktcap.pid))
+    by_pid = {p.pid: p for p in openssh.processes("new")}
+    assert by_pid[wrapper].argv[:3] == ("sh", "-c", WRAPPER_SCRIPT)
+    subprocess.run(["kill", "-KILL", str(wrapper)], check=True)
+    time.sleep(1)
+    assert [p.pid for p in openssh.pktcaps("new")] == [pktcap.pid]
+
+    result = cli(openssh, transport, tmp_path, "cleanup", "new", "--json")
+    assert result.code == 0, result.stderr
+    [row] = result.json()["captures"]
+    assert (row["pid"], row["ours"], row["marker"], row["action"]) == (pktcap.pid, True, marker, "stopped")
+    assert openssh.pktcaps() == [] and openssh.pidfiles("new") == {}
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert packets_in(out) > 0
