@@ -220,13 +220,14 @@ class ParamikoProcess:
     async def read(self) -> bytes:
         if self._pending is None:
             self._pending = asyncio.wrap_future(self._threads.submit(self._chan.recv, STREAM_CHUNK))
+        # A cancelled read leaves its chunk (received or still to come) to the next read: the chunk is
+        # taken only once this coroutine has it in hand.
         try:
-            chunk = await asyncio.shield(self._pending)  # a cancelled read hands its bytes to the next one
+            chunk = await asyncio.shield(self._pending)
         except SSH_ERRORS as exc:
+            self._pending = None
             raise stream_lost_error(self._conn.label, reason(exc)) from exc
-        finally:
-            if self._pending.done():
-                self._pending = None
+        self._pending = None
         if not chunk and _status(self._chan) is None and (gone := self._conn.lost()) is not None:
             raise stream_lost_error(self._conn.label, gone)
         return chunk

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import socket
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import paramiko
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from paramiko.kex_gex import KexGexSHA256
 from paramiko.kex_group14 import KexGroup14SHA256
 
@@ -110,6 +112,32 @@ class _Transport(paramiko.Transport):  # type: ignore[misc]
         _KexGexSHA1.name: _KexGexSHA1,
     }
     _key_info: ClassVar[dict[str, Any]] = {**paramiko.Transport._key_info, "ssh-rsa": _RSAKey}
+
+
+_KEY_CLASSES = (
+    (rsa.RSAPrivateKey, paramiko.RSAKey),
+    (ec.EllipticCurvePrivateKey, paramiko.ECDSAKey),
+    (ed25519.Ed25519PrivateKey, paramiko.Ed25519Key),
+)
+
+
+def _load_key(path: Path) -> paramiko.PKey:
+    """A private key file (OpenSSH or PEM, unencrypted) as a paramiko key. The file is read with
+    `cryptography` and handed to paramiko in the OpenSSH format ssh-keygen writes, since paramiko's own
+    reader refuses some valid files (ECDSA keys written by other tools)."""
+    data = path.read_bytes()
+    loaded: object
+    try:
+        loaded = serialization.load_ssh_private_key(data, None)
+    except ValueError:
+        loaded = serialization.load_pem_private_key(data, None)
+    for kind, cls in _KEY_CLASSES:
+        if isinstance(loaded, kind):
+            encoding, form = serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH
+            text = loaded.private_bytes(encoding, form, serialization.NoEncryption()).decode("ascii")
+            key: paramiko.PKey = cls.from_private_key(io.StringIO(text))
+            return key
+    raise ValueError(f"unsupported key type {type(loaded).__name__}")
 
 
 def _key_algs(key: paramiko.PKey) -> list[str]:
@@ -320,14 +348,14 @@ class _Session:
     def _keys(self) -> list[paramiko.PKey]:
         if self.host.identity_file is not None:
             try:
-                return [paramiko.PKey.from_path(self.host.identity_file)]
-            except (OSError, paramiko.SSHException, ValueError) as exc:
+                return [_load_key(self.host.identity_file)]
+            except (OSError, paramiko.SSHException, ValueError, TypeError) as exc:
                 raise identity_error(self.host, reason(exc)) from None
         keys: list[paramiko.PKey] = []
         with contextlib.suppress(paramiko.SSHException, OSError):
             keys += paramiko.Agent().get_keys()
         home = Path("~/.ssh").expanduser()
         for path in self.endpoint.identity_files or tuple(home / name for name in DEFAULT_KEYS):
-            with contextlib.suppress(OSError, paramiko.SSHException, ValueError):
-                keys.append(paramiko.PKey.from_path(path))
+            with contextlib.suppress(OSError, paramiko.SSHException, ValueError, TypeError):
+                keys.append(_load_key(path))
         return keys
