@@ -9,7 +9,9 @@ under WRAPPER_SCRIPT (POSIX sh, BusyBox ash compatible), passed as argv:
   confirmation), reports its PID on stderr as `esxcap-pid N` and in /tmp/esxcap/MARKER.pid, waits
   for it (so it never lingers as a zombie that still answers `kill -0`), then removes the pidfile,
   reports `esxcap-exit STATUS` and ends the wrapper: an SSH channel ends only when stdout and stderr
-  are both closed, so nothing may outlive pktcap-uw;
+  are both closed, so nothing may outlive pktcap-uw. It ignores SIGPIPE once pktcap-uw is started
+  (which keeps the default): its reports to a channel that is gone must not kill it before it has
+  waited, removed the pidfile and ended the wrapper;
 - the wrapper reads the channel's stdin: EOF (the client asked to stop, or the connection died,
   however it died) stops pktcap-uw by its own PID only: SIGINT (it writes its trailer), then TERM,
   then KILL; the pidfile tells when it has gone;
@@ -38,6 +40,7 @@ d={PID_DIR}; f="$d/$m.pid"; mkdir -p "$d" 2>/dev/null
 Y
 ESXCAP_Y
   q=$!
+  trap '' PIPE
   echo "$q" >"$f" 2>/dev/null
   echo "esxcap-pid $q" >&2
   wait "$q"; r=$?

@@ -30,6 +30,8 @@ from esxcap.lifecycle import (
 )
 
 SHELL = shutil.which("busybox")
+OTHER_PKTCAPS = ("pytest", "esxcap.sim.shim")
+"""pktcap-uw command lines that are not these tests' (the OpenSSH tier checks its shims itself)."""
 pytestmark = pytest.mark.skipif(SHELL is None, reason="busybox is not installed (apt-get install busybox)")
 
 STAND_IN = textwrap.dedent(
@@ -71,7 +73,9 @@ def _start(stand_in: list[str], mode: str, deadline: int = 30) -> tuple[subproce
 def _left_behind(marker: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     procs = [
-        line for line in ps.splitlines() if marker in line or ("pktcap-uw" in line and "pytest" not in line)
+        line
+        for line in ps.splitlines()
+        if marker in line or ("pktcap-uw" in line and not any(o in line for o in OTHER_PKTCAPS))
     ]
     if Path(PID_DIR, f"{marker}.pid").exists():
         procs.append("pidfile")
@@ -164,6 +168,24 @@ def test_client_killed_with_sigkill_leaves_nothing(stand_in: list[str]) -> None:
     deadline = time.monotonic() + 10
     while _left_behind(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert _left_behind(marker) == []
+
+
+def test_wrapper_ends_when_pktcap_ends_after_the_channel_output_closed() -> None:
+    """The reader of stdout/stderr is gone (a dead channel) while stdin stays open: writing
+    `esxcap-exit` must not kill the reaper (SIGPIPE) before it ends the wrapper."""
+    marker = new_marker()
+    argv = [SHELL or "busybox", *wrapper_argv(marker, 60, ["sleep", "1"])]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"esxcap-pid ")
+    proc.stdout.close()
+    try:
+        assert proc.wait(timeout=6) == 0
+    finally:
+        proc.kill()
+        assert proc.stdin is not None
+        proc.stdin.close()
     assert _left_behind(marker) == []
 
 
