@@ -1,5 +1,6 @@
 """`esxcap capture` end to end: the real CLI streaming from the simulator over SSH, files read back with
-capinfos/tshark and our own reader, and the simulator's process table checked for leftovers."""
+capinfos/tshark and our own reader, and the simulator's process table checked for leftovers. The main
+flows (count stop, two streams on 5.5, SIGKILL, connection cut, cleanup) run on every transport."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from clirun import esxcap, isolated_env
 from conftest import run_exec
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 
+from esxcap.inventory import TRANSPORTS
 from esxcap.lifecycle import GRACE_SECONDS
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
@@ -34,6 +36,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThrea
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """`--transport NAME` for the command line (options may follow the command's arguments)."""
+    return ("--transport", request.param)
 
 
 def inv(running: SimulatorThread) -> str:
@@ -64,11 +72,12 @@ def read_back(path: Path) -> tuple[list[str], int]:
         return [i.name for i in source.interfaces], count
 
 
-def test_count_stop_writes_a_private_valid_pcapng(running, env, tmp_path) -> None:
+def test_count_stop_writes_a_private_valid_pcapng(running, env, tmp_path, transport) -> None:
     out = tmp_path / "web01.pcapng"
     result = esxcap(
-        "-i", inv(running), "capture", "--vm", "web 01", "-c", "6", "-o", str(out), "--json", env=env
-    )
+        "-i", inv(running), "capture", "--vm", "web 01", "-c", "6", "-o", str(out), "--json", *transport,
+        env=env,
+    )  # fmt: skip
     assert result.code == 0, result.stderr
     [stream] = result.json()["streams"]
     assert stream["packets"] == 6 and stream["error"] is None and stream["file"] == str(out)
@@ -81,11 +90,12 @@ def test_count_stop_writes_a_private_valid_pcapng(running, env, tmp_path) -> Non
     assert remote_pktcaps(running, "esx02") == []
 
 
-def test_both_directions_on_a_55_host_are_two_streams_in_one_file(running, env, tmp_path) -> None:
+def test_both_directions_on_a_55_host_are_two_streams_in_one_file(running, env, tmp_path, transport) -> None:
     out = tmp_path / "erp.pcapng"
     result = esxcap(
-        "-i", inv(running), "capture", "--vm", "legacy-erp", "-c", "3", "-o", str(out), "--json", env=env
-    )
+        "-i", inv(running), "capture", "--vm", "legacy-erp", "-c", "3", "-o", str(out), "--json", *transport,
+        env=env,
+    )  # fmt: skip
     assert result.code == 0, result.stderr
     streams = result.json()["streams"]
     assert [s["point"] for s in streams] == ["Vmxnet3Rx", "Vmxnet3Tx"]
@@ -155,9 +165,12 @@ def test_filter_matching_nothing_leaves_no_orphan(running, env, tmp_path) -> Non
     assert remote_pktcaps(running, "esx03") == []
 
 
-def _start_background_capture(running, env, out: Path, host_vm: str) -> subprocess.Popen[bytes]:
+def _start_background_capture(
+    running, env, out: Path, host_vm: str, transport: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    argv = ["-i", inv(running), "capture", "--vm", host_vm, "-o", str(out), *transport]
     return subprocess.Popen(
-        [sys.executable, "-m", "esxcap", "-i", inv(running), "capture", "--vm", host_vm, "-o", str(out)],
+        [sys.executable, "-m", "esxcap", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -177,19 +190,23 @@ def test_sigint_completes_files_and_stops_the_remote_capture(running, env, tmp_p
     assert wait_until(lambda: remote_pktcaps(running, "esx03") == [], 5)
 
 
-def test_sigkill_of_the_cli_ends_the_remote_capture_within_the_grace(running, env, tmp_path) -> None:
+def test_sigkill_of_the_cli_ends_the_remote_capture_within_the_grace(
+    running, env, tmp_path, transport
+) -> None:
     out = tmp_path / "kill.pcapng"
-    proc = _start_background_capture(running, env, out, "web02")
+    proc = _start_background_capture(running, env, out, "web02", transport)
     assert wait_until(lambda: remote_pktcaps(running, "esx03"), 20)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert wait_until(lambda: remote_pktcaps(running, "esx03") == [], 3 * GRACE_SECONDS + 5)
 
 
-def test_connection_cut_mid_stream_keeps_a_valid_partial_file(tmp_path_factory, env, tmp_path) -> None:
+def test_connection_cut_mid_stream_keeps_a_valid_partial_file(
+    tmp_path_factory, env, tmp_path, transport
+) -> None:
     with SimulatorThread(load_topology(), tmp_path_factory.mktemp("cut")) as sim_thread:
         out = tmp_path / "cut.pcapng"
-        proc = _start_background_capture(sim_thread, env, out, "web02")
+        proc = _start_background_capture(sim_thread, env, out, "web02", transport)
         assert wait_until(lambda: remote_pktcaps(sim_thread, "esx03"), 20)
         time.sleep(1.5)
         sim_thread.call(sim_thread.sim.stop_host("esx03"))
@@ -292,7 +309,7 @@ def test_merge_two_captures(running, env, tmp_path) -> None:
         assert epochs == sorted(epochs)
 
 
-def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_factory, env) -> None:
+def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_factory, env, transport) -> None:
     with SimulatorThread(load_topology(), tmp_path_factory.mktemp("clean")) as st:
         lingering = ["pktcap-uw", "--vmk", "vmk0", "--ip", "192.0.2.77", "-o", "-"]
         for _ in range(2):  # filters that match nothing: both linger after their channel closes
@@ -305,7 +322,7 @@ def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_fact
             st.sim.hosts["esx03"].processes.files[pidfile] = bytearray(f"{ours}\n".encode())
 
         st.call(mark_ours())
-        result = esxcap("-i", inv(st), "cleanup", "esx03", "--json", env=env)
+        result = esxcap("-i", inv(st), "cleanup", "esx03", "--json", *transport, env=env)
         assert result.code == 0, result.stderr
         actions = {row["pid"]: (row["ours"], row["action"]) for row in result.json()["captures"]}
         assert actions == {
@@ -314,9 +331,9 @@ def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_fact
         }
         assert [p.cid for p in st.sim.hosts["esx03"].processes.pktcaps()] == [foreign]
         assert pidfile not in st.sim.hosts["esx03"].processes.files
-        refused = esxcap("-i", inv(st), "cleanup", "esx03", "--all", env=env)
+        refused = esxcap("-i", inv(st), "cleanup", "esx03", "--all", *transport, env=env)
         assert refused.code == 2 and "--yes" in refused.stderr
-        forced = esxcap("-i", inv(st), "cleanup", "esx03", "--all", "--yes", "--json", env=env)
+        forced = esxcap("-i", inv(st), "cleanup", "esx03", "--all", "--yes", "--json", *transport, env=env)
         assert forced.code == 0, forced.stderr
         assert [row["action"] for row in forced.json()["captures"]] == ["stopped"]
         assert remote_pktcaps(st, "esx03") == []
