@@ -67,22 +67,12 @@ def cli(openssh: EsxiSshd, transport: str, home: Path, *args: str, timeout: floa
     )  # fmt: skip
 
 
-def background_capture(openssh: EsxiSshd, transport: str, home: Path, out: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        "-i",
-        str(openssh.inventory),
-        "capture",
-        "--transport",
-        transport,
-        "--vm",
-        "n1",
-        "--host",
-        "new",
-        "-o",
-        str(out),
-    ]
+def background_capture(
+    openssh: EsxiSshd, transport: str, home: Path, out: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    argv = ["-i", str(openssh.inventory), "capture", "--transport", transport, "--vm", "n1", "--host", "new"]
     return subprocess.Popen(
-        [sys.executable, "-m", "esxcap", *argv],
+        [sys.executable, "-m", "esxcap", *argv, *extra, "-o", str(out)],
         env=isolated_env(home),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -159,8 +149,10 @@ def test_sigint_completes_the_file_and_stops_pktcap(openssh, transport, tmp_path
 
 
 def test_sigkill_of_the_cli_ends_pktcap_within_the_grace(openssh, transport, tmp_path) -> None:
+    """Its filter matches nothing, so pktcap-uw never writes to the closed channel: only the wrapper's
+    dead-man switch (stdin EOF -> SIGINT to pktcap-uw) can stop it."""
     out = tmp_path / "kill.pcapng"
-    proc = background_capture(openssh, transport, tmp_path, out)
+    proc = background_capture(openssh, transport, tmp_path, out, "--ip", MATCHES_NOTHING)
     assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
     [pid] = openssh.pidfiles("new").values()
     assert [p.pid for p in openssh.pktcaps("new")] == [pid]

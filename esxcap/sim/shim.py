@@ -2,13 +2,15 @@
 
 `python -m esxcap.sim.shim PROGRAM ARGS...` runs PROGRAM for the host named by $ESXCAP_SIM_HOST in the
 topology file $ESXCAP_SIM_TOPOLOGY, with the simulator's own logic:
-- esxcli, vmware, net-stats, uname, hostname, date: `esxcap.sim.programs`, chunks written to fd 1/2 in order;
+- esxcli, vmware, net-stats, uname, hostname, date: `esxcap.sim.programs`, written to fd 1/2 in order;
 - ps: the processes of this host of this tier (whose environment carries $ESXCAP_SIM_TIER and this
   host's name) in ESXi's `ps` layout (`ProcessTable.ps`), cartel id = real PID, for BusyBox's `kill`;
 - pktcap-uw: answers (`-A`, `-h`, refusals) from `esxcap.sim.pktcap`; a capture runs `PktcapRun` on the
   traffic model in this process and writes to fd 1/2 as the real tool does: SIGHUP ignored, SIGINT
   ends it with its trailer, TERM/KILL kill it at once, and a vanished reader is noticed only when a
-  write fails (SIGPIPE) - so a capture whose filter matches nothing outlives its SSH channel.
+  write fails (SIGPIPE) - so a capture whose filter matches nothing outlives its SSH channel. It sets
+  its own SIGINT handler first thing, as the real tool must: sh starts background jobs (the wrapper's
+  pktcap-uw) with SIGINT ignored, and the wrapper stops pktcap-uw with SIGINT.
 
 Starting Python with the simulator takes a third of a second and discovery runs a dozen programs, so
 the text programs (all but pktcap-uw) can be answered by a `ProgramServer` on a Unix socket
