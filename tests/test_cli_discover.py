@@ -1,4 +1,5 @@
-"""`esxcap discover`, `find` and `hosts` end to end: the real CLI, over real SSH, against the simulator."""
+"""`esxcap discover`, `find` and `hosts` end to end: the real CLI, over real SSH, against the simulator.
+The main flows run on every transport, chosen by `--transport` or by the inventory key `transport`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from clirun import esxcap, isolated_env
 
+from esxcap.inventory import TRANSPORTS
 from esxcap.sim import SimulatorThread, load_topology
 
 TOPOLOGY = load_topology()
@@ -24,6 +26,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThrea
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def _inventory(running: SimulatorThread) -> str:
@@ -44,8 +51,8 @@ def _edited_inventory(running: SimulatorThread, tmp_path: Path, edit) -> str:
     return str(path)
 
 
-def test_discover_json_has_the_published_shape_and_the_simulated_facts(running, env) -> None:
-    result = esxcap("-i", _inventory(running), "discover", "--json", env=env)
+def test_discover_json_has_the_published_shape_and_the_simulated_facts(running, env, transport) -> None:
+    result = esxcap("-i", _inventory(running), "discover", "--json", "--transport", transport, env=env)
     assert result.code == 0, result.stderr
     doc = result.json()
     assert doc["errors"] == []
@@ -108,8 +115,9 @@ def test_one_connection_and_two_round_trips_per_host(running, env) -> None:
     assert (host.connections - before[0], host.exec_requests - before[1]) == (1, 2)
 
 
-def test_one_unreachable_host_among_reachable_ones(running, env, tmp_path) -> None:
+def test_one_unreachable_host_among_reachable_ones(running, env, tmp_path, transport) -> None:
     def add_dead_host(data):
+        data["defaults"]["transport"] = transport
         data["hosts"]["esx-down"] = {"hostname": "127.0.0.1", "port": 1, "connect_timeout": 3}
 
     result = esxcap("-i", _edited_inventory(running, tmp_path, add_dead_host), "discover", "--json", env=env)
@@ -129,24 +137,24 @@ def test_all_hosts_failing_exits_1(env, tmp_path) -> None:
     assert "127.0.0.1" in result.stderr
 
 
-def test_unknown_host_key_is_refused_then_accept_new_records_it(running, env, tmp_path) -> None:
+def test_unknown_host_key_is_refused_then_accept_new_records_it(running, env, tmp_path, transport) -> None:
     def forget_keys(data):
         data["defaults"]["known_hosts"] = str(tmp_path / "empty_known_hosts")
 
     inventory = _edited_inventory(running, tmp_path, forget_keys)
     name = TOPOLOGY_HOST_NAMES[-1]
-    refused = esxcap("-i", inventory, "discover", name, env=env)
+    refused = esxcap("-i", inventory, "discover", name, "--transport", transport, env=env)
     assert refused.code == 1
     assert "SHA256:" in refused.stderr and "--accept-new" in refused.stderr
-    accepted = esxcap("-i", inventory, "discover", name, "--accept-new", env=env)
+    accepted = esxcap("-i", inventory, "discover", name, "--accept-new", "--transport", transport, env=env)
     assert accepted.code == 0, accepted.stderr
     recorded = (tmp_path / "empty_known_hosts").read_text()
     assert f"[127.0.0.1]:{running.sim.hosts[name].port}" in recorded
-    again = esxcap("-i", inventory, "discover", name, env=env)
+    again = esxcap("-i", inventory, "discover", name, "--transport", transport, env=env)
     assert again.code == 0, again.stderr
 
 
-def test_changed_host_key_is_refused_even_with_accept_new(running, env, tmp_path) -> None:
+def test_changed_host_key_is_refused_even_with_accept_new(running, env, tmp_path, transport) -> None:
     name = TOPOLOGY_HOST_NAMES[-1]
     port = running.sim.hosts[name].port
     other = TOPOLOGY_HOST_NAMES[0]
@@ -165,15 +173,16 @@ def test_changed_host_key_is_refused_even_with_accept_new(running, env, tmp_path
 
     inventory = _edited_inventory(running, tmp_path, forge)
     for extra in ([], ["--accept-new"]):
-        result = esxcap("-i", inventory, "discover", name, *extra, env=env)
+        result = esxcap("-i", inventory, "discover", name, *extra, "--transport", transport, env=env)
         assert result.code == 1
         assert "changed" in result.stderr.lower() and "ssh-keygen -R" in result.stderr
 
 
-def test_wrong_password_names_the_host_and_the_way_out(running, env, tmp_path) -> None:
+def test_wrong_password_names_the_host_and_the_way_out(running, env, tmp_path, transport) -> None:
     def password_only(data):
         data["defaults"].pop("identity_file", None)
         data["defaults"]["password_env"] = "SIM_PASSWORD"
+        data["defaults"]["transport"] = transport
 
     inventory = _edited_inventory(running, tmp_path, password_only)
     name = TOPOLOGY_HOST_NAMES[-1]
