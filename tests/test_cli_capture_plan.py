@@ -1,5 +1,6 @@
 """`esxcap capture --dry-run`: targets resolved through real discovery into the exact pktcap-uw commands,
-and every refusal names the object and the way out — all through the real CLI against the simulator."""
+and every refusal names the object and the way out — all through the real CLI against the simulator.
+Plans for a modern and a 5.5 host are made over every transport."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from clirun import esxcap, isolated_env
 
+from esxcap.inventory import TRANSPORTS
 from esxcap.sim import SimulatorThread, load_topology
 
 
@@ -27,6 +29,11 @@ def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def plan(inventory: str, env: dict[str, str], *args: str) -> list[dict[str, str]]:
     result = esxcap("-i", inventory, "capture", *args, "--dry-run", "--json", env=env)
     assert result.code == 0, result.stderr
@@ -39,8 +46,8 @@ def refused(inventory: str, env: dict[str, str], *args: str) -> str:
     return result.stderr
 
 
-def test_vm_is_found_on_its_host_and_captured_both_ways_in_one_stream(inventory, env) -> None:
-    [stream] = plan(inventory, env, "--vm", "web 01")
+def test_vm_is_found_on_its_host_and_captured_both_ways_in_one_stream(inventory, env, transport) -> None:
+    [stream] = plan(inventory, env, "--vm", "web 01", "--transport", transport)
     assert stream["host"] == "esx02" and stream["target"] == "web 01 eth0"
     argv = shlex.split(stream["remote_command"])
     assert argv[:2] == ["pktcap-uw", "--switchport"] and argv[2].isdigit()
@@ -48,8 +55,8 @@ def test_vm_is_found_on_its_host_and_captured_both_ways_in_one_stream(inventory,
     assert stream["interface"] == "esx02:web 01 eth0:VnicRx,VnicTx:both"
 
 
-def test_old_host_gets_one_stream_per_direction_with_its_point_names(inventory, env) -> None:
-    streams = plan(inventory, env, "--vm", "legacy-erp")
+def test_old_host_gets_one_stream_per_direction_with_its_point_names(inventory, env, transport) -> None:
+    streams = plan(inventory, env, "--vm", "legacy-erp", "--transport", transport)
     assert [s["point"] for s in streams] == ["Vmxnet3Rx", "Vmxnet3Tx"]
     assert all(s["host"] == "esx01" for s in streams)
 
