@@ -12,7 +12,6 @@ import getpass
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -28,10 +27,11 @@ from esxcap.transport.common import (
     KEX_OLD,
     MAC,
     MAC_OLD,
+    ClosingConnection,
+    ConfiguredTransport,
     Login,
     cannot_connect_error,
     command_timeout_error,
-    default_ssh_config_paths,
     host_key_preference,
     identity_error,
     no_common_algorithm_error,
@@ -153,7 +153,7 @@ def _known_keys(path: Path, host: str, addr: str, port: int | None) -> list[asyn
     return list(known.match(host, addr, None if port == DEFAULT_PORT else port)[0])
 
 
-class AsyncsshConnection:
+class AsyncsshConnection(ClosingConnection):
     """An open connection to one host; also an async context manager that closes on exit."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, host: HostConfig, label: str) -> None:
@@ -205,14 +205,6 @@ class AsyncsshConnection:
     async def close(self) -> None:
         self._conn.close()
         await self._conn.wait_closed()
-
-    async def __aenter__(self) -> AsyncsshConnection:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 class AsyncsshProcess:
@@ -283,18 +275,13 @@ def _reason(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
 
 
-class AsyncsshTransport:
-    """Opens asyncssh connections. `ssh_config`: OpenSSH client config files (None: see
-    `default_ssh_config_paths`)."""
-
-    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
-        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+class AsyncsshTransport(ConfiguredTransport):
+    """Opens asyncssh connections."""
 
     async def connect(
         self, host: HostConfig, *, password: PasswordSource, accept_new: bool
     ) -> AsyncsshConnection:
-        paths = self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
-        options = _connect_options(host, paths)
+        options = _connect_options(host, self.config_paths())
         ssh_config: SSHClientConfig = options.pop("_ssh_config")
         target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
         label = f"{host.name} ({target}:{port})"

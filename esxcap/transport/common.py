@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from esxcap.errors import AuthError, CommandTimeout, ConnectError
 from esxcap.transport import PasswordSource
@@ -75,6 +77,32 @@ def default_ssh_config_paths() -> list[Path]:
         return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
     path = Path("~/.ssh/config").expanduser()
     return [path] if os.access(path, os.R_OK) else []
+
+
+class ConfiguredTransport:
+    """A transport that reads OpenSSH client config: `ssh_config` files, or None for
+    `default_ssh_config_paths()` at each connect."""
+
+    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
+        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+
+    def config_paths(self) -> list[Path]:
+        return self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
+
+
+class ClosingConnection(ABC):
+    """`async with conn:` closes the connection on the way out."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
 
 @dataclass

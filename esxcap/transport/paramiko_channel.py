@@ -13,7 +13,6 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Any, TypeVar
 
 import paramiko
@@ -21,6 +20,7 @@ import paramiko
 from esxcap.remote import command_line
 from esxcap.transport import STREAM_CHUNK, CommandResult
 from esxcap.transport.common import (
+    ClosingConnection,
     command_timeout_error,
     run_failed_error,
     start_failed_error,
@@ -100,7 +100,7 @@ def _status(chan: paramiko.Channel) -> int | None:
     return status if status >= 0 else None
 
 
-class ParamikoConnection:
+class ParamikoConnection(ClosingConnection):
     """An open connection to one host; also an async context manager that closes on exit."""
 
     def __init__(self, transport: paramiko.Transport, threads: Threads, label: str) -> None:
@@ -171,14 +171,6 @@ class ParamikoConnection:
     async def close(self) -> None:
         await self._threads.call(self._transport.close)
         self._threads.shutdown()
-
-    async def __aenter__(self) -> ParamikoConnection:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 class ParamikoProcess:

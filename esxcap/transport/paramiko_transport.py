@@ -28,18 +28,11 @@ from paramiko.kex_gex import KexGexSHA256
 from paramiko.kex_group14 import KexGroup14SHA256
 
 from esxcap.errors import ConfigError, HostKeyError
-from esxcap.transport import PasswordSource
+from esxcap.transport import PasswordSource, common
 from esxcap.transport.common import (
-    ENCRYPTION,
-    ENCRYPTION_OLD,
-    KEX,
-    KEX_OLD,
-    MAC,
-    MAC_OLD,
+    ConfiguredTransport,
     Login,
     cannot_connect_error,
-    default_ssh_config_paths,
-    host_key_preference,
     identity_error,
     no_common_algorithm_error,
     refused_error,
@@ -195,10 +188,10 @@ def _preferences(transport: paramiko.Transport, endpoint: _Endpoint, known_algs:
     """Our preference lists, less what this paramiko lacks; a list set in ~/.ssh/config replaces ours."""
     options = transport.get_security_options()
     lists: dict[str, tuple[str, Sequence[str], dict[str, Any]]] = {
-        "ciphers": ("ciphers", ENCRYPTION + ENCRYPTION_OLD, _Transport._cipher_info),
-        "kexalgorithms": ("kex", KEX + KEX_OLD, _Transport._kex_info),
-        "macs": ("digests", MAC + MAC_OLD, _Transport._mac_info),
-        "": ("key_types", host_key_preference(known_algs), _Transport._key_info),
+        "ciphers": ("ciphers", common.ENCRYPTION + common.ENCRYPTION_OLD, _Transport._cipher_info),
+        "kexalgorithms": ("kex", common.KEX + common.KEX_OLD, _Transport._kex_info),
+        "macs": ("digests", common.MAC + common.MAC_OLD, _Transport._mac_info),
+        "": ("key_types", common.host_key_preference(known_algs), _Transport._key_info),
     }
     for config_key, (attr, ours, available) in lists.items():
         wanted = endpoint.algorithms.get(config_key, "")
@@ -206,18 +199,13 @@ def _preferences(transport: paramiko.Transport, endpoint: _Endpoint, known_algs:
         setattr(options, attr, [n for n in names if n in available])
 
 
-class ParamikoTransport:
-    """Opens paramiko connections. `ssh_config`: OpenSSH client config files (None: see
-    `default_ssh_config_paths`)."""
-
-    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
-        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+class ParamikoTransport(ConfiguredTransport):
+    """Opens paramiko connections."""
 
     async def connect(
         self, host: HostConfig, *, password: PasswordSource, accept_new: bool
     ) -> ParamikoConnection:
-        paths = self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
-        endpoint = _Endpoint.resolve(host, paths)
+        endpoint = _Endpoint.resolve(host, self.config_paths())
         target, port = endpoint.target, endpoint.port
         label = f"{host.name} ({target}:{port})"
         login = Login(host, label, password)
