@@ -173,7 +173,7 @@ def test_orphan_lingers_without_the_wrapper_and_cleanup_all_stops_it(openssh, tr
     assert len(client.stdout.read(24)) == 24  # running: it wrote its pcap header
     client.kill()
     client.wait()
-    time.sleep(1.5)
+    time.sleep(1)
     [orphan] = openssh.pktcaps("new")
     assert orphan.argv == tuple(command.split())
 

@@ -13,9 +13,10 @@ topology file $ESXCAP_SIM_TOPOLOGY, with the simulator's own logic:
   pktcap-uw) with SIGINT ignored, and the wrapper stops pktcap-uw with SIGINT.
 
 Starting Python with the simulator takes a third of a second and discovery runs a dozen programs, so
-the text programs (all but pktcap-uw) can be answered by a `ProgramServer` on a Unix socket
-($ESXCAP_SIM_SOCKET): their launchers (`write_launchers`) are then small isolated Python clients that
-send argv and environment and write back what the server's `run_text` produced.
+a `ProgramServer` on a Unix socket ($ESXCAP_SIM_SOCKET) can answer every program that ends at once:
+the launchers (`write_launchers`) are small isolated Python clients that send argv and environment and
+write back what the server's `run_program` produced; a pktcap-uw capture (and every program when no
+server is set) replaces its client with this module (exec: same PID, as the wrapper's `$!` expects).
 """
 
 from __future__ import annotations
@@ -44,17 +45,18 @@ HOST_ENV = "ESXCAP_SIM_HOST"
 TOPOLOGY_ENV = "ESXCAP_SIM_TOPOLOGY"
 TIER_ENV = "ESXCAP_SIM_TIER"
 SOCKET_ENV = "ESXCAP_SIM_SOCKET"
-TEXT_PROGRAMS = ("esxcli", "vmware", "net-stats", "uname", "hostname", "date", "ps")
-PROGRAMS = (*TEXT_PROGRAMS, "pktcap-uw")
+PROGRAMS = ("esxcli", "vmware", "net-stats", "uname", "hostname", "date", "ps", "pktcap-uw")
 USAGE_STATUS = 2
 ERROR_STATUS = 1
 
 _CLIENT = """#!{python} -IS
 import json, os, socket, sys
 program, args = os.path.basename(sys.argv[0]), sys.argv[1:]
-if not os.environ.get("{socket}"):
+def run_here():
     os.environ["PYTHONPATH"] = {root!r}
     os.execv({python!r}, [{python!r}, "-m", {module!r}, program, *args])
+if not os.environ.get("{socket}"):
+    run_here()
 env = {{k: os.environ.get(k, "") for k in ({host!r}, {topology!r}, {tier!r})}}
 sock = socket.socket(socket.AF_UNIX)
 sock.connect(os.environ["{socket}"])
@@ -64,6 +66,8 @@ for line in reply:
     kind, value = line.split()
     if kind == b"exit":
         sys.exit(int(value))
+    if kind == b"exec":
+        run_here()
     view = memoryview(reply.read(int(value)))
     while view:
         view = view[os.write(int(kind), view):]
@@ -115,8 +119,8 @@ def tier_processes(tier: str, proc: Path = Path("/proc")) -> Iterator[TierProces
 
 
 def write_launchers(directory: Path, python: str) -> None:
-    """One executable per program in `directory`: pktcap-uw exec's this module with `python`, the text
-    programs are clients of $ESXCAP_SIM_SOCKET (this module too when it is not set)."""
+    """One executable per program in `directory`: a client of $ESXCAP_SIM_SOCKET that runs this module
+    with `python` when it must."""
     root = str(Path(__file__).resolve().parents[2])
     directory.mkdir(parents=True, exist_ok=True)
     client = _CLIENT.format(
@@ -125,12 +129,7 @@ def write_launchers(directory: Path, python: str) -> None:
     )  # fmt: skip
     for program in PROGRAMS:
         path = directory / program
-        if program in TEXT_PROGRAMS:
-            path.write_text(client, encoding="utf-8")
-        else:
-            path.write_text(
-                f'#!/bin/sh\nPYTHONPATH={root} exec {python} -m {MODULE} {program} "$@"\n', encoding="utf-8"
-            )
+        path.write_text(client, encoding="utf-8")
         path.chmod(0o755)
 
 
@@ -152,15 +151,23 @@ def _ps(host_name: str, tier: str, args: list[str]) -> str:
     return table.ps(any("c" in a for a in args if a.startswith("-")))
 
 
-def run_text(program: str, args: list[str], env: dict[str, str]) -> Output:
-    """What a text program prints for the host and tier that `env` names."""
+def run_program(program: str, args: list[str], env: dict[str, str]) -> Output | None:
+    """What a program prints for the host and tier that `env` names; None for a pktcap-uw capture,
+    which must run as its own process."""
+    from esxcap.sim import pktcap
     from esxcap.sim.programs import PROGRAMS as TEXT
     from esxcap.sim.shell import Output
 
     host_name = env.get(HOST_ENV, "")
     if program == "ps":
         return Output.text(_ps(host_name, env.get(TIER_ENV, ""), args))
-    return TEXT[program](_topology(env.get(TOPOLOGY_ENV, "")).host(host_name), args)
+    host = _topology(env.get(TOPOLOGY_ENV, "")).host(host_name)
+    if program == "pktcap-uw":
+        answer = pktcap.parse(host, [program, *args])
+        if isinstance(answer, pktcap.Session):
+            return None
+        return Output.text(answer.stdout, answer.stderr, answer.status)
+    return TEXT[program](host, args)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -169,9 +176,12 @@ class _Handler(socketserver.StreamRequestHandler):
 
         request = json.loads(self.rfile.readline())
         try:
-            output = run_text(request["program"], list(request["args"]), dict(request["env"]))
+            output = run_program(request["program"], list(request["args"]), dict(request["env"]))
         except Exception as exc:  # a simulator bug shows as the program's error, not a hang
             output = Output.text(stderr=f"{request['program']}: shim failed: {exc!r}\n", status=ERROR_STATUS)
+        if output is None:
+            self.wfile.write(b"exec 0\n")
+            return
         for fd, data in output.chunks:
             self.wfile.write(b"%d %d\n" % (fd, len(data)) + data)
         self.wfile.write(b"exit %d\n" % output.status)
@@ -245,33 +255,31 @@ async def _capture(topology: Topology, host_name: str, session: Session, early: 
     return await run.status
 
 
-def _pktcap(argv: list[str]) -> int:
-    """pktcap-uw: signals as the real tool from the first moment (an early SIGINT is kept for later)."""
-    early: list[int] = []
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, lambda sig, frame: early.append(sig))
+def _capture_main(argv: list[str], early: list[int]) -> int:
     import asyncio
 
     from esxcap.sim import pktcap
 
     topology = _topology(os.environ.get(TOPOLOGY_ENV, ""))
     host_name = os.environ.get(HOST_ENV, "")
-    result = pktcap.parse(topology.host(host_name), argv)
-    if isinstance(result, pktcap.Answer):
-        _write_all(1, result.stdout.encode())
-        _write_all(2, result.stderr.encode())
-        return result.status
-    return asyncio.run(_capture(topology, host_name, result, early))
+    session = pktcap.parse(topology.host(host_name), argv)
+    if not isinstance(session, pktcap.Session):
+        raise TypeError(f"not a capture: {argv}")
+    return asyncio.run(_capture(topology, host_name, session, early))
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in PROGRAMS:
         _write_all(2, f"usage: python -m {MODULE} {{{'|'.join(PROGRAMS)}}} ARGS...\n".encode())
         return USAGE_STATUS
-    if argv[0] == "pktcap-uw":
-        return _pktcap(argv)
-    output = run_text(argv[0], argv[1:], dict(os.environ))
+    early: list[int] = []
+    if argv[0] == "pktcap-uw":  # signals as the real tool from the first moment; an early SIGINT is kept
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, lambda sig, frame: early.append(sig))
+    output = run_program(argv[0], argv[1:], dict(os.environ))
+    if output is None:
+        return _capture_main(argv, early)
     for fd, data in output.chunks:
         _write_all(fd, data)
     return output.status
