@@ -234,7 +234,10 @@ def upload_file(
         conn_class = http.client.HTTPSConnection if dest.scheme == "https" else http.client.HTTPConnection
         conn = conn_class(dest.host, dest.port, timeout=TIMEOUT_S)
         try:
-            conn.request(method, path, body=_body(file, head, tail, progress), headers=headers)
+            try:
+                conn.request(method, path, body=_body(file, head, tail, progress), headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a server refusing the body (413) answers and closes before reading it all
             response = conn.getresponse()
             status, body = response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:
