@@ -17,6 +17,7 @@ Credentials never come from the URL or argv. Plain `http` is refused except to a
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -234,10 +235,9 @@ def upload_file(
         conn_class = http.client.HTTPSConnection if dest.scheme == "https" else http.client.HTTPConnection
         conn = conn_class(dest.host, dest.port, timeout=TIMEOUT_S)
         try:
-            try:
+            # a server refusing the body (413) answers and closes before reading it all
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 conn.request(method, path, body=_body(file, head, tail, progress), headers=headers)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # a server refusing the body (413) answers and closes before reading it all
             response = conn.getresponse()
             status, body = response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:
