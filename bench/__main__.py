@@ -2,7 +2,8 @@
 
 python -m bench               1 GiB per streaming case, median of 3 interleaved runs
 python -m bench --gib 4       4 GiB per case
-python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only)
+python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only,
+                              discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs)
 """
 
 from __future__ import annotations
@@ -13,9 +14,28 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import GIB, QUICK_BYTES, Options, Row, format_table, scale, sim_throughput, throughput
+from bench import (
+    GIB,
+    QUICK_BYTES,
+    Options,
+    Row,
+    discovery_scale,
+    format_table,
+    merge_speed,
+    scale,
+    sim_throughput,
+    startup,
+    throughput,
+)
 
-BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (throughput.run, sim_throughput.run, scale.run)
+BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
+    throughput.run,
+    sim_throughput.run,
+    discovery_scale.run,
+    scale.run,
+    merge_speed.run,
+    startup.run,
+)
 
 
 def parse(argv: Sequence[str]) -> Options:
