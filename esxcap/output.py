@@ -7,6 +7,7 @@ go to stderr so `esxcap ... --json | jq` always sees clean JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -15,16 +16,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
-
 from esxcap.facts import uplinks, vmknics
 from esxcap.models import HostFacts
 from esxcap.targets import Match, vnic_label
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
     from esxcap.capture import StreamRun
     from esxcap.plan import Stream
     from esxcap.session import HostResult
@@ -34,13 +34,30 @@ _PIPE_WIDTH = 200
 
 
 def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
     return Console(stderr=stderr, highlight=False, width=width)
 
 
-_stdout = _console(stderr=False)
-_stderr = _console(stderr=True)
+@functools.cache
+def _stdout() -> Console:
+    """stdout's console, made on first use: rich is imported only when something is shown through it
+    (`esxcap --help` and JSON output never import it)."""
+    return _console(stderr=False)
+
+
+@functools.cache
+def _stderr() -> Console:
+    return _console(stderr=True)
+
+
+def escape(markup: str) -> str:
+    """rich's markup escaping (rich imported on first use)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(markup)
 
 
 def _cell(value: object) -> str:
@@ -54,20 +71,22 @@ def print_json(document: Any) -> None:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    _stderr.print(f"[bold red]error:[/] {escape(message)}")
+    _stderr().print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        _stderr.print(f"  [dim]next:[/] {escape(hint)}")
+        _stderr().print(f"  [dim]next:[/] {escape(hint)}")
 
 
 def warning(message: str) -> None:
-    _stderr.print(f"[yellow]warning:[/] {escape(message)}")
+    _stderr().print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def info(message: str) -> None:
-    _stderr.print(escape(message))
+    _stderr().print(escape(message))
 
 
 def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=escape(title), title_justify="left", title_style="bold", show_lines=False)
     for header in headers:
         table.add_column(header, overflow="fold")
@@ -80,7 +99,7 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
     """The human view of one host's discovery: VMs, vmknics, uplinks, switches."""
     v = facts.version
     update = f" Update {v.update}" if v.update not in (None, "0") else ""
-    _stdout.print(
+    _stdout().print(
         f"[bold]{escape(name)}[/] ({escape(address)}) — "
         f"ESXi {escape(v.version)}{escape(update)} build {escape(v.build)}"
     )
@@ -102,10 +121,10 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
             )
         if not vm.ports:
             vm_rows.append((vm.entry.name, "", None, None, None, None, None, None))
-    _stdout.print(
+    _stdout().print(
         _table("VMs", ("VM", "NIC", "Port ID", "MAC", "IP", "Portgroup", "Switch", "Uplink"), vm_rows)
     )
-    _stdout.print(
+    _stdout().print(
         _table(
             "VMkernel NICs",
             ("Name", "Port ID", "IPv4", "Netmask", "Portgroup", "Switch", "MTU", "MAC"),
@@ -115,7 +134,7 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
             ),
         )
     )
-    _stdout.print(
+    _stdout().print(
         _table(
             "Uplinks",
             ("Name", "Port ID", "Driver", "Link", "Speed", "Duplex", "MAC", "MTU", "Description"),
@@ -144,12 +163,12 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
         used = sorted({p.dvportgroup_id for p in d.dvports})
         switch_rows.append((d.name, "distributed", ", ".join(d.uplinks), "", "", d.mtu))
         switch_rows += [("", "", "", group, "", "") for group in used]
-    _stdout.print(
+    _stdout().print(
         _table(
             "Switches and portgroups", ("Switch", "Type", "Uplinks", "Portgroup", "VLAN", "MTU"), switch_rows
         )
     )
-    _stdout.print()
+    _stdout().print()
 
 
 def host_errors(errors: Sequence[tuple[str, str, str | None]]) -> None:
@@ -159,7 +178,7 @@ def host_errors(errors: Sequence[tuple[str, str, str | None]]) -> None:
 
 
 def matches(items: Sequence[Match]) -> None:
-    _stdout.print(
+    _stdout().print(
         _table(
             "Matches",
             ("Host", "Kind", "Name", "NIC", "Port ID", "MAC", "IP", "Portgroup", "Matched by"),
@@ -173,7 +192,7 @@ def matches(items: Sequence[Match]) -> None:
 
 def hosts(rows: Sequence[dict[str, Any]]) -> None:
     headers = ("Host", "Address", "Port", "User", "Groups", "Identity file", "Password from", "Known hosts")
-    _stdout.print(
+    _stdout().print(
         _table(
             "Inventory",
             headers,
@@ -228,10 +247,10 @@ def dry_run(planned: Sequence[Stream], hosts: Sequence[tuple[str, HostFacts]], j
         mine = [s for s in planned if s.target.host == name]
         if not mine:
             continue
-        _stdout.print(f"[bold]{escape(name)}[/] ({escape(versions[name])})")
+        _stdout().print(f"[bold]{escape(name)}[/] ({escape(versions[name])})")
         for s in mine:
-            _stdout.print(f"  {escape(command_line(s.argv))}", soft_wrap=True)
-    _stderr.print(
+            _stdout().print(f"  {escape(command_line(s.argv))}", soft_wrap=True)
+    _stderr().print(
         f"[dim]nothing ran; each command runs under esxcap's stop-safe wrapper "
         f"(sh -c ... {WRAPPER_NAME} ...)[/]"
     )
@@ -279,8 +298,10 @@ class CaptureProgress:
         )
 
     async def __aenter__(self) -> CaptureProgress:
-        if _stderr.is_terminal:
-            self._live = Live(self._table(), console=_stderr, transient=True, auto_refresh=False)
+        if _stderr().is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=_stderr(), transient=True, auto_refresh=False)
             self._live.start()
             self._task = asyncio.create_task(self._refresh())
         return self
@@ -339,7 +360,7 @@ def capture_summary(
             }
         )
         return
-    console = _stderr if to_stderr else _stdout
+    console = _stderr() if to_stderr else _stdout()
     rows: list[Sequence[object]] = [
         (
             r.stream.target.host,
@@ -373,7 +394,7 @@ def points(host: str, names: Sequence[str], source: str, json_out: bool) -> None
     if json_out:
         print_json({"host": host, "source": source, "points": list(names)})
         return
-    _stdout.print(_table(f"{host}: capture points ({source})", ("#", "Point"), enumerate(names, start=1)))
+    _stdout().print(_table(f"{host}: capture points ({source})", ("#", "Point"), enumerate(names, start=1)))
 
 
 def cleanup_report(rows: Sequence[dict[str, Any]], json_out: bool) -> None:
@@ -383,7 +404,7 @@ def cleanup_report(rows: Sequence[dict[str, Any]], json_out: bool) -> None:
     if not rows:
         info("no pktcap-uw process running on these hosts")
         return
-    _stdout.print(
+    _stdout().print(
         _table(
             "pktcap-uw processes",
             ("Host", "PID", "Started by", "Action", "Command"),
@@ -397,7 +418,7 @@ def cleanup_report(rows: Sequence[dict[str, Any]], json_out: bool) -> None:
 
 def bundle_report(doc: dict[str, Any]) -> None:
     """What `esxcap bundle` wrote: the archive (or its parts), its SHA-256, the files inside."""
-    _stdout.print(
+    _stdout().print(
         _table(
             f"Bundle for {doc['ticket']}",
             ("File", "Packets", "Bytes", "SHA-256"),
@@ -405,9 +426,9 @@ def bundle_report(doc: dict[str, Any]) -> None:
         )
     )
     where = doc["archive"] or ", ".join(doc["parts"])
-    _stdout.print(escape(f"archive: {where} ({_human_bytes(doc['size'])}, sha256 {doc['sha256']})"))
+    _stdout().print(escape(f"archive: {where} ({_human_bytes(doc['size'])}, sha256 {doc['sha256']})"))
     if doc["mapping"]:
-        _stdout.print(escape(f"address mapping (keep it, do not send it): {doc['mapping']}"))
+        _stdout().print(escape(f"address mapping (keep it, do not send it): {doc['mapping']}"))
 
 
 def verify_report(doc: dict[str, Any], json_out: bool) -> None:
@@ -415,11 +436,11 @@ def verify_report(doc: dict[str, Any], json_out: bool) -> None:
         print_json(doc)
         return
     if doc["ok"]:
-        _stdout.print(escape(f"{doc['archive']}: OK, {len(doc['checked'])} files match their checksums"))
+        _stdout().print(escape(f"{doc['archive']}: OK, {len(doc['checked'])} files match their checksums"))
         return
-    _stdout.print(escape(f"{doc['archive']}: FAILED"))
+    _stdout().print(escape(f"{doc['archive']}: FAILED"))
     for problem in doc["problems"]:
-        _stdout.print(escape(f"  {problem}"))
+        _stdout().print(escape(f"  {problem}"))
 
 
 def upload_progress(name: str, sent: int, total: int) -> None:
@@ -430,7 +451,7 @@ def upload_report(reports: Sequence[Any]) -> None:
     for r in reports:
         tries = f" after {r.attempts} attempts" if r.attempts > 1 else ""
         if r.ok:
-            _stdout.print(escape(f"uploaded {r.file} to {r.target}{tries}: {r.message}"))
+            _stdout().print(escape(f"uploaded {r.file} to {r.target}{tries}: {r.message}"))
         else:
             error(f"upload of {r.file} to {r.target} failed{tries}: {r.message}", r.hint)
 
@@ -440,7 +461,7 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print_json(doc)
         return
-    _stdout.print(
+    _stdout().print(
         _table(
             "Interfaces",
             ("File", "Interface", "Packets", "Bytes"),
@@ -448,8 +469,8 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
         )
     )
     if len(doc["capture_points"]) > 1:
-        _stdout.print(_table("Capture points", ("Point", "Packets"), doc["capture_points"].items()))
-    _stdout.print(
+        _stdout().print(_table("Capture points", ("Point", "Packets"), doc["capture_points"].items()))
+    _stdout().print(
         _table(
             "Protocol hierarchy",
             ("Protocol", "Packets", "Bytes"),
@@ -459,7 +480,7 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
             ),
         )
     )
-    _stdout.print(
+    _stdout().print(
         _table(
             "Top conversations",
             ("Proto", "A", "B", "Packets", "Bytes"),
@@ -469,7 +490,7 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
     problems = [(k.replace("_", " "), v) for k, v in doc["tcp"].items()]
     problems += [(f"DNS error: {k}", v) for k, v in doc["dns_errors"].items()]
     problems += [(f"ICMP unreachable: {k}", v) for k, v in doc["icmp_unreachable"].items()]
-    _stdout.print(_table("Problems", ("What", "Count"), problems))
+    _stdout().print(_table("Problems", ("What", "Count"), problems))
 
 
 def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None) -> None:
@@ -480,7 +501,7 @@ def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None
             return "-"
         return f"{reading['offset_ms']:+.3f} ms ±{reading['bound_ms']:.3f}"
 
-    (console or _stdout).print(
+    (console or _stdout()).print(
         _table(
             "Host clocks (host - this machine)",
             ("Host", "At start", "At end", "Drift", "Method", "Error"),
@@ -506,7 +527,7 @@ def _us(ns: float) -> str:
 def path_view(report: dict[str, Any], console: Console | None = None) -> None:
     """The packet-path view (esxcap.path.as_dict): per flow direction, its points in order with the
     latency of each hop, then the packets that never reached a later point."""
-    out = console or _stdout
+    out = console or _stdout()
     flows = report.get("flows", [])
     if not flows:
         out.print("no IP/ARP packets to follow")
