@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -37,10 +37,12 @@ from esxcap.cli_common import (
 )
 from esxcap.destinations import OutputChoice, choose_output, sinks_for
 from esxcap.errors import HostError, UsageError
+from esxcap.inventory import HostConfig
 from esxcap.pktcap import FlowFilter
 from esxcap.plan import CaptureOptions, HostView, Stream, TargetRequest, resolve, streams
 from esxcap.session import HostResult, OpenHost, close_hosts, open_hosts, run_on_hosts
 from esxcap.sinks import REORDER_WINDOW_NS
+from esxcap.transport import Connection
 
 VmOpt = Annotated[list[str] | None, typer.Option("--vm", help="VM display name (repeatable).")]
 CaptureHostOpt = Annotated[
@@ -100,7 +102,7 @@ def _requests(
     return requests
 
 
-async def _prepare(host: Any, conn: Any) -> HostView:
+async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
     from esxcap.capabilities import Capabilities
     from esxcap.discovery import discover
 
@@ -224,7 +226,9 @@ def capture(
     async def job() -> int:
         hosts = select_hosts(host, group)
         explicit = bool(host or group or all_hosts)
-        opened, failed = await open_hosts(hosts, session_options(accept_new, transport), _prepare, parallel)
+        opened, failed = await open_hosts(
+            hosts, session_options(accept_new, transport), prepare_host, parallel
+        )
         try:
             if not opened:
                 for f in failed:
@@ -242,7 +246,7 @@ def capture(
                 output.host_errors([(f.host.name, f.error.message, f.error.hint) for f in failed if f.error])
                 return EXIT_OK if not failed else EXIT_PARTIAL
             assert choice is not None
-            return await _capture(
+            return await capture_streams(
                 opened,
                 failed,
                 planned,
@@ -262,7 +266,7 @@ def capture(
     run_job(job)
 
 
-async def _capture(
+async def capture_streams(
     opened: list[OpenHost[HostView]],
     failed: list[HostResult[HostView]],
     planned: list[Stream],
@@ -386,7 +390,7 @@ def points(
     async def job() -> int:
         [target] = select_hosts([host], None)
 
-        async def ask(cfg: Any, conn: Any) -> tuple[str, tuple[str, ...]]:
+        async def ask(cfg: HostConfig, conn: Connection) -> tuple[str, tuple[str, ...]]:
             version_text, listed = await run_batch(
                 conn, cfg, [parsers.VMWARE_VL_ARGV, AVAILABLE_POINTS_ARGV], 1
             )

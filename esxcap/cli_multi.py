@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from esxcap import output, recipes
-from esxcap.cli_capture import CaptureHostOpt, MultiOptions, _capture, _prepare
+from esxcap.cli_capture import CaptureHostOpt, MultiOptions, capture_streams, prepare_host
 from esxcap.cli_common import (
     EXIT_ALL_FAILED,
     EXIT_OK,
@@ -103,7 +103,9 @@ def _run(
 
     async def job() -> int:
         hosts = select_hosts(host, group)
-        opened, failed = await open_hosts(hosts, session_options(accept_new, transport), _prepare, parallel)
+        opened, failed = await open_hosts(
+            hosts, session_options(accept_new, transport), prepare_host, parallel
+        )
         try:
             output.host_errors([(f.host.name, f.error.message, f.error.hint) for f in failed if f.error])
             if not opened:
@@ -118,7 +120,7 @@ def _run(
                 return EXIT_OK
             assert choice is not None
             named = MultiOptions(multi.split, multi.align_clocks, multi.path, recipe.name)
-            return await _capture(
+            return await capture_streams(
                 used, [], planned, choice, duration, max_bytes, False, False, False, json_out, options, named
             )
         finally:
