@@ -36,17 +36,7 @@ NIC_LIST_COLUMNS = (
 )
 
 # 5.5: one `Link` column instead of `Admin Status` / `Link Status` (REFERENCE §3.3).
-NIC_LIST_COLUMNS_55 = (
-    Column("Name"),
-    Column("PCI Device"),
-    Column("Driver"),
-    Column("Link"),
-    Column("Speed", right=True),
-    Column("Duplex"),
-    Column("MAC Address"),
-    Column("MTU", right=True),
-    Column("Description"),
-)
+NIC_LIST_COLUMNS_55 = (*NIC_LIST_COLUMNS[:3], Column("Link"), *NIC_LIST_COLUMNS[5:])
 
 IPV4_GET_COLUMNS = (
     Column("Name"),
