@@ -5,11 +5,16 @@ unreachables.
 
 pyshark drives tshark from an asyncio loop of its own, and its synchronous API breaks inside a running
 loop: `analyze_files` runs it in a worker thread when called from one. The only module that uses pyshark.
+
+pyshark closes a capture by polling tshark and killing it. When tshark has just exited, that poll can
+reap it before asyncio's child watcher does, and the watcher then reports "returncode 255", which
+pyshark raises as a tshark crash. `_open` lets a finished tshark be reaped by the watcher first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +29,7 @@ INSTALL_HINT = (
     "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
     "dnf install wireshark-cli (Fedora/RHEL), brew install wireshark (macOS)"
 )
+TSHARK_EXIT_GRACE = 0.5  # seconds a closing capture waits for tshark to end on its own before the kill
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 DNS_RESPONSE = 0x8000
 DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refused"}
@@ -140,12 +146,24 @@ def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int) -> 
     tally.zero_windows += "tcp.analysis.zero_window" in tcp
 
 
-def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
+def _open(path: Path) -> Any:
+    """A pyshark FileCapture whose close waits for tshark's exit status before killing it."""
     import pyshark
 
+    class FileCapture(pyshark.FileCapture):  # type: ignore[misc]
+        async def _cleanup_subprocess(self, process: asyncio.subprocess.Process) -> None:
+            if process.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), TSHARK_EXIT_GRACE)
+            await super()._cleanup_subprocess(process)
+
+    return FileCapture(str(path), keep_packets=False, use_json=True)
+
+
+def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
     tally = _Tally()
     for path in paths:
-        capture = pyshark.FileCapture(str(path), keep_packets=False, use_json=True)
+        capture = _open(path)
         try:
             for count, pkt in enumerate(capture):
                 if max_packets is not None and count >= max_packets:

@@ -4,6 +4,7 @@ live in cli_capture. Shared options and exit codes are in cli_common.
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -195,6 +196,10 @@ def main() -> None:
     # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
     # not something an admin can act on, and it would land between our own messages.
     warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
+    # Children of a process that ignores SIGCHLD are never left to wait for: asyncio would report every
+    # local tool it runs (tshark for analysis, viewers) as failed with status 255.
+    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         app()
     except EsxcapError as error:

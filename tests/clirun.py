@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,7 +30,18 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def esxcap(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None) -> CliResult:
+def _ignore_child_signals() -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
+def esxcap(
+    *args: str,
+    env: dict[str, str],
+    timeout: float = 120,
+    cwd: Path | None = None,
+    ignore_sigchld: bool = False,
+) -> CliResult:
+    """Run the CLI; `ignore_sigchld` starts it the way a parent that ignores SIGCHLD would."""
     proc = subprocess.run(
         [sys.executable, "-m", "esxcap", *args],
         check=False,
@@ -39,5 +51,6 @@ def esxcap(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path | No
         timeout=timeout,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
+        preexec_fn=_ignore_child_signals if ignore_sigchld else None,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

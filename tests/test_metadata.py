@@ -80,12 +80,17 @@ def test_pure_helpers() -> None:
     assert filters_dict(FlowFilter(ip="10.0.0.1", tcpport=443)) == {"ip": "10.0.0.1", "tcpport": "443"}
 
 
-def test_capture_then_bundle_in_one_go(running: SimulatorThread, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ignore_sigchld", [False, True], ids=["plain", "parent-ignores-sigchld"])
+def test_capture_then_bundle_in_one_go(
+    running: SimulatorThread, tmp_path: Path, ignore_sigchld: bool
+) -> None:
+    """The bundle's analysis runs tshark from a worker thread while the capture loop runs; it must not
+    take tshark's exit for a crash, even when started by a parent that ignores SIGCHLD."""
     env = isolated_env(tmp_path)
     out = tmp_path / "caps"
     result = esxcap(
         "-i", str(running.sim.inventory_path), "capture", "--vm", "n1", "-c", "10", "-o", f"{out}/",
-        "--bundle", "DEMO-1", env=env,
+        "--bundle", "DEMO-1", env=env, ignore_sigchld=ignore_sigchld,
     )  # fmt: skip
     assert result.code == 0, result.stderr
     [archive] = out.glob("DEMO-1-*.zip")
