@@ -1,5 +1,7 @@
-"""The `esxcap` command line: the inventory and discovery commands and the simulator; capture commands
-live in cli_capture. Shared options and exit codes are in cli_common.
+"""The `esxcap` entry point: the global options and the command table, known without importing typer or
+any command's module, so `esxcap --help` and `esxcap --version` answer at interpreter speed. The module
+of the command asked for is imported only to run it; typer then parses the whole command line (global
+options included). Errors that end a command go to `cli_common.report`, which maps them to exit codes.
 """
 
 from __future__ import annotations
@@ -7,200 +9,160 @@ from __future__ import annotations
 import signal
 import sys
 import warnings
-from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from importlib import import_module
+from typing import NamedTuple
 
 from esxcap import __version__, output
-from esxcap.cli_common import (
-    EXIT_ALL_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    AcceptNewOpt,
-    GroupOpt,
-    HostsArg,
-    JsonOpt,
-    ParallelOpt,
-    TransportOpt,
-    app,
-    error_dicts,
-    error_rows,
-    exit_code,
-    load_inventory_or_empty,
-    report,
-    run_job,
-    select_hosts,
-    session_options,
-    state,
-)
-from esxcap.errors import EsxcapError
-from esxcap.inventory import HostConfig
-from esxcap.session import HostResult, SessionOptions, run_on_hosts
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+PROG = "esxcap"
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "hosts": (
+        "cli_discover",
+        "Show the resolved inventory: address, user, key and where passwords come from (never a password).",
+    ),
+    "discover": (
+        "cli_discover",
+        "Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host.",
+    ),
+    "find": (
+        "cli_discover",
+        "Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port.",
+    ),
+    "sim": (
+        "cli_discover",
+        "Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory.",
+    ),
+    "capture": (
+        "cli_capture",
+        "Capture packets on ESXi hosts: pktcap-uw streamed back over SSH into pcapng files, stopped safely.",
+    ),
+    "points": (
+        "cli_capture",
+        "List a host's pktcap-uw capture points (`pktcap-uw -A`, else the table for its ESXi version).",
+    ),
+    "cleanup": (
+        "cli_capture",
+        "Find leftover captures: stop the ones esxcap started; list others (stopped only with --all).",
+    ),
+    "merge": (
+        "cli_capture",
+        "Merge captures into one time-ordered pcapng, one interface per input interface.",
+    ),
+    "path": (
+        "cli_multi",
+        "Each flow's packets through the capture points in order, per-hop latency, where they got lost.",
+    ),
+    "recipe": (
+        "cli_multi",
+        "Capture plans for common questions (vm-to-vm, vmk, dvfilter, uplink); see them with --dry-run.",
+    ),
+    "bundle": (
+        "cli_ticket",
+        "Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt.",
+    ),
+    "verify": ("cli_ticket", "Re-check a bundle's checksums and manifest; name what is missing or altered."),
+    "analyze": (
+        "cli_ticket",
+        "Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems.",
+    ),
+}
+"""Command name -> (module under esxcap that defines it, one-line summary as in its own --help)."""
+
+INVENTORY_OPTIONS = ("-i", "--inventory")
+HELP_OPTIONS = ("-h", "--help")
 
 
-async def _discover(hosts: list[HostConfig], options: SessionOptions, parallel: int) -> list[HostResult[Any]]:
-    from esxcap.discovery import discover
+class FrontRequest(NamedTuple):
+    """What the command line asks of the entry point: `help` (asked for), `missing` (no command given),
+    `version`, `run` a command, or `error`."""
 
-    return await run_on_hosts(hosts, options, lambda _host, conn: discover(conn, _host), parallel)
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"esxcap {__version__}")
-        raise typer.Exit(EXIT_OK)
+    action: str
+    command: str | None = None
+    message: str | None = None
+    hint: str | None = None
 
 
-@app.callback()
-def main_options(
-    inventory: Annotated[
-        Path | None,
-        typer.Option(
-            "--inventory",
-            "-i",
-            help="Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/).",
-        ),
-    ] = None,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """Packet captures on VMware ESXi hosts over SSH, from one host to fifty."""
-    state.inventory_path = inventory
+def read_front(args: list[str]) -> FrontRequest:
+    """Walk the global options up to the command name; the rest of the line is the command's."""
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg in HELP_OPTIONS:
+            return FrontRequest("help")
+        if arg == "--version":
+            return FrontRequest("version")
+        if arg in INVENTORY_OPTIONS:
+            if position + 1 >= len(args):
+                return FrontRequest("error", message=f"option {arg} needs a value", hint="-i FILE")
+            position += 2
+            continue
+        if arg.startswith("--inventory=") or (arg.startswith("-i") and not arg.startswith("--")):
+            position += 1
+            continue
+        if arg.startswith("-"):
+            return FrontRequest("error", message=f"no such option: {arg}", hint=f"{PROG} --help lists them")
+        if arg not in COMMANDS:
+            return FrontRequest("error", message=f"no such command: {arg}", hint=_suggest(arg))
+        return FrontRequest("run", command=arg)
+    return FrontRequest("missing")
 
 
-@app.command()
-def hosts(json_out: JsonOpt = False) -> None:
-    """Show the resolved inventory: address, user, key and where passwords come from (never a password)."""
+def _suggest(name: str) -> str:
+    from difflib import get_close_matches
 
-    async def job() -> int:
-        rows = [h.describe() for h in load_inventory_or_empty().hosts.values()]
-        if json_out:
-            output.print_json({"hosts": rows})
-        else:
-            output.hosts(rows)
-        return EXIT_OK
-
-    run_job(job)
+    close = get_close_matches(name, COMMANDS, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{hint}{PROG} --help lists the commands"
 
 
-@app.command()
-def discover(
-    host: HostsArg = None,
-    group: GroupOpt = None,
-    parallel: ParallelOpt = 10,
-    json_out: JsonOpt = False,
-    accept_new: AcceptNewOpt = False,
-    transport: TransportOpt = None,
-) -> None:
-    """Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host."""
-
-    async def job() -> int:
-        from esxcap.facts import host_dict
-
-        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
-        if json_out:
-            output.print_json(
-                {
-                    "hosts": [host_dict(r.host, r.value) for r in results if r.value is not None],
-                    "errors": error_dicts(results),
-                }
-            )
-        else:
-            for r in results:
-                if r.value is not None:
-                    output.host_facts(r.host.name, f"{r.host.hostname}:{r.host.port}", r.value)
-            output.host_errors(error_rows(results))
-        return exit_code(results)
-
-    run_job(job)
+def front_help() -> str:
+    """The top-level help: usage, global options and every command with its summary."""
+    width = max(map(len, COMMANDS))
+    commands = "\n".join(f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items())
+    return (
+        f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]...\n\n"
+        "  Packet captures on VMware ESXi hosts over SSH.\n\n"
+        "Options:\n"
+        "  -i, --inventory <path>  Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml,\n"
+        "                          ~/.config/esxcap/inventory.yaml).\n"
+        "  --version               Print the version.\n"
+        "  -h, --help              Show this message and exit.\n\n"
+        f"Commands:\n{commands}\n\n"
+        f"Each command has its own help: {PROG} COMMAND --help\n"
+    )
 
 
-@app.command()
-def find(
-    text: Annotated[
-        str, typer.Argument(help="VM name (exact, any case, or glob like 'web*'), MAC or IP address.")
-    ],
-    host: HostsArg = None,
-    group: GroupOpt = None,
-    parallel: ParallelOpt = 10,
-    json_out: JsonOpt = False,
-    accept_new: AcceptNewOpt = False,
-    transport: TransportOpt = None,
-) -> None:
-    """Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port."""
-
-    async def job() -> int:
-        from esxcap.targets import find as find_matches
-
-        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
-        found = find_matches(text, [(r.host.name, r.value) for r in results if r.value is not None])
-        if json_out:
-            output.print_json(
-                {"query": text, "matches": [vars(m) for m in found], "errors": error_dicts(results)}
-            )
-        else:
-            if found:
-                output.matches(found)
-            output.host_errors(error_rows(results))
-        if not found and not json_out:
-            searched = ", ".join(r.host.name for r in results if r.value is not None) or "no reachable host"
-            output.error(
-                f"nothing named '{text}' on {searched}", "try a glob ('web*'), a MAC or an IP address"
-            )
-        code = exit_code(results)
-        return code if found or code != EXIT_OK else EXIT_ALL_FAILED
-
-    run_job(job)
-
-
-@app.command()
-def sim(
-    topology: Annotated[
-        Path | None, typer.Option(help="Topology YAML; default: the built-in demo topology.")
-    ] = None,
-    port_base: Annotated[int, typer.Option(help="First port to listen on (0: any free ports).")] = 0,
-    state_dir: Annotated[
-        Path, typer.Option(help="Where inventory.yaml, known_hosts and the client key are written.")
-    ] = Path("esxcap-sim"),
-) -> None:
-    """Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory."""
-
-    async def job() -> int:
-        from esxcap.sim import Simulator, serve_forever
-
-        def ready(simulator: Simulator) -> None:
-            for name, sim_host in simulator.hosts.items():
-                output.info(f"{name}: 127.0.0.1:{sim_host.port}")
-            output.info(f"state dir: {state_dir.resolve()}")
-            output.info(f"try: esxcap -i {simulator.inventory_path} discover   (Ctrl-C stops the simulator)")
-
-        await serve_forever(topology, port_base, state_dir, ready)
-        return EXIT_OK
-
-    try:
-        run_job(job)
-    except typer.Exit as done:
-        if done.exit_code == EXIT_INTERRUPTED:
-            raise typer.Exit(EXIT_OK) from None
-        raise
+def _undo_ignored_sigchld() -> None:
+    """Children of a process that ignores SIGCHLD cannot be waited for: asyncio would report every local
+    tool it runs (tshark for analysis, viewers) as failed with status 255."""
+    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def main() -> None:
-    from esxcap import (
-        cli_capture,  # noqa: F401 - registers the capture commands
-        cli_multi,  # noqa: F401 - registers path and recipe
-        cli_ticket,  # noqa: F401 - registers bundle, verify and analyze
-    )
-
+    request = read_front(sys.argv[1:])
+    if request.action in ("help", "missing"):
+        output.text(front_help())
+        sys.exit(EXIT_OK if request.action == "help" else EXIT_USAGE)
+    if request.action == "version":
+        output.text(f"{PROG} {__version__}\n")
+        sys.exit(EXIT_OK)
+    if request.action == "error":
+        output.error(request.message or "", request.hint)
+        sys.exit(EXIT_USAGE)
+    _undo_ignored_sigchld()
     # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
     # not something an admin can act on, and it would land between our own messages.
     warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
-    # Children of a process that ignores SIGCHLD are never left to wait for: asyncio would report every
-    # local tool it runs (tshark for analysis, viewers) as failed with status 255.
-    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    module, _ = COMMANDS[request.command or ""]
+    import_module(f"esxcap.{module}")
+    from esxcap.cli_common import app, report
+    from esxcap.errors import EsxcapError
+
     try:
-        app()
+        app(prog_name=PROG)
     except EsxcapError as error:
         sys.exit(report(error))

@@ -46,6 +46,22 @@ class _State:
 
 state = _State()
 
+
+@app.callback()
+def global_options(
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            "-i",
+            help="Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/).",
+        ),
+    ] = None,
+) -> None:
+    """Packet captures on VMware ESXi hosts over SSH (the front in `esxcap.cli` shows the full help)."""
+    state.inventory_path = inventory
+
+
 HostsArg = Annotated[
     list[str] | None, typer.Argument(help="Inventory host names or [user@]address[:port]; default: all.")
 ]

@@ -6,28 +6,27 @@ go to stderr so `esxcap ... --json | jq` always sees clean JSON.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from esxcap.facts import uplinks, vmknics
-from esxcap.models import HostFacts
-from esxcap.targets import Match, vnic_label
-
 if TYPE_CHECKING:
+    import asyncio
+    from pathlib import Path
+
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
     from esxcap.capture import StreamRun
+    from esxcap.models import HostFacts
     from esxcap.plan import Stream
     from esxcap.session import HostResult
+    from esxcap.targets import Match
 
 _PIPE_WIDTH = 200
 """Tables written to a pipe or file are not folded to 80 columns (COLUMNS still wins)."""
@@ -70,6 +69,11 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+def text(content: str) -> None:
+    """Plain text on stdout, as it is (help and version)."""
+    sys.stdout.write(content)
+
+
 def error(message: str, hint: str | None = None) -> None:
     _stderr().print(f"[bold red]error:[/] {escape(message)}")
     if hint:
@@ -97,6 +101,9 @@ def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]])
 
 def host_facts(name: str, address: str, facts: HostFacts) -> None:
     """The human view of one host's discovery: VMs, vmknics, uplinks, switches."""
+    from esxcap.facts import uplinks, vmknics
+    from esxcap.targets import vnic_label
+
     v = facts.version
     update = f" Update {v.update}" if v.update not in (None, "0") else ""
     _stdout().print(
@@ -298,6 +305,8 @@ class CaptureProgress:
         )
 
     async def __aenter__(self) -> CaptureProgress:
+        import asyncio
+
         if _stderr().is_terminal:
             from rich.live import Live
 
@@ -307,6 +316,8 @@ class CaptureProgress:
         return self
 
     async def _refresh(self) -> None:
+        import asyncio
+
         while self._live is not None:
             self._live.update(self._table(), refresh=True)
             await asyncio.sleep(0.5)

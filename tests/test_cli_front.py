@@ -1,0 +1,122 @@
+"""The entry point's command table and global options: what it reads without typer, that the table
+matches what the command modules declare, and that `--help` imports neither typer nor a command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+from clirun import esxcap, isolated_env
+
+from esxcap.cli import COMMANDS, FrontRequest, front_help, read_front
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], FrontRequest("missing")),
+        (["-h"], FrontRequest("help")),
+        (["-i", "inv.yaml", "--help"], FrontRequest("help")),
+        (["--version"], FrontRequest("version")),
+        (["-i", "inv.yaml", "capture", "--help"], FrontRequest("run", "capture")),
+        (["--inventory=inv.yaml", "discover", "-i", "x"], FrontRequest("run", "discover")),
+        (["-iinv.yaml", "hosts"], FrontRequest("run", "hosts")),
+        (["-i", "capture"], FrontRequest("missing")),
+    ],
+)
+def test_front_reads_global_options_up_to_the_command(args: list[str], expected: FrontRequest) -> None:
+    assert read_front(args) == expected
+
+
+def test_front_errors_name_the_word_and_the_next_step() -> None:
+    typo = read_front(["captur", "--vm", "a"])
+    assert typo.action == "error" and "captur" in (typo.message or "") and "'capture'" in (typo.hint or "")
+    option = read_front(["--bogus", "capture"])
+    assert option.action == "error" and "--bogus" in (option.message or "")
+    dangling = read_front(["-i"])
+    assert dangling.action == "error" and "-i" in (dangling.message or "")
+
+
+def _declared() -> dict[str, str]:
+    """Every command typer knows once all command modules are imported, with its help text."""
+    from esxcap.cli_common import app
+
+    for module in {module for module, _ in COMMANDS.values()}:
+        import_module(f"esxcap.{module}")
+    declared = {
+        (c.name or c.callback.__name__): c.callback.__doc__ or ""
+        for c in app.registered_commands
+        if c.callback is not None
+    }
+    for group in app.registered_groups:
+        declared[str(group.name)] = str(group.typer_instance.info.help) if group.typer_instance else ""
+    return declared
+
+
+def test_command_table_matches_the_command_modules() -> None:
+    declared = _declared()
+    assert set(declared) == set(COMMANDS)
+    for name, (_, summary) in COMMANDS.items():
+        first_paragraph = " ".join(declared[name].strip().split("\n\n")[0].split())
+        assert first_paragraph == summary, name
+
+
+def test_each_command_module_declares_its_commands() -> None:
+    """The front imports only the table's module for a command: that module alone must declare it."""
+    code = (
+        "import sys; from importlib import import_module; from esxcap.cli import COMMANDS;"
+        "from esxcap.cli_common import app;"
+        "import_module('esxcap.' + COMMANDS[sys.argv[1]][0]);"
+        "names = {c.name or c.callback.__name__ for c in app.registered_commands};"
+        "names |= {g.name for g in app.registered_groups};"
+        "sys.exit(0 if sys.argv[1] in names else 1)"
+    )
+    for name in COMMANDS:
+        assert subprocess.run([sys.executable, "-c", code, name], check=False).returncode == 0, name
+
+
+def test_help_and_version_import_neither_typer_nor_a_command() -> None:
+    code = (
+        "import sys; from esxcap.cli import main\n"
+        "for args in (['--help'], ['--version'], []):\n"
+        "    sys.argv = ['esxcap', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in sys.modules if m.startswith('esxcap.cli_')\n"
+        "         or m.split('.')[0] in ('typer', 'asyncio', 'asyncssh', 'yaml', 'rich')]\n"
+        "print(heavy, file=sys.stderr); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    result = esxcap("--help", env=env)
+    assert result.code == 0 and result.stdout == front_help()
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name} " in result.stdout and summary in result.stdout
+    missing = esxcap("-i", "inv.yaml", env=env)
+    assert missing.code == 2 and "Usage: esxcap" in missing.stdout
+
+
+def test_unknown_command_and_option_exit_2_with_a_hint(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    typo = esxcap("discovr", env=env)
+    assert typo.code == 2 and "discovr" in typo.stderr and "'discover'" in typo.stderr
+    option = esxcap("--nope", "hosts", env=env)
+    assert option.code == 2 and "--nope" in option.stderr
+
+
+def test_global_inventory_option_reaches_the_command(tmp_path: Path) -> None:
+    """`-i FILE` before the command is still honoured once typer takes over the whole line."""
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("hosts:\n  esx-front:\n    hostname: 10.9.9.9\n")
+    result = esxcap("-i", str(inventory), "hosts", "--json", env=isolated_env(tmp_path))
+    assert result.code == 0, result.stderr
+    assert [h["name"] for h in result.json()["hosts"]] == ["esx-front"]
