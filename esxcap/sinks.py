@@ -183,7 +183,7 @@ class CaptureSink:
             if not self._failed:
 
                 def write() -> None:
-                    self._writer.write_blocks(batch.blocks, batch.packets)
+                    self._writer.write_blocks(batch.parts, batch.packets)
                     if self._flush_each:
                         self._file.flush()
 

@@ -244,7 +244,7 @@ def _transcode_all(data: bytes, cuts: list[int]) -> tuple[list[bytes], CaptureFo
             return blocks, None
         pos = 24
         for cut in [*cuts, len(data)]:
-            blocks.append(reader.transcode(data[pos : pos + cut], interface=0).blocks)
+            blocks.append(b"".join(reader.transcode(data[pos : pos + cut], interface=0).parts))
             pos += cut
         reader.finish()
     except CaptureFormatError as error:

@@ -5,8 +5,15 @@ unknown blocks, files written by Wireshark's editcap) and rejects corrupt ones w
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import signal
 import struct
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -37,6 +44,7 @@ from esxcap.pcap import (
     PcapngWriter,
     Record,
 )
+from esxcap.pcap.pcapng import write_gathered
 
 SETTINGS = settings(max_examples=120, deadline=None)
 COMMANDS = (
@@ -309,3 +317,76 @@ def test_reads_a_file_written_by_wireshark(tmp_path: Path) -> None:
         (r.ts_ns, r.origlen, r.data) for r in records
     ]
     assert len(reader.interfaces) == 1
+
+
+def _parts(count: int) -> list[bytes | memoryview]:
+    data = bytes(range(256)) * 8
+    return [
+        data[i % 97 : i % 97 + 1 + i % 13] if i % 2 else memoryview(data)[i % 89 : i % 89 + 7]
+        for i in range(count)
+    ]
+
+
+def test_gathered_writes_keep_order_beyond_one_writev(tmp_path: Path) -> None:
+    parts = _parts(2500)
+    path = tmp_path / "gathered.bin"
+    with path.open("wb") as handle:
+        handle.write(b"head")
+        write_gathered(handle, parts)
+        handle.write(b"tail")
+    assert path.read_bytes() == b"head" + b"".join(parts) + b"tail"
+    memory = io.BytesIO()
+    write_gathered(memory, parts)
+    assert memory.getvalue() == b"".join(parts)
+
+
+def test_gathered_write_cut_short_keeps_an_exact_prefix(tmp_path: Path) -> None:
+    """A file size limit makes writev stop part-way (as a full disk does): what reached the file is the
+    exact prefix, and the next write fails with the OS error."""
+    parts = _parts(600)
+    path = tmp_path / "limited.bin"
+    limit = len(b"".join(parts)) // 2 + 3
+    code = (
+        "import resource, signal, sys\n"
+        "sys.path[:0] = sys.argv[3:]\n"
+        "from test_pcapng import _parts\n"
+        "from esxcap.pcap.pcapng import write_gathered\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]),) * 2)\n"
+        "with open(sys.argv[1], 'wb') as handle:\n"
+        "    try:\n"
+        "        write_gathered(handle, _parts(600))\n"
+        "    except OSError as exc:\n"
+        "        sys.exit(exc.errno)\n"
+    )
+    tests = str(Path(__file__).parent)
+    argv = [sys.executable, "-c", code, str(path), str(limit), tests, str(Path(tests).parent)]
+    done = subprocess.run(argv, check=False)
+    assert done.returncode == errno.EFBIG
+    assert path.read_bytes() == b"".join(parts)[:limit]
+
+
+def test_gathered_writes_resume_after_a_signal_cuts_them_short() -> None:
+    """A signal arriving while writev blocks on a full pipe returns a short count: the rest follows."""
+    parts = _parts(3000) * 40
+    read_end, write_end = os.pipe()
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 4096):
+            received.extend(chunk)
+            time.sleep(0.0005)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    try:
+        with os.fdopen(write_end, "wb") as handle:
+            write_gathered(handle, parts)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        reader.join()
+        os.close(read_end)
+    assert bytes(received) == b"".join(parts)

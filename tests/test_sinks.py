@@ -56,7 +56,7 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     for cut in [*cuts, len(stream)]:
         left = None if room is None else -1 if limited else room - nbytes
         batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left)
-        blocks.append(batch.blocks)
+        blocks.append(b"".join(batch.parts))
         packets, nbytes, limited = (
             packets + batch.packets,
             nbytes + batch.bytes,

@@ -4,6 +4,8 @@ Blocks for what is only known at the end. Little-endian, as Wireshark and tshark
 
 from __future__ import annotations
 
+import io
+import os
 import struct
 from collections.abc import Iterable, Sequence
 from typing import IO
@@ -31,6 +33,30 @@ _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _EPB_HEAD = struct.Struct("<IIIIIII")
 _BATCH_PARTS = 3 * 64
 """write_records joins at most 64 packets per write: small buffers stay cheap to allocate and reuse."""
+
+
+_IOV_MAX = 1024
+"""Buffers per writev call (POSIX IOV_MAX on Linux and the BSDs)."""
+
+
+def write_gathered(file: IO[bytes], parts: Sequence[bytes | memoryview]) -> None:
+    """Append `parts` in order. Where `file` has a descriptor they go out with os.writev, straight from
+    where they are (no joined copy); short writes are resumed where they stopped."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        file.write(b"".join(parts))
+        return
+    file.flush()
+    for start in range(0, len(parts), _IOV_MAX):
+        group = list(parts[start : start + _IOV_MAX])
+        while group:
+            written = os.writev(fd, group)
+            while group and written >= len(group[0]):
+                written -= len(group[0])
+                group.pop(0)
+            if group and written:
+                group[0] = memoryview(group[0])[written:]
 
 
 def _pad(length: int) -> bytes:
@@ -166,10 +192,10 @@ class PcapngWriter:
                 parts.clear()
         self._file.write(b"".join(parts))
 
-    def write_blocks(self, blocks: bytes, packets: int) -> None:
-        """Append `packets` Enhanced Packet Blocks encoded elsewhere (a PcapngTranscoder batch) whose
-        interfaces were added here."""
-        self._file.write(blocks)
+    def write_blocks(self, parts: Sequence[bytes | memoryview], packets: int) -> None:
+        """Append `packets` Enhanced Packet Blocks encoded elsewhere (the parts of a PcapngTranscoder
+        batch) whose interfaces were added here."""
+        write_gathered(self._file, parts)
         self.packets += packets
 
     def write_statistics(self, stats: InterfaceStatistics) -> None:

@@ -2,8 +2,9 @@
 
 `PcapngTranscoder` is a PcapStreamReader that can also turn each chunk straight into the Enhanced Packet
 Blocks `PcapngWriter.write_records` would write for its records (the same bytes), without building a
-Record per packet: one struct unpack, one struct pack and one slice per packet, one join per chunk.
-Packet bytes are copied once, into the block that is written; nothing keeps the chunk alive afterwards.
+Record per packet: one struct unpack, one struct pack and one slice per packet. The batch is a list of
+parts (block heads and views into the chunk) that `PcapngWriter.write_blocks` gathers with one writev:
+packet bytes are not copied on the way to the file.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ _TAIL = tuple(struct.Struct(f"<{pad}xI") for pad in range(4))
 
 @dataclass(frozen=True)
 class EpbBatch:
-    """Enhanced Packet Blocks encoded from one chunk, and what they hold."""
+    """Enhanced Packet Blocks encoded from one chunk (in order, as parts to write), and what they hold."""
 
-    blocks: bytes
+    parts: list[bytes | memoryview]
     packets: int
     bytes: int
     """Captured packet bytes (the sum of caplen)."""
@@ -55,8 +56,7 @@ class _Job:
         if self.tail >= 0:
             self.parts.append(_TAIL[self.tail].pack(self.total))
             self.tail = -1
-        blocks = b"".join(self.parts)
-        return EpbBatch(blocks, self.packets, self.bytes, self.first_ns, self.last_ns, self.limit_reached)
+        return EpbBatch(self.parts, self.packets, self.bytes, self.first_ns, self.last_ns, self.limit_reached)
 
 
 class PcapngTranscoder(PcapStreamReader):
