@@ -49,14 +49,16 @@ def write_gathered(file: IO[bytes], parts: Sequence[bytes | memoryview]) -> None
         return
     file.flush()
     for start in range(0, len(parts), _IOV_MAX):
-        group = list(parts[start : start + _IOV_MAX])
-        while group:
-            written = os.writev(fd, group)
-            while group and written >= len(group[0]):
-                written -= len(group[0])
-                group.pop(0)
-            if group and written:
-                group[0] = memoryview(group[0])[written:]
+        group = parts[start : start + _IOV_MAX]
+        left = sum(map(len, group)) - os.writev(fd, group)
+        while left:
+            done = sum(map(len, group)) - left
+            index = 0
+            while done >= len(group[index]):
+                done -= len(group[index])
+                index += 1
+            group = [memoryview(group[index])[done:], *group[index + 1 :]]
+            left -= os.writev(fd, group)
 
 
 def _pad(length: int) -> bytes:
