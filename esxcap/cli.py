@@ -1,7 +1,10 @@
 """The `esxcap` entry point: the global options and the command table, known without importing typer or
 any command's module, so `esxcap --help` and `esxcap --version` answer at interpreter speed. The module
 of the command asked for is imported only to run it; typer then parses the whole command line (global
-options included). Errors that end a command go to `cli_common.report`, which maps them to exit codes.
+options included).
+
+Also the one place that maps errors to exit codes: 0 all ok, 3 partial, 1 all hosts failed, 2 usage or
+config error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from importlib import import_module
 from typing import NamedTuple
 
 from esxcap import __version__, output
+from esxcap.errors import ConfigError, EsxcapError, UsageError
 
 EXIT_OK = 0
+EXIT_ALL_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
 PROG = "esxcap"
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -135,6 +142,12 @@ def front_help() -> str:
     )
 
 
+def report(error: EsxcapError) -> int:
+    """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
+    output.error(error.message, error.hint)
+    return EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
+
+
 def _undo_ignored_sigchld() -> None:
     """Children of a process that ignores SIGCHLD cannot be waited for: asyncio would report every local
     tool it runs (tshark for analysis, viewers) as failed with status 255."""
@@ -151,16 +164,14 @@ def main() -> None:
         output.text(f"{PROG} {__version__}\n")
         sys.exit(EXIT_OK)
     if request.action == "error":
-        output.error(request.message or "", request.hint)
-        sys.exit(EXIT_USAGE)
+        sys.exit(report(UsageError(request.message or "", request.hint)))
     _undo_ignored_sigchld()
     # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
     # not something an admin can act on, and it would land between our own messages.
     warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
     module, _ = COMMANDS[request.command or ""]
     import_module(f"esxcap.{module}")
-    from esxcap.cli_common import app, report
-    from esxcap.errors import EsxcapError
+    from esxcap.cli_common import app
 
     try:
         app(prog_name=PROG)

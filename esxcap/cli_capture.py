@@ -20,11 +20,8 @@ from esxcap.capture import (
     run_host_streams,
     start_clock,
 )
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
 from esxcap.cli_common import (
-    EXIT_ALL_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_PARTIAL,
     AcceptNewOpt,
     GroupOpt,
     JsonOpt,

@@ -1,6 +1,5 @@
 """What every esxcap command shares: the typer app, common options, inventory and host selection, the
-password prompt, and the one place that maps errors to exit codes: 0 all ok, 3 partial, 1 all hosts
-failed, 2 usage or config error, 130 interrupted.
+password prompt, and the exit code of a per-host result list (the codes themselves are in `esxcap.cli`).
 """
 
 from __future__ import annotations
@@ -17,17 +16,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from esxcap import output
-from esxcap.errors import ConfigError, EsxcapError, UsageError
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
+from esxcap.errors import ConfigError
 from esxcap.inventory import HostConfig, Inventory, find_inventory, load_inventory
 from esxcap.session import HostResult, SessionOptions
 
 T = TypeVar("T")
-
-EXIT_OK = 0
-EXIT_ALL_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="esxcap",
@@ -77,12 +71,6 @@ AcceptNewOpt = Annotated[
 TransportOpt = Annotated[
     str | None, typer.Option("--transport", help="SSH library: asyncssh (default) or paramiko.")
 ]
-
-
-def report(error: EsxcapError) -> int:
-    """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
-    output.error(error.message, error.hint)
-    return EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
 
 
 def run_job(job: Callable[[], Coroutine[Any, Any, int]]) -> None:

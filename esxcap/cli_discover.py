@@ -8,10 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from esxcap import output
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from esxcap.cli_common import (
-    EXIT_ALL_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     AcceptNewOpt,
     GroupOpt,
     HostsArg,

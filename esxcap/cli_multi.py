@@ -11,10 +11,9 @@ from typing import Annotated
 import typer
 
 from esxcap import output, recipes
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_OK
 from esxcap.cli_capture import CaptureHostOpt, MultiOptions, capture_streams, prepare_host
 from esxcap.cli_common import (
-    EXIT_ALL_FAILED,
-    EXIT_OK,
     AcceptNewOpt,
     GroupOpt,
     JsonOpt,

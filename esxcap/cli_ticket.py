@@ -13,7 +13,8 @@ import typer
 
 from esxcap import output
 from esxcap.bundle import FORMATS, BundleOptions, BundleResult, build_bundle, default_name, parse_size
-from esxcap.cli_common import EXIT_ALL_FAILED, EXIT_OK, JsonOpt, app
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_OK
+from esxcap.cli_common import JsonOpt, app
 from esxcap.errors import UsageError
 
 HIGHLIGHT_PACKETS = 5000
