@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.config import SSHClientConfig
 
-from esxcap.errors import HostKeyError
+from esxcap.errors import EsxcapError, HostKeyError
 from esxcap.remote import command_line
 from esxcap.transport import STREAM_CHUNK, CommandResult, PasswordSource
 from esxcap.transport.common import (
@@ -34,6 +34,7 @@ from esxcap.transport.common import (
     command_timeout_error,
     host_key_preference,
     identity_error,
+    jump_error,
     no_common_algorithm_error,
     refused_error,
     run_failed_error,
@@ -294,6 +295,7 @@ class AsyncsshTransport(ConfiguredTransport):
         options.update(algorithm_options(known_algs, ssh_config))
         attempt = _Attempt(host, label, password, known_hosts=known_hosts, accept_new=accept_new)
         options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
+        jump = host.proxy_jump or str(ssh_config.get("ProxyJump", "") or "")
         try:
             async with asyncio.timeout(host.connect_timeout) as attempt.timeout:
                 conn = await asyncssh.connect(
@@ -301,19 +303,50 @@ class AsyncsshTransport(ConfiguredTransport):
                 )
         except TimeoutError:
             raise attempt.timeout_error(port) from None
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise attempt.key_problem or HostKeyError(
-                f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
-            ) from None
-        except asyncssh.PermissionDenied:
-            raise attempt.auth_error(str(options.get("username", ""))) from None
-        except asyncssh.KeyExchangeFailed as exc:
-            raise no_common_algorithm_error(label, exc.reason) from None
-        except ConnectionRefusedError:
-            raise refused_error(label, port) from None
         except (asyncssh.Error, OSError) as exc:
-            raise cannot_connect_error(label, _reason(exc), port) from None
+            if jump and jump.lower() != "none" and not attempt.tcp_connected:
+                raise _jump_failure(exc, label, jump, target, port) from None
+            raise _connect_error(exc, attempt, label, target, port, known_hosts, options) from None
         return AsyncsshConnection(conn, host, label)
+
+
+def _jump_failure(
+    exc: asyncssh.Error | OSError, label: str, jump: str, target: str, port: int
+) -> EsxcapError:
+    """A failure before the host was reached, on its ProxyJump way."""
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return jump_error(
+            label,
+            jump,
+            f"cannot reach {target}:{port} from there: {exc.reason}",
+            "the jump host must allow TCP forwarding (AllowTcpForwarding) to that address",
+        )
+    return jump_error(
+        label, jump, "connection refused" if isinstance(exc, ConnectionRefusedError) else _reason(exc)
+    )
+
+
+def _connect_error(
+    exc: asyncssh.Error | OSError,
+    attempt: _Attempt,
+    label: str,
+    target: str,
+    port: int,
+    known_hosts: Path,
+    options: dict[str, Any],
+) -> EsxcapError:
+    """What a failed asyncssh.connect means for the user."""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return attempt.key_problem or HostKeyError(
+            f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return attempt.auth_error(str(options.get("username", "")))
+    if isinstance(exc, asyncssh.KeyExchangeFailed):
+        return no_common_algorithm_error(label, exc.reason)
+    if isinstance(exc, ConnectionRefusedError):
+        return refused_error(label, port)
+    return cannot_connect_error(label, _reason(exc), port)
 
 
 def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:

@@ -178,6 +178,19 @@ def cannot_connect_error(label: str, reason: str, port: int) -> ConnectError:
     return ConnectError(f"{label}: cannot connect: {reason}", _down_hint(port))
 
 
+def jump_error(
+    label: str, jump: str, reason: str, hint: str | None = None, address: str | None = None
+) -> ConnectError:
+    """The host sits behind a ProxyJump hop, and the hop failed before the host was reached."""
+    where = f" ({address})" if address else ""
+    return ConnectError(
+        f"{label}: through jump host {jump}{where}: {reason}",
+        hint
+        or f"check that the jump host is up and lets you in (ssh {jump}), and how ~/.ssh/config or the "
+        "inventory's proxy_jump describes it",
+    )
+
+
 def no_common_algorithm_error(label: str, reason: str) -> ConnectError:
     return ConnectError(
         f"{label}: no common SSH algorithm: {reason}",

@@ -85,6 +85,8 @@ class Threads:
 def reason(exc: BaseException | None) -> str:
     if exc is None:
         return "the connection was closed"
+    if isinstance(exc, paramiko.ChannelException):
+        return str(exc.text)
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
 
 
@@ -103,9 +105,17 @@ def _status(chan: paramiko.Channel) -> int | None:
 class ParamikoConnection(ClosingConnection):
     """An open connection to one host; also an async context manager that closes on exit."""
 
-    def __init__(self, transport: paramiko.Transport, threads: Threads, label: str) -> None:
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        threads: Threads,
+        label: str,
+        hops: Sequence[paramiko.Transport] = (),
+    ) -> None:
         self._transport = transport
         self._threads = threads
+        self._hops = tuple(hops)
+        """Connections to the jump hosts this one goes through, first hop first."""
         self.label = label
 
     def __repr__(self) -> str:
@@ -169,7 +179,8 @@ class ParamikoConnection(ClosingConnection):
         return CommandResult(status, stdout, stderr)
 
     async def close(self) -> None:
-        await self._threads.call(self._transport.close)
+        for transport in (self._transport, *reversed(self._hops)):
+            await self._threads.call(transport.close)
         self._threads.shutdown()
 
 

@@ -1,6 +1,6 @@
 """The paramiko transport: the same behaviour and messages as the asyncssh one (known_hosts, ~/.ssh/config,
-keys, ssh-agent, keyboard-interactive passwords as ESXi asks for them), with paramiko's blocking calls on
-worker threads under asyncio timeouts.
+keys, ssh-agent, keyboard-interactive passwords as ESXi asks for them, ProxyJump hops), with paramiko's
+blocking calls on worker threads under asyncio timeouts.
 
 paramiko is tuned for long streams: its re-key thresholds are raised (by default it re-keys every
 512 MiB and could stall there), and channels get a larger window and packet size. The SHA-1 algorithms
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import io
+import logging
 import socket
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha1
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,12 +30,14 @@ from paramiko.kex_gex import KexGexSHA256
 from paramiko.kex_group14 import KexGroup14SHA256
 
 from esxcap.errors import ConfigError, HostKeyError
+from esxcap.inventory import DEFAULT_KNOWN_HOSTS
 from esxcap.transport import PasswordSource, common
 from esxcap.transport.common import (
     ConfiguredTransport,
     Login,
     cannot_connect_error,
     identity_error,
+    jump_error,
     no_common_algorithm_error,
     refused_error,
 )
@@ -48,6 +52,9 @@ from esxcap.transport.paramiko_channel import SSH_ERRORS, ParamikoConnection, Th
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+"""paramiko logs failures it also raises (e.g. a refused channel) to stderr otherwise; we report them."""
 
 REKEY_LIMIT = 2**40
 """Bytes and packets between client-side re-keys (paramiko's 2**29 stalled long streams)."""
@@ -147,19 +154,22 @@ class _Endpoint:
     username: str
     identity_files: tuple[Path, ...]
     algorithms: dict[str, str]
+    jumps: tuple[HostConfig, ...] = ()
+    """ProxyJump hops, first to last (the inventory's proxy_jump, else ~/.ssh/config's)."""
 
     @classmethod
-    def resolve(cls, host: HostConfig, paths: Sequence[Path]) -> _Endpoint:
+    def resolve(cls, host: HostConfig, paths: Sequence[Path], hop: bool = False) -> _Endpoint:
         config = paramiko.SSHConfig()
         for path in paths:
             with contextlib.suppress(FileNotFoundError), path.open() as f:
                 config.parse(f)
         found = config.lookup(host.hostname)
-        if host.proxy_jump is not None or "proxyjump" in found or "proxycommand" in found:
+        if "proxycommand" in found:
             raise ConfigError(
-                f"{host.name}: the paramiko transport does not go through a jump host",
-                "use the asyncssh transport (transport: asyncssh, or --transport asyncssh) for this host",
+                f"{host.name}: the paramiko transport does not run a ProxyCommand",
+                "use ProxyJump, or the asyncssh transport (--transport asyncssh) for this host",
             )
+        jump = None if hop else host.proxy_jump or found.get("proxyjump")
         explicit = host.explicit
         return cls(
             target=str(found.get("hostname", host.hostname)),
@@ -167,7 +177,44 @@ class _Endpoint:
             username=host.username if "username" in explicit else str(found.get("user", host.username)),
             identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", ())),
             algorithms={k: str(found[k]) for k in ("ciphers", "kexalgorithms", "macs") if k in found},
+            jumps=tuple(_hop(spec.strip(), host, config) for spec in _jump_specs(jump)),
         )
+
+
+def _jump_specs(jump: str | None) -> list[str]:
+    return [] if not jump or jump.strip().lower() == "none" else jump.split(",")
+
+
+def _hop(spec: str, host: HostConfig, config: paramiko.SSHConfig) -> HostConfig:
+    """One ProxyJump hop `[user@]host[:port]` as OpenSSH reads it: ~/.ssh/config fills in what the spec
+    leaves out (HostName, User, Port, IdentityFile, UserKnownHostsFile); otherwise the local user, port
+    22 and ~/.ssh/known_hosts. The inventory's identity_file and password_env belong to the ESXi host."""
+    user, _, address = spec.rpartition("@")
+    name, port_text = address, ""
+    if address.startswith("["):
+        name, _, rest = address[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif address.count(":") == 1:
+        name, port_text = address.split(":")
+    if not name or (port_text and not port_text.isdigit()):
+        raise ConfigError(
+            f"{host.name}: ProxyJump hop '{spec}' is not [user@]host[:port]", "e.g. admin@bastion:22"
+        )
+    found = config.lookup(name)
+    known = found.get("userknownhostsfile", "").split()
+    explicit = {"hostname"} | ({"username"} if user else set()) | ({"port"} if port_text else set())
+    return replace(
+        host,
+        name=spec,
+        hostname=name,
+        port=int(port_text or DEFAULT_PORT),
+        username=user or getpass.getuser(),
+        known_hosts=Path(known[0] if known else DEFAULT_KNOWN_HOSTS).expanduser(),
+        identity_file=None,
+        password_env=None,
+        proxy_jump=None,
+        explicit=frozenset(explicit),
+    )
 
 
 def _known_keys(path: Path, names: Sequence[str], port: int) -> list[paramiko.PKey]:
@@ -210,7 +257,7 @@ class ParamikoTransport(ConfiguredTransport):
         label = f"{host.name} ({target}:{port})"
         login = Login(host, label, password)
         threads = Threads(f"ssh-{host.name}")
-        session = _Session(host, endpoint, login, threads, accept_new)
+        session = _Session(host, endpoint, login, threads, accept_new, self.config_paths())
         try:
             async with asyncio.timeout(host.connect_timeout) as login.timeout:
                 transport = await session.open()
@@ -229,39 +276,59 @@ class ParamikoTransport(ConfiguredTransport):
         except BaseException:
             session.abandon()
             raise
-        return ParamikoConnection(transport, threads, label)
+        return ParamikoConnection(transport, threads, label, session.hops)
 
 
 class _Session:
     """One connection attempt: TCP, key exchange, host key verdict, then login, each step on a thread."""
 
     def __init__(
-        self, host: HostConfig, endpoint: _Endpoint, login: Login, threads: Threads, accept_new: bool
+        self,
+        host: HostConfig,
+        endpoint: _Endpoint,
+        login: Login,
+        threads: Threads,
+        accept_new: bool,
+        paths: Sequence[Path],
     ) -> None:
         self.host = host
         self.endpoint = endpoint
         self.login = login
         self.threads = threads
         self.accept_new = accept_new
-        self.known_hosts = host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        self.sock: socket.socket | None = None
+        self.paths = paths
+        self.known_hosts = host.known_hosts or Path(DEFAULT_KNOWN_HOSTS).expanduser()
+        self.sock: socket.socket | paramiko.Channel | None = None
         self.transport: paramiko.Transport | None = None
+        self.hops: list[paramiko.Transport] = []
+        """The jump hosts' connections, first hop first; they live as long as this one."""
 
     def abandon(self) -> None:
         """Close whatever is open; a step still blocked on its thread then fails and ends."""
-        if self.transport is not None:
-            self.transport.close()
-        if self.sock is not None:
-            self.sock.close()
+        self.close_open()
         self.threads.shutdown()
 
-    async def open(self) -> paramiko.Transport:
+    def close_open(self) -> None:
+        """Close this attempt's connections (the worker threads may serve another hop)."""
+        for t in (self.transport, *reversed(self.hops)):
+            if t is not None:
+                t.close()
+        if self.sock is not None:
+            self.sock.close()
+
+    async def open(self, channel: paramiko.Channel | None = None) -> paramiko.Transport:
+        """Connect (over `channel` when a jump host opened one), check the host key, log in."""
         host, endpoint = self.host, self.endpoint
-        address = (endpoint.target, endpoint.port)
-        self.sock = await self.threads.call(socket.create_connection, address, host.connect_timeout)
-        self.sock.settimeout(None)
+        if channel is None and endpoint.jumps:
+            channel = await self._through_jumps()
+        if channel is not None:
+            self.sock, peer = channel, endpoint.target
+        else:
+            address = (endpoint.target, endpoint.port)
+            sock = await self.threads.call(socket.create_connection, address, host.connect_timeout)
+            sock.settimeout(None)
+            self.sock, peer = sock, str(sock.getpeername()[0])
         self.login.tcp_connected = True
-        peer = str(self.sock.getpeername()[0])
         known = _known_keys(self.known_hosts, [endpoint.target, peer], endpoint.port)
         t = self.transport = _Transport(self.sock)
         t.packetizer.REKEY_BYTES = t.packetizer.REKEY_PACKETS = REKEY_LIMIT
@@ -272,6 +339,45 @@ class _Session:
         self._check_host_key(t.get_remote_server_key(), known)
         await self.threads.call(self._authenticate, t, asyncio.get_running_loop())
         return t
+
+    async def _through_jumps(self) -> paramiko.Channel:
+        """Log in to each ProxyJump hop in turn (its own host key check and login, over a channel of the
+        hop before it) and return a channel from the last hop to this host."""
+        hops, timeout = self.endpoint.jumps, self.host.connect_timeout
+        channel: paramiko.Channel | None = None
+        for index, hop in enumerate(hops):
+            endpoint = _Endpoint.resolve(hop, self.paths, hop=True)
+            where = f"{endpoint.target}:{endpoint.port}"
+            label = f"jump host {hop.name} ({where})"
+            login = Login(hop, label, self.login.password_source, timeout=self.login.timeout)
+            session = _Session(hop, endpoint, login, self.threads, self.accept_new, self.paths)
+            try:
+                transport = await session.open(channel)
+            except BaseException as exc:
+                session.close_open()
+                if isinstance(exc, SSH_ERRORS):
+                    raise jump_error(self.login.label, hop.name, reason(exc), address=where) from None
+                raise
+            self.hops.append(transport)
+            if index + 1 < len(hops):
+                after = _Endpoint.resolve(hops[index + 1], self.paths, hop=True)
+                target = (after.target, after.port)
+            else:
+                target = (self.endpoint.target, self.endpoint.port)
+            try:
+                channel = await self.threads.call(
+                    transport.open_channel, "direct-tcpip", target, ("127.0.0.1", 0), None, timeout
+                )
+            except SSH_ERRORS as exc:
+                raise jump_error(
+                    self.login.label,
+                    hop.name,
+                    f"cannot reach {target[0]}:{target[1]} from there: {reason(exc)}",
+                    "the jump host must allow TCP forwarding (AllowTcpForwarding) to that address",
+                    address=where,
+                ) from None
+        assert channel is not None, "called only with at least one hop"
+        return channel
 
     def _check_host_key(self, key: paramiko.PKey, known: list[paramiko.PKey]) -> None:
         label, target, port = self.login.label, self.endpoint.target, self.endpoint.port
