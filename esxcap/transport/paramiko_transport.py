@@ -1,11 +1,8 @@
 """The paramiko transport: the same behaviour and messages as the asyncssh one (known_hosts, ~/.ssh/config,
 keys, ssh-agent, keyboard-interactive passwords as ESXi asks for them, ProxyJump hops), with paramiko's
-blocking calls on worker threads under asyncio timeouts.
-
-paramiko is tuned for long streams: its re-key thresholds are raised (by default it re-keys every
-512 MiB and could stall there), and channels get a larger window and packet size. The SHA-1 algorithms
-that ESXi 5.5/6.0 need (group14-sha1 / gex-sha1 key exchange, ssh-rsa host keys) are added back where
-paramiko dropped them, and offered after everything newer.
+blocking calls on worker threads under asyncio timeouts. What paramiko is taught for ESXi and for long
+streams (SHA-1 algorithms for 5.5/6.0, re-key thresholds) is in paramiko_compat; channels get a larger
+window and packet size in paramiko_channel.
 """
 
 from __future__ import annotations
@@ -13,25 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import io
 import logging
 import socket
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from hashlib import sha1
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import paramiko
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from paramiko.kex_gex import KexGexSHA256
-from paramiko.kex_group14 import KexGroup14SHA256
 
 from esxcap.errors import ConfigError, HostKeyError
 from esxcap.inventory import DEFAULT_KNOWN_HOSTS
-from esxcap.transport import PasswordSource, common
+from esxcap.transport import PasswordSource
 from esxcap.transport.common import (
     ConfiguredTransport,
     Login,
@@ -49,6 +39,14 @@ from esxcap.transport.hostkeys import (
     unknown_key_error,
 )
 from esxcap.transport.paramiko_channel import SSH_ERRORS, ParamikoConnection, Threads, reason
+from esxcap.transport.paramiko_compat import (
+    REKEY_LIMIT,
+    EsxiTransport,
+    auth_step,
+    key_algorithms,
+    load_key,
+    set_preferences,
+)
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -56,93 +54,7 @@ if TYPE_CHECKING:
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 """paramiko logs failures it also raises (e.g. a refused channel) to stderr otherwise; we report them."""
 
-REKEY_LIMIT = 2**40
-"""Bytes and packets between client-side re-keys (paramiko's 2**29 stalled long streams)."""
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-
-
-class _KexGroup14SHA1(KexGroup14SHA256):  # type: ignore[misc]
-    name = "diffie-hellman-group14-sha1"
-    hash_algo = sha1
-
-
-class _KexGexSHA1(KexGexSHA256):  # type: ignore[misc]
-    name = "diffie-hellman-group-exchange-sha1"
-    hash_algo = sha1
-
-
-class _RSAKey(paramiko.RSAKey):  # type: ignore[misc]
-    """An RSA host key that may also sign with SHA-1 (`ssh-rsa`), as ESXi 5.5/6.0 hosts do."""
-
-    HASHES: ClassVar[dict[str, Any]] = {**paramiko.RSAKey.HASHES, "ssh-rsa": hashes.SHA1}
-
-
-class _AuthHandler(paramiko.auth_handler.AuthHandler):  # type: ignore[misc]
-    """Asks for the ssh-userauth service once per connection, as OpenSSH's client does; paramiko asks
-    again before every attempt, which servers other than OpenSSH's may refuse."""
-
-    def _request_auth(self) -> None:
-        if not self.transport.userauth_accepted:
-            super()._request_auth()
-            return
-        accept = paramiko.Message()
-        accept.add_string("ssh-userauth")
-        accept.rewind()
-        self._parse_service_accept(accept)
-
-    def _parse_service_accept(self, m: paramiko.Message) -> None:
-        self.transport.userauth_accepted = True
-        super()._parse_service_accept(m)
-
-
-def _auth(t: paramiko.Transport, method: str, *args: Any) -> None:
-    """One login attempt (`auth_none`, `auth_publickey`, ...) through `_AuthHandler`; raises
-    paramiko.AuthenticationException when refused."""
-    done = threading.Event()
-    t.auth_handler = handler = _AuthHandler(t)
-    getattr(handler, method)(*args, done)
-    handler.wait_for_response(done)
-
-
-class _Transport(paramiko.Transport):  # type: ignore[misc]
-    userauth_accepted = False
-    _kex_info: ClassVar[dict[str, Any]] = {
-        **paramiko.Transport._kex_info,
-        _KexGroup14SHA1.name: _KexGroup14SHA1,
-        _KexGexSHA1.name: _KexGexSHA1,
-    }
-    _key_info: ClassVar[dict[str, Any]] = {**paramiko.Transport._key_info, "ssh-rsa": _RSAKey}
-
-
-_KEY_CLASSES = (
-    (rsa.RSAPrivateKey, paramiko.RSAKey),
-    (ec.EllipticCurvePrivateKey, paramiko.ECDSAKey),
-    (ed25519.Ed25519PrivateKey, paramiko.Ed25519Key),
-)
-
-
-def _load_key(path: Path) -> paramiko.PKey:
-    """A private key file (OpenSSH or PEM, unencrypted) as a paramiko key. The file is read with
-    `cryptography` and handed to paramiko in the OpenSSH format ssh-keygen writes, since paramiko's own
-    reader refuses some valid files (ECDSA keys written by other tools)."""
-    data = path.read_bytes()
-    loaded: object
-    try:
-        loaded = serialization.load_ssh_private_key(data, None)
-    except ValueError:
-        loaded = serialization.load_pem_private_key(data, None)
-    for kind, cls in _KEY_CLASSES:
-        if isinstance(loaded, kind):
-            encoding, form = serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH
-            text = loaded.private_bytes(encoding, form, serialization.NoEncryption()).decode("ascii")
-            key: paramiko.PKey = cls.from_private_key(io.StringIO(text))
-            return key
-    raise ValueError(f"unsupported key type {type(loaded).__name__}")
-
-
-def _key_algs(key: paramiko.PKey) -> list[str]:
-    name = str(key.get_name())
-    return ["rsa-sha2-512", "rsa-sha2-256", name] if name == "ssh-rsa" else [name]
 
 
 @dataclass(frozen=True)
@@ -231,21 +143,6 @@ def _known_keys(path: Path, names: Sequence[str], port: int) -> list[paramiko.PK
     return keys
 
 
-def _preferences(transport: paramiko.Transport, endpoint: _Endpoint, known_algs: Sequence[str]) -> None:
-    """Our preference lists, less what this paramiko lacks; a list set in ~/.ssh/config replaces ours."""
-    options = transport.get_security_options()
-    lists: dict[str, tuple[str, Sequence[str], dict[str, Any]]] = {
-        "ciphers": ("ciphers", common.ENCRYPTION + common.ENCRYPTION_OLD, _Transport._cipher_info),
-        "kexalgorithms": ("kex", common.KEX + common.KEX_OLD, _Transport._kex_info),
-        "macs": ("digests", common.MAC + common.MAC_OLD, _Transport._mac_info),
-        "": ("key_types", common.host_key_preference(known_algs), _Transport._key_info),
-    }
-    for config_key, (attr, ours, available) in lists.items():
-        wanted = endpoint.algorithms.get(config_key, "")
-        names = wanted.split(",") if wanted and wanted[0] not in "+-^" else ours
-        setattr(options, attr, [n for n in names if n in available])
-
-
 class ParamikoTransport(ConfiguredTransport):
     """Opens paramiko connections."""
 
@@ -330,11 +227,11 @@ class _Session:
             self.sock, peer = sock, str(sock.getpeername()[0])
         self.login.tcp_connected = True
         known = _known_keys(self.known_hosts, [endpoint.target, peer], endpoint.port)
-        t = self.transport = _Transport(self.sock)
+        t = self.transport = EsxiTransport(self.sock)
         t.packetizer.REKEY_BYTES = t.packetizer.REKEY_PACKETS = REKEY_LIMIT
         t.banner_timeout = t.handshake_timeout = host.connect_timeout
         t.auth_timeout = None  # the connect timeout covers the login (and pauses while the prompt is open)
-        _preferences(t, endpoint, [alg for key in known for alg in _key_algs(key)])
+        set_preferences(t, endpoint.algorithms, [alg for key in known for alg in key_algorithms(key)])
         await self.threads.call(t.start_client, None, host.connect_timeout)
         self._check_host_key(t.get_remote_server_key(), known)
         await self.threads.call(self._authenticate, t, asyncio.get_running_loop())
@@ -398,7 +295,7 @@ class _Session:
         password; AuthError naming what the server offered when none got in."""
         login, user = self.login, self.endpoint.username
         try:
-            _auth(t, "auth_none", user)
+            auth_step(t, "auth_none", user)
             return
         except paramiko.BadAuthenticationType as exc:
             login.note_methods(exc.allowed_types)
@@ -421,28 +318,28 @@ class _Session:
 
         with contextlib.suppress(paramiko.AuthenticationException):
             if "keyboard-interactive" in login.offered:
-                _auth(t, "auth_interactive", user, answer)
+                auth_step(t, "auth_interactive", user, answer)
                 return
         with contextlib.suppress(paramiko.AuthenticationException):
             if "password" in login.offered and not login.kbdint_answered:
                 secret = password()
                 login.password_sent = True
                 if secret is not None:
-                    _auth(t, "auth_password", user, secret)
+                    auth_step(t, "auth_password", user, secret)
                     return
         raise login.auth_error(user)
 
     def _try_keys(self, t: paramiko.Transport, user: str) -> bool:
         for key in self._keys():
             with contextlib.suppress(paramiko.AuthenticationException):
-                _auth(t, "auth_publickey", user, key)
+                auth_step(t, "auth_publickey", user, key)
                 return True
         return False
 
     def _keys(self) -> list[paramiko.PKey]:
         if self.host.identity_file is not None:
             try:
-                return [_load_key(self.host.identity_file)]
+                return [load_key(self.host.identity_file)]
             except (OSError, paramiko.SSHException, ValueError, TypeError) as exc:
                 raise identity_error(self.host, reason(exc)) from None
         keys: list[paramiko.PKey] = []
@@ -451,5 +348,5 @@ class _Session:
         home = Path("~/.ssh").expanduser()
         for path in self.endpoint.identity_files or tuple(home / name for name in DEFAULT_KEYS):
             with contextlib.suppress(OSError, paramiko.SSHException, ValueError, TypeError):
-                keys.append(_load_key(path))
+                keys.append(load_key(path))
         return keys
