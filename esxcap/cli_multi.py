@@ -12,7 +12,8 @@ import typer
 
 from esxcap import output, recipes
 from esxcap.cli import EXIT_ALL_FAILED, EXIT_OK
-from esxcap.cli_capture import CaptureHostOpt, MultiOptions, capture_streams, prepare_host
+from esxcap.cli_capture import CaptureHostOpt
+from esxcap.cli_capture_run import MultiOptions, capture_streams, prepare_host
 from esxcap.cli_common import (
     AcceptNewOpt,
     GroupOpt,
