@@ -8,7 +8,8 @@ loop: `analyze_files` runs it in a worker thread when called from one. The only 
 
 pyshark closes a capture by polling tshark and killing it. When tshark has just exited, that poll can
 reap it before asyncio's child watcher does, and the watcher then reports "returncode 255", which
-pyshark raises as a tshark crash. `_open` lets a finished tshark be reaped by the watcher first.
+pyshark raises as a tshark crash. `_open` lets a tshark whose output was read to the end be reaped by
+the watcher first (one still writing, when reading stopped early, is killed at once as before).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _open(path: Path) -> Any:
 
     class FileCapture(pyshark.FileCapture):  # type: ignore[misc]
         async def _cleanup_subprocess(self, process: asyncio.subprocess.Process) -> None:
-            if process.returncode is None:
+            if process.returncode is None and self._eof_reached:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), TSHARK_EXIT_GRACE)
             await super()._cleanup_subprocess(process)

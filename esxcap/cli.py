@@ -94,7 +94,7 @@ class FrontRequest(NamedTuple):
 
 def read_front(args: list[str]) -> FrontRequest:
     """Walk the global options up to the command name; the rest of the line is the command's."""
-    position = 0
+    position, inventory = 0, None
     while position < len(args):
         arg = args[position]
         if arg in HELP_OPTIONS:
@@ -104,17 +104,23 @@ def read_front(args: list[str]) -> FrontRequest:
         if arg in INVENTORY_OPTIONS:
             if position + 1 >= len(args):
                 return FrontRequest("error", message=f"option {arg} needs a value", hint="-i FILE")
+            inventory = args[position + 1]
             position += 2
             continue
         if arg.startswith("--inventory=") or (arg.startswith("-i") and not arg.startswith("--")):
             position += 1
             continue
-        if arg.startswith("-"):
+        if arg == "--" and position + 1 < len(args):
+            arg = args[position + 1]
+        elif arg.startswith("-"):
             return FrontRequest("error", message=f"no such option: {arg}", hint=f"{PROG} --help lists them")
         if arg not in COMMANDS:
             return FrontRequest("error", message=f"no such command: {arg}", hint=_suggest(arg))
         return FrontRequest("run", command=arg)
-    return FrontRequest("missing")
+    if not args:
+        return FrontRequest("missing")
+    taken = f"-i took '{inventory}' as the inventory file; " if inventory in COMMANDS else ""
+    return FrontRequest("error", message="no command given", hint=f"{taken}{PROG} --help lists the commands")
 
 
 def _suggest(name: str) -> str:

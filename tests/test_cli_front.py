@@ -24,7 +24,7 @@ from esxcap.cli import COMMANDS, FrontRequest, front_help, read_front
         (["-i", "inv.yaml", "capture", "--help"], FrontRequest("run", "capture")),
         (["--inventory=inv.yaml", "discover", "-i", "x"], FrontRequest("run", "discover")),
         (["-iinv.yaml", "hosts"], FrontRequest("run", "hosts")),
-        (["-i", "capture"], FrontRequest("missing")),
+        (["-i", "inv.yaml", "--", "hosts"], FrontRequest("run", "hosts")),
     ],
 )
 def test_front_reads_global_options_up_to_the_command(args: list[str], expected: FrontRequest) -> None:
@@ -38,6 +38,8 @@ def test_front_errors_name_the_word_and_the_next_step() -> None:
     assert option.action == "error" and "--bogus" in (option.message or "")
     dangling = read_front(["-i"])
     assert dangling.action == "error" and "-i" in (dangling.message or "")
+    no_command = read_front(["-i", "capture"])
+    assert no_command.action == "error" and "-i took 'capture'" in (no_command.hint or "")
 
 
 def _declared() -> dict[str, str]:
@@ -101,8 +103,10 @@ def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
     assert result.code == 0 and result.stdout == front_help()
     for name, (_, summary) in COMMANDS.items():
         assert f"  {name} " in result.stdout and summary in result.stdout
+    bare = esxcap(env=env)
+    assert bare.code == 2 and bare.stdout == front_help()
     missing = esxcap("-i", "inv.yaml", env=env)
-    assert missing.code == 2 and "Usage: esxcap" in missing.stdout
+    assert missing.code == 2 and "no command given" in missing.stderr
 
 
 def test_unknown_command_and_option_exit_2_with_a_hint(tmp_path: Path) -> None:

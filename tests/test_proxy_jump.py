@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ import yaml
 from clirun import esxcap, isolated_env
 
 from bench.sshd import OpenSshd, SshdUnavailable
-from esxcap.inventory import TRANSPORTS
+from esxcap.inventory import TRANSPORTS, HostConfig
 from esxcap.sim import SimulatorThread, load_topology
+from esxcap.transport.paramiko_channel import MAX_PACKET_SIZE, WINDOW_SIZE
+from esxcap.transport.paramiko_transport import ParamikoTransport, _Endpoint
 
 TOPOLOGY = load_topology()
 
@@ -46,18 +49,22 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _setup(running: SimulatorThread, jump: OpenSshd, tmp_path: Path, jump_port: int) -> dict[str, str]:
-    """Every simulated host behind `proxy_jump: jump`; `jump` defined in an ssh config file."""
+def _setup(
+    running: SimulatorThread, jump: OpenSshd, tmp_path: Path, jump_port: int, extra: str = ""
+) -> dict[str, str]:
+    """Every simulated host behind `proxy_jump: jump` (2 s connect timeout); `jump` defined in an ssh
+    config file, with `extra` lines after it."""
     for name in ("known_hosts", "client_key"):
         shutil.copy(running.sim.state_dir / name, tmp_path / name)
     data = yaml.safe_load(running.sim.inventory_path.read_text())
     data["defaults"]["proxy_jump"] = "jump"
+    data["defaults"]["connect_timeout"] = 2
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(yaml.safe_dump(data, allow_unicode=True))
     config = tmp_path / "ssh_config"
     config.write_text(
         f"Host jump\n  HostName 127.0.0.1\n  Port {jump_port}\n  User {jump.user}\n"
-        f"  IdentityFile {jump.client_key}\n  UserKnownHostsFile {jump.known_hosts}\n"
+        f"  IdentityFile {jump.client_key}\n  UserKnownHostsFile {jump.known_hosts}\n{extra}"
     )
     env = isolated_env(tmp_path, ESXCAP_SSH_CONFIG=str(config))
     env["ESXCAP_INVENTORY"] = str(inventory)
@@ -105,3 +112,71 @@ def test_a_jump_host_that_forwards_nothing_is_named(running, closed_jump_host, t
     [error] = result.json()["errors"]
     assert "through jump host jump" in error["error"] and "cannot reach" in error["error"], error
     assert "AllowTcpForwarding" in error["hint"] and "Secsh" not in result.stderr
+
+
+def test_a_jump_host_that_never_answers_is_named(running, jump_host, transport, tmp_path) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        env = _setup(running, jump_host, tmp_path, int(silent.getsockname()[1]))
+        result = esxcap("discover", "esx01", "--json", "--transport", transport, env=env)
+    assert result.code == 1
+    [error] = result.json()["errors"]
+    assert "through jump host jump" in error["error"] and "no answer within 2 s" in error["error"], error
+
+
+def test_the_first_hops_own_proxy_jump_comes_first(running, jump_host, transport, tmp_path) -> None:
+    """`jump` is itself behind `outer` in ~/.ssh/config, as `ssh -J jump` would honour."""
+    outer = (
+        f"  ProxyJump outer\nHost outer\n  HostName 127.0.0.1\n  Port {jump_host.port}\n"
+        f"  User {jump_host.user}\n  IdentityFile {jump_host.client_key}\n"
+        f"  UserKnownHostsFile {jump_host.known_hosts}\n"
+    )
+    env = _setup(running, jump_host, tmp_path, jump_host.port, outer)
+    found = esxcap("discover", "esx01", "--json", "--transport", transport, env=env)
+    assert found.code == 0, found.stderr
+    (tmp_path / "down").mkdir()
+    down = _setup(running, jump_host, tmp_path / "down", jump_host.port, outer.replace(
+        f"Port {jump_host.port}\n  User", f"Port {_closed_port()}\n  User"
+    ))  # fmt: skip
+    result = esxcap("discover", "esx01", "--json", "--transport", transport, env=down)
+    assert result.code == 1, "the outer hop was not used"
+
+
+def test_paramiko_hop_channel_is_tuned_like_a_session(running, jump_host, tmp_path) -> None:
+    """The tunnel through the jump host carries the whole capture: same window and packet size as our
+    own session channels."""
+    _setup(running, jump_host, tmp_path, jump_host.port)
+    host = HostConfig(
+        name="esx01",
+        hostname="127.0.0.1",
+        port=running.sim.hosts["esx01"].port,
+        known_hosts=tmp_path / "known_hosts",
+        identity_file=tmp_path / "client_key",
+        proxy_jump="jump",
+        explicit=frozenset({"hostname", "port", "known_hosts", "identity_file", "proxy_jump"}),
+    )
+
+    async def tunnel_sizes() -> tuple[int, int]:
+        transport = ParamikoTransport(ssh_config=[tmp_path / "ssh_config"])
+        conn = await transport.connect(host, password=lambda _prompt: None, accept_new=False)
+        try:
+            tunnel = conn._transport.sock
+            return tunnel.in_window_size, tunnel.in_max_packet_size
+        finally:
+            await conn.close()
+
+    assert asyncio.run(tunnel_sizes()) == (WINDOW_SIZE, MAX_PACKET_SIZE)
+
+
+def test_hops_are_read_as_openssh_writes_them(tmp_path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text("Host bastion\n  User ops\n  ProxyJump gate\nHost gate\n  ProxyJump bastion\n")
+    hops = _Endpoint.resolve(
+        HostConfig(name="esx", hostname="10.0.0.1", proxy_jump="bastion"), [config]
+    ).jumps
+    assert [h.name for h in hops] == ["gate", "bastion"]  # bastion's own hop first; the loop back ends it
+    assert _Endpoint.resolve(hops[1], [config], hop=True).username == "ops"
+    uri = HostConfig(name="esx", hostname="10.0.0.1", proxy_jump="ssh://admin@[2001:db8::1]:2222")
+    [hop] = _Endpoint.resolve(uri, [config]).jumps
+    assert (hop.hostname, hop.port, hop.username) == ("2001:db8::1", 2222, "admin")

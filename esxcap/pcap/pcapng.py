@@ -4,6 +4,7 @@ Blocks for what is only known at the end. Little-endian, as Wireshark and tshark
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -58,7 +59,10 @@ def write_gathered(file: IO[bytes], parts: Sequence[bytes | memoryview]) -> None
                 done -= len(group[index])
                 index += 1
             group = [memoryview(group[index])[done:], *group[index + 1 :]]
-            left -= os.writev(fd, group)
+            written = os.writev(fd, group)
+            if not written:
+                raise OSError(errno.EIO, "the output accepted no more bytes")
+            left -= written
 
 
 def _pad(length: int) -> bytes:

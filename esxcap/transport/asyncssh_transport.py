@@ -296,15 +296,18 @@ class AsyncsshTransport(ConfiguredTransport):
         attempt = _Attempt(host, label, password, known_hosts=known_hosts, accept_new=accept_new)
         options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
         jump = host.proxy_jump or str(ssh_config.get("ProxyJump", "") or "")
+        jump = "" if jump.lower() == "none" else jump
         try:
             async with asyncio.timeout(host.connect_timeout) as attempt.timeout:
                 conn = await asyncssh.connect(
                     host.hostname, client_factory=lambda: _Client(attempt), **options
                 )
         except TimeoutError:
+            if jump and not attempt.tcp_connected:
+                raise jump_error(label, jump, f"no answer within {host.connect_timeout:g} s") from None
             raise attempt.timeout_error(port) from None
         except (asyncssh.Error, OSError) as exc:
-            if jump and jump.lower() != "none" and not attempt.tcp_connected:
+            if jump and not attempt.tcp_connected:
                 raise _jump_failure(exc, label, jump, target, port) from None
             raise _connect_error(exc, attempt, label, target, port, known_hosts, options) from None
         return AsyncsshConnection(conn, host, label)
@@ -377,7 +380,7 @@ def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:
         options["client_keys"] = [_load_identity(host)]
         options["agent_path"] = None
     if host.proxy_jump is not None:
-        options["tunnel"] = host.proxy_jump
+        options["tunnel"] = None if host.proxy_jump.lower() == "none" else host.proxy_jump
     return options
 
 

@@ -191,6 +191,26 @@ def jump_error(
     )
 
 
+OPEN_PROHIBITED = 1
+"""SSH_OPEN_ADMINISTRATIVELY_PROHIBITED: the jump host does not forward (AllowTcpForwarding no)."""
+
+
+def forward_error(
+    label: str, jump: str, address: str, target: str, reason: str, prohibited: bool
+) -> ConnectError:
+    """A jump host let us in but could not open the way on to `target`."""
+    return jump_error(
+        label,
+        jump,
+        f"cannot reach {target} from there: {reason}",
+        "the jump host must allow TCP forwarding (AllowTcpForwarding) to that address"
+        if prohibited
+        else "the jump host could not connect to it: is the host up, with SSH enabled (TSM-SSH), and "
+        "reachable from the jump host?",
+        address=address,
+    )
+
+
 def no_common_algorithm_error(label: str, reason: str) -> ConnectError:
     return ConnectError(
         f"{label}: no common SSH algorithm: {reason}",

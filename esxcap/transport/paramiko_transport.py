@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import logging
 import socket
@@ -23,9 +24,11 @@ from esxcap.errors import ConfigError, HostKeyError
 from esxcap.inventory import DEFAULT_KNOWN_HOSTS
 from esxcap.transport import PasswordSource
 from esxcap.transport.common import (
+    OPEN_PROHIBITED,
     ConfiguredTransport,
     Login,
     cannot_connect_error,
+    forward_error,
     identity_error,
     jump_error,
     no_common_algorithm_error,
@@ -38,7 +41,14 @@ from esxcap.transport.hostkeys import (
     record_host_key,
     unknown_key_error,
 )
-from esxcap.transport.paramiko_channel import SSH_ERRORS, ParamikoConnection, Threads, reason
+from esxcap.transport.paramiko_channel import (
+    MAX_PACKET_SIZE,
+    SSH_ERRORS,
+    WINDOW_SIZE,
+    ParamikoConnection,
+    Threads,
+    reason,
+)
 from esxcap.transport.paramiko_compat import (
     REKEY_LIMIT,
     EsxiTransport,
@@ -76,7 +86,7 @@ class _Endpoint:
             with contextlib.suppress(FileNotFoundError), path.open() as f:
                 config.parse(f)
         found = config.lookup(host.hostname)
-        if "proxycommand" in found:
+        if str(found.get("proxycommand") or "none").lower() != "none":
             raise ConfigError(
                 f"{host.name}: the paramiko transport does not run a ProxyCommand",
                 "use ProxyJump, or the asyncssh transport (--transport asyncssh) for this host",
@@ -89,26 +99,47 @@ class _Endpoint:
             username=host.username if "username" in explicit else str(found.get("user", host.username)),
             identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", ())),
             algorithms={k: str(found[k]) for k in ("ciphers", "kexalgorithms", "macs") if k in found},
-            jumps=tuple(_hop(spec.strip(), host, config) for spec in _jump_specs(jump)),
+            jumps=tuple(_hop(spec, host, config) for spec in _jump_chain(_jump_specs(jump), config)),
         )
 
 
 def _jump_specs(jump: str | None) -> list[str]:
-    return [] if not jump or jump.strip().lower() == "none" else jump.split(",")
+    if not jump or jump.strip().lower() == "none":
+        return []
+    return [spec.strip().removeprefix("ssh://") for spec in jump.split(",")]
+
+
+def _jump_chain(specs: list[str], config: paramiko.SSHConfig) -> list[str]:
+    """The hops in order, as OpenSSH goes: the first hop is itself reached through its own ProxyJump in
+    ~/.ssh/config, if it has one (a hop seen before ends the chain, so `Host *` entries do not loop)."""
+    chain = list(specs)
+    while chain:
+        _user, name, _port = _split_hop(chain[0])
+        before = [s for s in _jump_specs(config.lookup(name).get("proxyjump")) if s not in chain]
+        if not before:
+            return chain
+        chain = before + chain
+    return chain
+
+
+def _split_hop(spec: str) -> tuple[str, str, str | None]:
+    """`[user@]host[:port]` (IPv6 in brackets) -> (user or "", host, port text or None)."""
+    user, _, address = spec.rpartition("@")
+    if address.startswith("["):
+        name, _, rest = address[1:].partition("]")
+        return user, name, rest[1:] if rest.startswith(":") else (rest or None)
+    if address.count(":") == 1:
+        name, port_text = address.split(":")
+        return user, name, port_text
+    return user, address, None
 
 
 def _hop(spec: str, host: HostConfig, config: paramiko.SSHConfig) -> HostConfig:
     """One ProxyJump hop `[user@]host[:port]` as OpenSSH reads it: ~/.ssh/config fills in what the spec
     leaves out (HostName, User, Port, IdentityFile, UserKnownHostsFile); otherwise the local user, port
     22 and ~/.ssh/known_hosts. The inventory's identity_file and password_env belong to the ESXi host."""
-    user, _, address = spec.rpartition("@")
-    name, port_text = address, ""
-    if address.startswith("["):
-        name, _, rest = address[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif address.count(":") == 1:
-        name, port_text = address.split(":")
-    if not name or (port_text and not port_text.isdigit()):
+    user, name, port_text = _split_hop(spec)
+    if not name or (port_text is not None and not port_text.isdigit()):
         raise ConfigError(
             f"{host.name}: ProxyJump hop '{spec}' is not [user@]host[:port]", "e.g. admin@bastion:22"
         )
@@ -160,6 +191,10 @@ class ParamikoTransport(ConfiguredTransport):
                 transport = await session.open()
         except TimeoutError:
             session.abandon()
+            if session.hop_label is not None:
+                raise jump_error(
+                    label, session.hop_label, f"no answer within {host.connect_timeout:g} s"
+                ) from None
             raise login.timeout_error(port) from None
         except ConnectionRefusedError:
             session.abandon()
@@ -174,6 +209,10 @@ class ParamikoTransport(ConfiguredTransport):
             session.abandon()
             raise
         return ParamikoConnection(transport, threads, label, session.hops)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Session:
@@ -199,6 +238,8 @@ class _Session:
         self.transport: paramiko.Transport | None = None
         self.hops: list[paramiko.Transport] = []
         """The jump hosts' connections, first hop first; they live as long as this one."""
+        self.hop_label: str | None = None
+        """The jump host being worked on (a timeout then is that hop's), None once this host's turn."""
 
     def abandon(self) -> None:
         """Close whatever is open; a step still blocked on its thread then fails and ends."""
@@ -244,9 +285,11 @@ class _Session:
         channel: paramiko.Channel | None = None
         for index, hop in enumerate(hops):
             endpoint = _Endpoint.resolve(hop, self.paths, hop=True)
-            where = f"{endpoint.target}:{endpoint.port}"
-            label = f"jump host {hop.name} ({where})"
-            login = Login(hop, label, self.login.password_source, timeout=self.login.timeout)
+            where = _address(endpoint.target, endpoint.port)
+            self.hop_label = f"{hop.name} ({where})"
+            login = Login(
+                hop, f"jump host {self.hop_label}", self.login.password_source, timeout=self.login.timeout
+            )
             session = _Session(hop, endpoint, login, self.threads, self.accept_new, self.paths)
             try:
                 transport = await session.open(channel)
@@ -263,16 +306,22 @@ class _Session:
                 target = (self.endpoint.target, self.endpoint.port)
             try:
                 channel = await self.threads.call(
-                    transport.open_channel, "direct-tcpip", target, ("127.0.0.1", 0), None, timeout
+                    functools.partial(
+                        transport.open_channel,
+                        "direct-tcpip",
+                        dest_addr=target,
+                        src_addr=("127.0.0.1", 0),
+                        window_size=WINDOW_SIZE,
+                        max_packet_size=MAX_PACKET_SIZE,
+                        timeout=timeout,
+                    )
                 )
             except SSH_ERRORS as exc:
-                raise jump_error(
-                    self.login.label,
-                    hop.name,
-                    f"cannot reach {target[0]}:{target[1]} from there: {reason(exc)}",
-                    "the jump host must allow TCP forwarding (AllowTcpForwarding) to that address",
-                    address=where,
+                prohibited = isinstance(exc, paramiko.ChannelException) and exc.code == OPEN_PROHIBITED
+                raise forward_error(
+                    self.login.label, hop.name, where, _address(*target), reason(exc), prohibited
                 ) from None
+        self.hop_label = None
         assert channel is not None, "called only with at least one hop"
         return channel
 
