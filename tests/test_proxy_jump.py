@@ -180,3 +180,20 @@ def test_hops_are_read_as_openssh_writes_them(tmp_path) -> None:
     uri = HostConfig(name="esx", hostname="10.0.0.1", proxy_jump="ssh://admin@[2001:db8::1]:2222")
     [hop] = _Endpoint.resolve(uri, [config]).jumps
     assert (hop.hostname, hop.port, hop.username) == ("2001:db8::1", 2222, "admin")
+
+
+def test_an_unknown_jump_host_key_is_refused_and_named(running, jump_host, transport, tmp_path) -> None:
+    env = _setup(running, jump_host, tmp_path, jump_host.port)
+    empty = tmp_path / "jump_known_hosts"
+    empty.write_text("")
+    config = tmp_path / "ssh_config"
+    config.write_text(config.read_text().replace(str(jump_host.known_hosts), str(empty)))
+    refused = esxcap("discover", "esx01", "--json", "--transport", transport, env=env)
+    assert refused.code == 1
+    [error] = refused.json()["errors"]
+    assert "jump host jump" in error["error"], error
+    if transport == "paramiko":  # asyncssh's own tunnel code decides on hop keys without --accept-new
+        assert "esxcap discover esx01 --accept-new" in error["hint"], error
+        trusted = esxcap("discover", "esx01", "--json", "--transport", transport, "--accept-new", env=env)
+        assert trusted.code == 0, trusted.stderr
+        assert "127.0.0.1" in empty.read_text()

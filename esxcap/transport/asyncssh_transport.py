@@ -273,7 +273,9 @@ async def _drain(stream: asyncssh.SSHReader[bytes]) -> bytes:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.DisconnectError):
         return exc.reason
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class AsyncsshTransport(ConfiguredTransport):

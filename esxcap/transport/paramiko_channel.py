@@ -87,7 +87,9 @@ def reason(exc: BaseException | None) -> str:
         return "the connection was closed"
     if isinstance(exc, paramiko.ChannelException):
         return str(exc.text)
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _drain(recv: Callable[[int], bytes]) -> bytes:

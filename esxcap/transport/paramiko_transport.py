@@ -226,8 +226,11 @@ class _Session:
         threads: Threads,
         accept_new: bool,
         paths: Sequence[Path],
+        esxi_host: str | None = None,
     ) -> None:
         self.host = host
+        self.esxi_host = esxi_host or host.name
+        """The inventory host this attempt is for (a jump host's key is trusted through its command)."""
         self.endpoint = endpoint
         self.login = login
         self.threads = threads
@@ -290,7 +293,9 @@ class _Session:
             login = Login(
                 hop, f"jump host {self.hop_label}", self.login.password_source, timeout=self.login.timeout
             )
-            session = _Session(hop, endpoint, login, self.threads, self.accept_new, self.paths)
+            session = _Session(
+                hop, endpoint, login, self.threads, self.accept_new, self.paths, self.esxi_host
+            )
             try:
                 transport = await session.open(channel)
             except BaseException as exc:
@@ -335,7 +340,7 @@ class _Session:
             raise changed_key_error(label, target, port, key_type, fingerprint, self.known_hosts, known_types)
         if not self.accept_new:
             raise unknown_key_error(
-                label, self.host.name, target, port, key_type, fingerprint, self.known_hosts
+                label, self.esxi_host, target, port, key_type, fingerprint, self.known_hosts
             )
         record_host_key(self.known_hosts, target, port, f"{key_type} {key.get_base64()}")
 
