@@ -3,8 +3,10 @@ per capture point (merged files), the protocol hierarchy, top conversations, TCP
 (retransmissions, duplicate ACKs, resets, zero windows, failed handshakes), DNS errors and ICMP
 unreachables.
 
-pyshark drives tshark from an asyncio loop of its own, and its synchronous API breaks inside a running
-loop: `analyze_files` runs it in a worker thread when called from one. The only module that uses pyshark.
+pyshark drives tshark from an asyncio loop of its own: its synchronous API breaks inside a running loop,
+and on the main thread it needs the thread's default loop (gone once anything ran `asyncio.run`) and
+replaces the process's child watcher. `analyze_files` therefore always runs it on a worker thread of its
+own, where pyshark makes a fresh loop. The only module that uses pyshark.
 
 pyshark closes a capture by polling tshark and killing it. When tshark has just exited, that poll can
 reap it before asyncio's child watcher does, and the watcher then reports "returncode 255", which
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -149,6 +152,11 @@ def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int) -> 
 
 def _open(path: Path) -> Any:
     """A pyshark FileCapture whose close waits for tshark's exit status before killing it."""
+    return _capture_class()(str(path), keep_packets=False, use_json=True)
+
+
+@functools.cache
+def _capture_class() -> Any:
     import pyshark
 
     class FileCapture(pyshark.FileCapture):  # type: ignore[misc]
@@ -158,7 +166,7 @@ def _open(path: Path) -> Any:
                     await asyncio.wait_for(process.wait(), TSHARK_EXIT_GRACE)
             await super()._cleanup_subprocess(process)
 
-    return FileCapture(str(path), keep_packets=False, use_json=True)
+    return FileCapture
 
 
 def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
@@ -218,10 +226,6 @@ def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
 def analyze_files(paths: Sequence[Path], top: int = 10, max_packets: int | None = None) -> dict[str, Any]:
     """The analysis document of one or more captures (each at most `max_packets` packets read)."""
     require_tshark()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _document(paths, _read(paths, max_packets), top)
     with ThreadPoolExecutor(1) as worker:
         return _document(paths, worker.submit(_read, paths, max_packets).result(), top)
 

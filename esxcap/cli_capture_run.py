@@ -151,7 +151,7 @@ async def capture_streams(
         from esxcap.bundle import BundleOptions
         from esxcap.cli_ticket import bundle_captures
 
-        # pyshark (the README's analysis) needs a thread without a running event loop
+        # archive, analysis and upload block: off the event loop
         await asyncio.to_thread(bundle_captures, made, BundleOptions(ticket=multi.bundle), None, None)
     bad = sum(1 for r in runs if r.error is not None) + len(failed)
     total = len(runs) + len(failed)

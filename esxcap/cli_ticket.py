@@ -1,6 +1,6 @@
 """The ticket commands: `bundle` (archive + manifest + checksums, optionally attached to a ticket),
-`verify` and `analyze`. pyshark needs a thread with no running event loop, so these commands run their
-work as plain synchronous code (and `capture --bundle` calls `bundle_captures` from a worker thread).
+`verify` and `analyze`, plain synchronous code (`capture --bundle` calls `bundle_captures` from a worker
+thread, off its event loop).
 """
 
 from __future__ import annotations
