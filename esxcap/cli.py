@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Command name -> (module under esxcap that defines it, one-line summary as in its own --help)."""
 
 INVENTORY_OPTIONS = ("-i", "--inventory")
+INVENTORY_HELP = "Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/inventory.yaml)."
 HELP_OPTIONS = ("-h", "--help")
 
 
@@ -139,8 +140,7 @@ def front_help() -> str:
         f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]...\n\n"
         "  Packet captures on VMware ESXi hosts over SSH.\n\n"
         "Options:\n"
-        "  -i, --inventory <path>  Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml,\n"
-        "                          ~/.config/esxcap/inventory.yaml).\n"
+        f"  -i, --inventory <path>  {INVENTORY_HELP}\n"
         "  --version               Print the version.\n"
         "  -h, --help              Show this message and exit.\n\n"
         f"Commands:\n{commands}\n\n"

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from esxcap import output
-from esxcap.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
+from esxcap.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, INVENTORY_HELP
 from esxcap.errors import ConfigError
 from esxcap.inventory import HostConfig, Inventory, find_inventory, load_inventory
 from esxcap.session import HostResult, SessionOptions
@@ -48,7 +48,7 @@ def global_options(
         typer.Option(
             "--inventory",
             "-i",
-            help="Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/).",
+            help=INVENTORY_HELP,
         ),
     ] = None,
 ) -> None:

@@ -18,6 +18,7 @@ import yaml
 from clirun import esxcap, isolated_env
 from conftest import run_exec
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
+from polling import wait_until
 
 from esxcap.inventory import TRANSPORTS
 from esxcap.lifecycle import GRACE_SECONDS
@@ -53,15 +54,6 @@ def remote_pktcaps(running: SimulatorThread, host: str) -> list[str]:
         return [p.command for p in running.sim.hosts[host].processes.pktcaps()]
 
     return running.call(listing())
-
-
-def wait_until(check, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 def read_back(path: Path) -> tuple[list[str], int]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,13 @@ import asyncssh  # noqa: TID251 - keys for the host-key and auth faults
 import pytest
 import yaml
 from clirun import CliResult, esxcap, isolated_env
+from conftest import MakeSim
 from pcaptools import CAPINFOS, capinfos
+from polling import wait_until
 
 from esxcap.lifecycle import GRACE_SECONDS
 from esxcap.pcap import CaptureFile
-from esxcap.sim import SimulatorThread, topology_from_data
+from esxcap.sim import SimulatorThread
 
 DEFAULT = yaml.safe_load(
     resources.files("esxcap.sim").joinpath("default_topology.yaml").read_text(encoding="utf-8")
@@ -49,18 +51,9 @@ def topology(
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], SimulatorThread]]:
-    started: list[SimulatorThread] = []
-
-    def make(data: dict[str, Any]) -> SimulatorThread:
-        thread = SimulatorThread(topology_from_data(data, "<faults>"), tmp_path / f"sim{len(started)}")
-        thread.__enter__()
-        started.append(thread)
-        return thread
-
-    yield make
-    for thread in reversed(started):
-        thread.__exit__(None, None, None)
+def start(make_sim: MakeSim) -> MakeSim:
+    """Simulators for one test, stopped after it (conftest's make_sim)."""
+    return make_sim
 
 
 @pytest.fixture
@@ -84,15 +77,6 @@ def pktcaps(st: SimulatorThread, host: str) -> list[str]:
         return [p.command for p in st.sim.hosts[host].processes.pktcaps()]
 
     return st.call(listing())
-
-
-def wait_until(check: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return bool(check())
 
 
 def assert_nothing_left(st: SimulatorThread, timeout: float = 5.0) -> None:

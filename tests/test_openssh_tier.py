@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from clirun import esxcap, isolated_env
 from openssh import EsxiSshd
 from pcaptools import CAPINFOS, capinfos
+from polling import wait_until
 
 from esxcap.errors import UsageError
 from esxcap.inventory import TRANSPORTS
@@ -39,15 +39,6 @@ pytestmark = pytest.mark.parametrize("transport", [t for t in TRANSPORTS if _ava
 MATCHES_NOTHING = "192.0.2.77"
 START_WAIT_S = 40
 """Until a capture runs: discovery, clock probes and pktcap-uw starting (a loaded machine is slow)."""
-
-
-def wait_until(check: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return bool(check())
 
 
 def packets_in(path: Path) -> int:

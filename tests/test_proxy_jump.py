@@ -175,11 +175,12 @@ def test_hops_are_read_as_openssh_writes_them(tmp_path) -> None:
     hops = _Endpoint.resolve(
         HostConfig(name="esx", hostname="10.0.0.1", proxy_jump="bastion"), [config]
     ).jumps
-    assert [h.name for h in hops] == ["gate", "bastion"]  # bastion's own hop first; the loop back ends it
-    assert _Endpoint.resolve(hops[1], [config], hop=True).username == "ops"
+    assert [h.name for h, _ in hops] == ["gate", "bastion"]  # bastion's own hop first; the loop ends it
+    assert hops[1][1].username == "ops"
     uri = HostConfig(name="esx", hostname="10.0.0.1", proxy_jump="ssh://admin@[2001:db8::1]:2222")
-    [hop] = _Endpoint.resolve(uri, [config]).jumps
+    [(hop, endpoint)] = _Endpoint.resolve(uri, [config]).jumps
     assert (hop.hostname, hop.port, hop.username) == ("2001:db8::1", 2222, "admin")
+    assert (endpoint.target, endpoint.port) == ("2001:db8::1", 2222)
 
 
 def test_an_unknown_jump_host_key_is_refused_and_named(running, jump_host, transport, tmp_path) -> None:

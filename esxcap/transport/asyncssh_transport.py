@@ -311,7 +311,9 @@ class AsyncsshTransport(ConfiguredTransport):
         except (asyncssh.Error, OSError) as exc:
             if jump and not attempt.tcp_connected:
                 raise _jump_failure(exc, label, jump, target, port) from None
-            raise _connect_error(exc, attempt, label, target, port, known_hosts, options) from None
+            raise _connect_error(
+                exc, attempt, label, target, port, known_hosts, str(options.get("username", ""))
+            ) from None
         return AsyncsshConnection(conn, host, label)
 
 
@@ -338,7 +340,7 @@ def _connect_error(
     target: str,
     port: int,
     known_hosts: Path,
-    options: dict[str, Any],
+    username: str,
 ) -> EsxcapError:
     """What a failed asyncssh.connect means for the user."""
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
@@ -346,7 +348,7 @@ def _connect_error(
             f"{label}: host key refused: {exc.reason}", f"check the entries for {target} in {known_hosts}"
         )
     if isinstance(exc, asyncssh.PermissionDenied):
-        return attempt.auth_error(str(options.get("username", "")))
+        return attempt.auth_error(username)
     if isinstance(exc, asyncssh.KeyExchangeFailed):
         return no_common_algorithm_error(label, exc.reason)
     if isinstance(exc, ConnectionRefusedError):

@@ -76,22 +76,28 @@ class _Endpoint:
     username: str
     identity_files: tuple[Path, ...]
     algorithms: dict[str, str]
-    jumps: tuple[HostConfig, ...] = ()
-    """ProxyJump hops, first to last (the inventory's proxy_jump, else ~/.ssh/config's)."""
+    jumps: tuple[tuple[HostConfig, _Endpoint], ...] = ()
+    """ProxyJump hops, first to last (the inventory's proxy_jump, else ~/.ssh/config's), each resolved."""
 
     @classmethod
-    def resolve(cls, host: HostConfig, paths: Sequence[Path], hop: bool = False) -> _Endpoint:
+    def resolve(cls, host: HostConfig, paths: Sequence[Path]) -> _Endpoint:
+        """The host's endpoint and its hops' (the ssh config files are read once for all of them)."""
         config = paramiko.SSHConfig()
         for path in paths:
             with contextlib.suppress(FileNotFoundError), path.open() as f:
                 config.parse(f)
+        return cls._from_config(host, config, hop=False)
+
+    @classmethod
+    def _from_config(cls, host: HostConfig, config: paramiko.SSHConfig, hop: bool) -> _Endpoint:
         found = config.lookup(host.hostname)
         if str(found.get("proxycommand") or "none").lower() != "none":
             raise ConfigError(
                 f"{host.name}: the paramiko transport does not run a ProxyCommand",
                 "use ProxyJump, or the asyncssh transport (--transport asyncssh) for this host",
             )
-        jump = None if hop else host.proxy_jump or found.get("proxyjump")
+        specs = [] if hop else _jump_chain(_jump_specs(host.proxy_jump or found.get("proxyjump")), config)
+        hops = [_hop(spec, host, config) for spec in specs]
         explicit = host.explicit
         return cls(
             target=str(found.get("hostname", host.hostname)),
@@ -99,7 +105,7 @@ class _Endpoint:
             username=host.username if "username" in explicit else str(found.get("user", host.username)),
             identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", ())),
             algorithms={k: str(found[k]) for k in ("ciphers", "kexalgorithms", "macs") if k in found},
-            jumps=tuple(_hop(spec, host, config) for spec in _jump_chain(_jump_specs(jump), config)),
+            jumps=tuple((h, cls._from_config(h, config, hop=True)) for h in hops),
         )
 
 
@@ -185,7 +191,7 @@ class ParamikoTransport(ConfiguredTransport):
         label = f"{host.name} ({target}:{port})"
         login = Login(host, label, password)
         threads = Threads(f"ssh-{host.name}")
-        session = _Session(host, endpoint, login, threads, accept_new, self.config_paths())
+        session = _Session(host, endpoint, login, threads, accept_new)
         try:
             async with asyncio.timeout(host.connect_timeout) as login.timeout:
                 transport = await session.open()
@@ -225,7 +231,6 @@ class _Session:
         login: Login,
         threads: Threads,
         accept_new: bool,
-        paths: Sequence[Path],
         esxi_host: str | None = None,
     ) -> None:
         self.host = host
@@ -235,7 +240,6 @@ class _Session:
         self.login = login
         self.threads = threads
         self.accept_new = accept_new
-        self.paths = paths
         self.known_hosts = host.known_hosts or Path(DEFAULT_KNOWN_HOSTS).expanduser()
         self.sock: socket.socket | paramiko.Channel | None = None
         self.transport: paramiko.Transport | None = None
@@ -286,16 +290,13 @@ class _Session:
         hop before it) and return a channel from the last hop to this host."""
         hops, timeout = self.endpoint.jumps, self.host.connect_timeout
         channel: paramiko.Channel | None = None
-        for index, hop in enumerate(hops):
-            endpoint = _Endpoint.resolve(hop, self.paths, hop=True)
+        for index, (hop, endpoint) in enumerate(hops):
             where = _address(endpoint.target, endpoint.port)
             self.hop_label = f"{hop.name} ({where})"
             login = Login(
                 hop, f"jump host {self.hop_label}", self.login.password_source, timeout=self.login.timeout
             )
-            session = _Session(
-                hop, endpoint, login, self.threads, self.accept_new, self.paths, self.esxi_host
-            )
+            session = _Session(hop, endpoint, login, self.threads, self.accept_new, self.esxi_host)
             try:
                 transport = await session.open(channel)
             except BaseException as exc:
@@ -304,11 +305,8 @@ class _Session:
                     raise jump_error(self.login.label, hop.name, reason(exc), address=where) from None
                 raise
             self.hops.append(transport)
-            if index + 1 < len(hops):
-                after = _Endpoint.resolve(hops[index + 1], self.paths, hop=True)
-                target = (after.target, after.port)
-            else:
-                target = (self.endpoint.target, self.endpoint.port)
+            after = hops[index + 1][1] if index + 1 < len(hops) else self.endpoint
+            target = (after.target, after.port)
             try:
                 channel = await self.threads.call(
                     functools.partial(
