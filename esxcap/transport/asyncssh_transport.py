@@ -19,7 +19,7 @@ from asyncssh.config import SSHClientConfig
 
 from esxcap.errors import EsxcapError, HostKeyError
 from esxcap.remote import command_line
-from esxcap.transport import STREAM_CHUNK, CommandResult, PasswordSource
+from esxcap.transport import STREAM_CHUNK, CommandResult, PasswordSource, asyncssh_receive
 from esxcap.transport.common import (
     ENCRYPTION,
     ENCRYPTION_OLD,
@@ -284,6 +284,7 @@ class AsyncsshTransport(ConfiguredTransport):
     async def connect(
         self, host: HostConfig, *, password: PasswordSource, accept_new: bool
     ) -> AsyncsshConnection:
+        asyncssh_receive.install()
         options = _connect_options(host, self.config_paths())
         ssh_config: SSHClientConfig = options.pop("_ssh_config")
         target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
