@@ -22,6 +22,16 @@ _HEAD = struct.Struct("<IIIIIII")
 _TAIL_HEAD = tuple(struct.Struct(f"<{pad}xIIIIIIII") for pad in range(4))
 """The previous block's padding and closing length, then the next block's header, in one pack."""
 _TAIL = tuple(struct.Struct(f"<{pad}xI") for pad in range(4))
+_HEAD_TS = struct.Struct("<12xII")
+"""The timestamp words of an EPB header (the last 28 bytes of a head part)."""
+
+
+def _head_only(_total: int, *fields: int) -> bytes:
+    return _HEAD.pack(*fields)
+
+
+_PACKS = (*(s.pack for s in _TAIL_HEAD), _head_only)
+"""By the padding of the block before (index -1: none before): pack its tail and the next EPB header."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +110,16 @@ class PcapngTranscoder(PcapStreamReader):
             return super()._parse(data, pos, out)
         view = memoryview(data)
         unpack = self._rec.unpack_from
-        pack_head, tail_head = _HEAD.pack, _TAIL_HEAD
-        append = job.parts.append
+        parts = job.parts
+        append = parts.append
+        packs = _PACKS
         limit, scale, end = self._limit, self._scale, len(data)
-        interface, room, tail, total = job.interface, job.room, job.tail, job.total
-        first_ns, ts = job.first_ns, job.last_ns
-        count = nbytes = 0
+        last = end - RECORD_HEADER_LEN
+        iface, room, tail, total = job.interface, job.room, job.tail, job.total
+        parts_before, taken = len(parts), 0
+        ts = job.last_ns
         try:
-            while pos + RECORD_HEADER_LEN <= end:
+            while pos <= last:
                 sec, frac, caplen, origlen = unpack(data, pos)
                 if caplen > limit:
                     self._check_caplen(caplen, self._base + pos)
@@ -116,31 +128,30 @@ class PcapngTranscoder(PcapStreamReader):
                 if stop > end:
                     break
                 pos = stop
-                if caplen > room:
+                taken += caplen
+                if taken > room:
+                    taken -= caplen
                     job.limit_reached = True
                     room = -1
                     continue
-                room -= caplen
                 ts = sec * 1_000_000_000 + frac * scale
-                if first_ns is None:
-                    first_ns = ts
-                size = 32 + caplen + (-caplen & 3)
-                if tail < 0:
-                    append(pack_head(EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen))
-                else:
-                    head = tail_head[tail].pack(
-                        total, EPB_TYPE, size, interface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen
-                    )
-                    append(head)
+                pad = -caplen & 3
+                size = 32 + caplen + pad
+                append(packs[tail](total, EPB_TYPE, size, iface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen))
                 append(view[start:stop])
-                tail, total = -caplen & 3, size
-                count += 1
-                nbytes += caplen
+                tail, total = pad, size
         finally:
-            job.room, job.tail, job.total = room, tail, total
-            job.first_ns, job.last_ns = first_ns, ts
+            count = (len(parts) - parts_before) // 2
+            if count:
+                if job.first_ns is None:
+                    head = parts[parts_before]
+                    words = _HEAD_TS.unpack_from(head, len(head) - 28)
+                    job.first_ns = words[0] << 32 | words[1]
+                job.last_ns = ts
+            job.room = room if room < 0 else room - taken
+            job.tail, job.total = tail, total
             job.packets += count
-            job.bytes += nbytes
+            job.bytes += taken
             self.packets += count
-            self.bytes += nbytes
+            self.bytes += taken
         return pos
