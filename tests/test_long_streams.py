@@ -169,3 +169,12 @@ def test_an_unexpected_asyncssh_receive_path_is_left_alone(monkeypatch: pytest.M
     monkeypatch.setattr(asyncssh_receive, "_ORIGINAL", their_data_received)
     assert not asyncssh_receive.install()
     assert "data_received" not in client.__dict__
+    monkeypatch.undo()
+
+    def their_header_step(conn: Any) -> bool:
+        return bool(conn._header_ready)
+
+    monkeypatch.delattr(client, "data_received", raising=False)
+    monkeypatch.setattr(asyncssh_receive, "_STEPS", ((their_header_step, {"_inpbuf"}),))
+    assert not asyncssh_receive.install()
+    assert "data_received" not in client.__dict__
