@@ -4,9 +4,10 @@ way: every byte arrives in order and the command's exit status is seen.
 paramiko (1 GiB, server re-key every 256 MiB): untuned, it re-keys by itself every 512 MiB and stalled
 there ("Key-exchange timed out waiting for key negotiation", paramiko issue #822, about one run in three
 here); the transport raises that threshold and widens the channel window.
-asyncssh (256 MiB, server re-key every 16 MiB): its receive buffer is fed a packet at a time
-(esxcap.transport.asyncssh_receive); the test reads slowly so the socket hands over many packets at once,
-and checks that asyncssh's buffer never held more than one packet while every record still arrived.
+asyncssh (256 MiB, server re-key every 16 MiB) through esxcap.transport.asyncssh_receive: the test reads
+slowly so the socket hands over many packets at once, and checks that the parser never held more than
+one packet as bytes (bigger buffers are views of the read) and that channel data took the fast path,
+while every record still arrived across 16 re-keys.
 
 The stream is bench/pcapgen.py's pcap: every record is checked (same frame, timestamps exactly one gap
 apart, so nothing is lost, repeated or reordered).
@@ -125,25 +126,32 @@ def test_one_gib_stream_survives_server_rekeys(sshd: OpenSshd) -> None:
     print(f"paramiko: 1 GiB in {seconds:.1f} s ({GIB / seconds / 1e6:.0f} MB/s)")
 
 
-def test_asyncssh_takes_big_socket_reads_a_packet_at_a_time(
+def test_asyncssh_streams_without_copying_what_lies_behind_a_packet(
     sshd_rekeying_often: OpenSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert asyncssh_receive.install(), "this asyncssh is not the one the receive path was written for"
     client = asyncssh_receive.SSHClientConnection
     read_sizes: list[int] = []
-    buffered: list[int] = []
+    held_as_bytes: list[int] = []
+    header_steps = {"fast path": 0, "asyncssh": 0}
 
     def watched_data_received(conn: Any, data: bytes, datatype: object = None) -> None:
         read_sizes.append(len(data))
         asyncssh_receive.data_received(conn, data, datatype)
 
     def watched_parser(conn: Any) -> None:
-        buffered.append(len(conn._inpbuf))
+        if not isinstance(conn._inpbuf, memoryview):
+            held_as_bytes.append(len(conn._inpbuf))
         parse(conn)
 
-    parse = client._recv_data
+    def watched_header_step(conn: Any) -> bool:
+        header_steps["asyncssh"] += 1
+        return bool(their_header_step(conn))
+
+    parse, their_header_step = client._recv_data, asyncssh_receive._THEIR_HEADER_STEP
     monkeypatch.setattr(client, "data_received", watched_data_received)
     monkeypatch.setattr(client, "_recv_data", watched_parser)
+    monkeypatch.setattr(asyncssh_receive, "_THEIR_HEADER_STEP", watched_header_step)
     nbytes = 256 * MIB
     received, checker, status, algorithms, _ = asyncio.run(
         stream(sshd_rekeying_often, nbytes, AsyncsshTransport(ssh_config=[]), pause_every=8)
@@ -152,10 +160,27 @@ def test_asyncssh_takes_big_socket_reads_a_packet_at_a_time(
     assert (checker.records, checker.bad) == (pcapgen.layout(nbytes)[0], 0)
     assert algorithms["cipher"] == "aes128-gcm@openssh.com"
     assert max(read_sizes) >= 4 * 36 * 1024, "the socket never handed over several packets at once"
-    assert max(buffered) <= 36 * 1024, "asyncssh buffered more than one packet"
+    assert max(held_as_bytes) <= 36 * 1024, "asyncssh held more than one packet as bytes"
+    packets = nbytes // (32 * 1024)
+    assert header_steps["asyncssh"] < packets // 10, "channel data went through asyncssh's own steps"
+
+
+def pristine_asyncssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncssh as it comes (the receive path undone until the test ends)."""
+    client = asyncssh_receive.SSHClientConnection
+    monkeypatch.delattr(client, "data_received", raising=False)
+    monkeypatch.delattr(client, "_recv_pkthdr", raising=False)
+    monkeypatch.setattr(asyncssh_receive.GCMEncryption, "decrypt_packet", asyncssh_receive._THEIR_GCM_DECRYPT)
+
+
+def assert_untouched() -> None:
+    client = asyncssh_receive.SSHClientConnection
+    assert "_recv_pkthdr" not in client.__dict__
+    assert asyncssh_receive.GCMEncryption.decrypt_packet is asyncssh_receive._THEIR_GCM_DECRYPT
 
 
 def test_an_unexpected_asyncssh_receive_path_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine_asyncssh(monkeypatch)
     client = asyncssh_receive.SSHClientConnection
 
     def their_data_received(conn: Any, data: bytes, datatype: object = None) -> None:
@@ -165,16 +190,19 @@ def test_an_unexpected_asyncssh_receive_path_is_left_alone(monkeypatch: pytest.M
     monkeypatch.setattr(client, "data_received", their_data_received)
     assert not asyncssh_receive.install()
     assert client.data_received is their_data_received
-    monkeypatch.delattr(client, "data_received")
-    monkeypatch.setattr(asyncssh_receive, "_ORIGINAL", their_data_received)
-    assert not asyncssh_receive.install()
-    assert "data_received" not in client.__dict__
-    monkeypatch.undo()
+    assert_untouched()
 
-    def their_header_step(conn: Any) -> bool:
-        return bool(conn._header_ready)
 
-    monkeypatch.delattr(client, "data_received", raising=False)
-    monkeypatch.setattr(asyncssh_receive, "_STEPS", ((their_header_step, {"_inpbuf"}),))
+def test_asyncssh_steps_that_read_differently_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine_asyncssh(monkeypatch)
+
+    def their_body_step(conn: Any) -> bool:
+        return bool(conn._packet_ready)
+
+    expected = (*asyncssh_receive._EXPECTED_NAMES, (their_body_step, {"_inpbuf", "_pktlen"}))
+    monkeypatch.setattr(asyncssh_receive, "_EXPECTED_NAMES", expected)
     assert not asyncssh_receive.install()
-    assert "data_received" not in client.__dict__
+    assert "data_received" not in asyncssh_receive.SSHClientConnection.__dict__
+    assert_untouched()
+    monkeypatch.setattr(asyncssh_receive, "_EXPECTED_NAMES", expected[:-1])
+    assert asyncssh_receive.install()
