@@ -28,11 +28,17 @@ from esxcap.sinks import CaptureSink
 
 
 def _records() -> st.SearchStrategy[list[Record]]:
-    sizes = st.lists(st.integers(0, 90), max_size=60)
-    return sizes.map(
-        lambda lens: [
-            Record(BASE_NS + i * 1_234_567, n + i % 3, bytes((i + k) % 256 for k in range(n)))
-            for i, n in enumerate(lens)
+    """Packets of 0-90 bytes; timestamps from anywhere in pcap's range, 0 to 3 s apart (so runs cross
+    seconds and the 2**32 ns steps of the block's high timestamp word)."""
+    packets = st.lists(st.tuples(st.integers(0, 90), st.integers(0, 3_000_000_000)), max_size=60)
+    return st.tuples(st.integers(BASE_NS, 4_000_000_000 * 10**9), packets).map(
+        lambda drawn: [
+            Record(
+                drawn[0] + sum(gap for _, gap in drawn[1][: i + 1]),
+                n + i % 3,
+                bytes((i + k) % 256 for k in range(n)),
+            )
+            for i, (n, _) in enumerate(drawn[1])
         ]
     )
 
@@ -53,10 +59,14 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     reader = PcapngTranscoder()
     assert reader.feed(stream[:24]) == []
     pos, blocks, packets, nbytes, limited = 24, [], 0, 0, False
+    stamps: list[int] = []
     for cut in [*cuts, len(stream)]:
         left = None if room is None else -1 if limited else room - nbytes
         batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left)
         blocks.append(b"".join(batch.parts))
+        if batch.packets:
+            assert batch.first_ns is not None and batch.last_ns is not None
+            stamps += [batch.first_ns, batch.last_ns]
         packets, nbytes, limited = (
             packets + batch.packets,
             nbytes + batch.bytes,
@@ -80,6 +90,8 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     writer.write_records([(1, record) for record in kept])
     assert b"".join(blocks) == expected.getvalue()[start + len(idbs) :]
     assert (packets, nbytes, limited) == (len(kept), total, len(kept) < len(records))
+    if kept:
+        assert (stamps[0], stamps[-1]) == (kept[0].ts_ns, kept[-1].ts_ns)
 
 
 def test_transcode_keeps_the_packets_before_a_corrupt_record() -> None:

@@ -26,6 +26,12 @@ _HEAD_TS = struct.Struct("<12xII")
 """The timestamp words of an EPB header (the last 28 bytes of a head part)."""
 
 
+def _head_ns(head: bytes | memoryview) -> int:
+    """The timestamp of the EPB whose header ends `head` (a part made by one of _PACKS)."""
+    high, low = _HEAD_TS.unpack_from(head, len(head) - 28)
+    return int(high) << 32 | int(low)
+
+
 def _head_only(_total: int, *fields: int) -> bytes:
     return _HEAD.pack(*fields)
 
@@ -117,7 +123,7 @@ class PcapngTranscoder(PcapStreamReader):
         last = end - RECORD_HEADER_LEN
         iface, room, tail, total = job.interface, job.room, job.tail, job.total
         parts_before, taken = len(parts), 0
-        ts = job.last_ns
+        second = high = low_base = base = -1
         try:
             while pos <= last:
                 sec, frac, caplen, origlen = unpack(data, pos)
@@ -134,20 +140,25 @@ class PcapngTranscoder(PcapStreamReader):
                     job.limit_reached = True
                     room = -1
                     continue
-                ts = sec * 1_000_000_000 + frac * scale
+                if sec != second:
+                    base = sec * 1_000_000_000
+                    second, high, low_base = sec, base >> 32, base & 0xFFFFFFFF
+                low = low_base + frac * scale
+                if low > 0xFFFFFFFF:
+                    ts = base + frac * scale
+                    second, high, low_base = -1, ts >> 32, ts & 0xFFFFFFFF
+                    low = low_base
                 pad = -caplen & 3
                 size = 32 + caplen + pad
-                append(packs[tail](total, EPB_TYPE, size, iface, ts >> 32, ts & 0xFFFFFFFF, caplen, origlen))
+                append(packs[tail](total, EPB_TYPE, size, iface, high, low, caplen, origlen))
                 append(view[start:stop])
                 tail, total = pad, size
         finally:
             count = (len(parts) - parts_before) // 2
             if count:
                 if job.first_ns is None:
-                    head = parts[parts_before]
-                    words = _HEAD_TS.unpack_from(head, len(head) - 28)
-                    job.first_ns = words[0] << 32 | words[1]
-                job.last_ns = ts
+                    job.first_ns = _head_ns(parts[parts_before])
+                job.last_ns = _head_ns(parts[-2])
             job.room = room if room < 0 else room - taken
             job.tail, job.total = tail, total
             job.packets += count
