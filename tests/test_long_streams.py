@@ -161,48 +161,7 @@ def test_asyncssh_streams_without_copying_what_lies_behind_a_packet(
     assert algorithms["cipher"] == "aes128-gcm@openssh.com"
     assert max(read_sizes) >= 4 * 36 * 1024, "the socket never handed over several packets at once"
     assert max(held_as_bytes) <= 36 * 1024, "asyncssh held more than one packet as bytes"
+    # asyncssh's own header step takes the packet a read ends in the middle of (at most one per read), and
+    # key exchanges; every other packet is channel data taken by the fast path
     packets = nbytes // (32 * 1024)
-    assert header_steps["asyncssh"] < packets // 10, "channel data went through asyncssh's own steps"
-
-
-def pristine_asyncssh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """asyncssh as it comes (the receive path undone until the test ends)."""
-    client = asyncssh_receive.SSHClientConnection
-    monkeypatch.delattr(client, "data_received", raising=False)
-    monkeypatch.delattr(client, "_recv_pkthdr", raising=False)
-    monkeypatch.setattr(asyncssh_receive.GCMEncryption, "decrypt_packet", asyncssh_receive._THEIR_GCM_DECRYPT)
-
-
-def assert_untouched() -> None:
-    client = asyncssh_receive.SSHClientConnection
-    assert "_recv_pkthdr" not in client.__dict__
-    assert asyncssh_receive.GCMEncryption.decrypt_packet is asyncssh_receive._THEIR_GCM_DECRYPT
-
-
-def test_an_unexpected_asyncssh_receive_path_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    pristine_asyncssh(monkeypatch)
-    client = asyncssh_receive.SSHClientConnection
-
-    def their_data_received(conn: Any, data: bytes, datatype: object = None) -> None:
-        conn._inbuf.extend(data)
-        conn._parse()
-
-    monkeypatch.setattr(client, "data_received", their_data_received)
-    assert not asyncssh_receive.install()
-    assert client.data_received is their_data_received
-    assert_untouched()
-
-
-def test_asyncssh_steps_that_read_differently_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    pristine_asyncssh(monkeypatch)
-
-    def their_body_step(conn: Any) -> bool:
-        return bool(conn._packet_ready)
-
-    expected = (*asyncssh_receive._EXPECTED_NAMES, (their_body_step, {"_inpbuf", "_pktlen"}))
-    monkeypatch.setattr(asyncssh_receive, "_EXPECTED_NAMES", expected)
-    assert not asyncssh_receive.install()
-    assert "data_received" not in asyncssh_receive.SSHClientConnection.__dict__
-    assert_untouched()
-    monkeypatch.setattr(asyncssh_receive, "_EXPECTED_NAMES", expected[:-1])
-    assert asyncssh_receive.install()
+    assert header_steps["asyncssh"] <= min(len(read_sizes) + 100, packets // 2)
