@@ -159,7 +159,7 @@ def test_asyncssh_streams_without_copying_what_lies_behind_a_packet(
     assert (received, status) == (nbytes, 0)
     assert (checker.records, checker.bad) == (pcapgen.layout(nbytes)[0], 0)
     assert algorithms["cipher"] == "aes128-gcm@openssh.com"
-    assert max(read_sizes) >= 4 * 36 * 1024, "the socket never handed over several packets at once"
+    assert max(read_sizes) > 256 * 1024, "the socket never handed over more than asyncio's default read"
     assert max(held_as_bytes) <= 36 * 1024, "asyncssh held more than one packet as bytes"
     # asyncssh's own header step takes the packet a read ends in the middle of (at most one per read), and
     # key exchanges; every other packet is channel data taken by the fast path

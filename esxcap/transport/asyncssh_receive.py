@@ -18,6 +18,8 @@
 3. AES-GCM packets asyncssh decrypts itself are joined from their pieces once. This is needed, not only
    cheaper: a packet cut by the end of a read keeps its first block as a view, which asyncssh's own
    `+` cannot join.
+4. `widen_socket_reads` lets asyncio read 1 MiB at a time where the socket has it (fewer event-loop
+   rounds per MiB; 1.86 -> 1.72 CPU s/GiB in the median of 8 interleaved runs here).
 
 Together these cut the instructions the client spends per streamed byte by 45 % (callgrind, 64 MiB through
 the benchmark's stream: 1.83 to 1.0 billion, the pcapng transcoding and writing included).
@@ -50,6 +52,7 @@ _THEIR_HEADER_STEP = getattr(SSHConnection, "_recv_pkthdr", None)
 _BODY_STEP = getattr(SSHConnection, "_recv_packet", None)
 _DATA_HANDLER = SSHChannel._packet_handlers.get(MSG_CHANNEL_DATA)
 _GCM_TAG_LEN = 16
+SOCKET_READ = 1 << 20
 _MIN_PADDING = 4
 
 _CHECKED_SOURCES = {
@@ -169,6 +172,14 @@ def source_digest(qualname: str) -> str | None:
     except (OSError, TypeError):
         return None
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def widen_socket_reads(conn: object) -> None:
+    """Let asyncio read up to SOCKET_READ bytes at a time from `conn`'s socket (its default, 256 KiB, means
+    four event-loop rounds per MiB of a fast stream); a tunnelled connection has no socket of its own."""
+    transport = getattr(conn, "_transport", None)
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = SOCKET_READ  # type: ignore[union-attr]
 
 
 def install() -> bool:

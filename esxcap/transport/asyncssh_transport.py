@@ -315,6 +315,7 @@ class AsyncsshTransport(ConfiguredTransport):
             raise _connect_error(
                 exc, attempt, label, target, port, known_hosts, str(options.get("username", ""))
             ) from None
+        asyncssh_receive.widen_socket_reads(conn)
         return AsyncsshConnection(conn, host, label)
 
 
