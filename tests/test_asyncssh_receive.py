@@ -41,12 +41,14 @@ def installed() -> None:
     )
 
 
-def seal(sender: Any, seq: int, payload: bytes, pad: int | None = None) -> bytes:
+def seal(
+    sender: Any, seq: int, payload: bytes, pad: int | None = None, claimed_pad: int | None = None
+) -> bytes:
     """One packet as asyncssh sends it: length, encrypted body padded to whole blocks (by at least 4
-    bytes unless `pad` says otherwise), tag."""
+    bytes unless `pad` says otherwise; its padding-length byte says `claimed_pad` if given), tag."""
     if pad is None:
         pad = 4 + (-(5 + len(payload))) % 16 + 16 * (seq % 2)
-    body = bytes([pad]) + payload + os.urandom(pad)
+    body = bytes([pad if claimed_pad is None else claimed_pad]) + payload + os.urandom(pad)
     head, tag = sender.encrypt_packet(seq, struct.pack(">I", len(body)), body)
     return bytes(head + tag)
 
@@ -116,13 +118,21 @@ def their_header_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Connect
     yield calls
 
 
-@pytest.mark.parametrize("fault", ["bad tag", "short padding", "unknown channel", "other data handler"])
+@pytest.mark.parametrize(
+    "fault", ["bad tag", "short padding", "padding past the data", "unknown channel", "other data handler"]
+)
 def test_the_fast_path_leaves_what_it_does_not_take_untouched(
     fault: str, their_header_steps: list[Connection]
 ) -> None:
     key, iv = os.urandom(16), os.urandom(12)
     sender, receiver = get_encryption(GCM, key, iv), get_encryption(GCM, key, iv)
-    wire = seal(sender, 7, channel_data(0, b"hello" * 4), pad=2 if fault == "short padding" else None)
+    wire = seal(
+        sender,
+        7,
+        channel_data(0, b"hello" * 4),
+        pad=2 if fault == "short padding" else None,
+        claimed_pad=200 if fault == "padding past the data" else None,
+    )
     if fault == "bad tag":
         wire = wire[:-1] + bytes([wire[-1] ^ 1])
     handler = asyncssh_receive._DATA_HANDLER if fault != "other data handler" else object()
@@ -212,18 +222,35 @@ async def _stream(
         server.close()
 
 
+@pytest.fixture
+def fast_path_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the packets the fast path hands to a channel (it alone builds SSHPackets in the module)."""
+    count = [0]
+
+    def counted(payload: bytes) -> Any:
+        count[0] += 1
+        return packet_class(payload)
+
+    packet_class = asyncssh_receive.SSHPacket
+    monkeypatch.setattr(asyncssh_receive, "SSHPacket", counted)
+    return count
+
+
 @pytest.mark.parametrize(
-    ("ciphers", "macs"),
+    ("ciphers", "macs", "fast"),
     [
-        (["aes128-gcm@openssh.com"], ["hmac-sha2-256"]),
-        (["aes256-gcm@openssh.com"], ["hmac-sha2-256"]),
-        (["aes128-ctr"], ["hmac-sha1"]),
-        (["aes128-ctr"], ["hmac-sha2-256-etm@openssh.com"]),
-        ([CHACHA], ["hmac-sha2-256"]),
+        (["aes128-gcm@openssh.com"], ["hmac-sha2-256"], True),
+        (["aes256-gcm@openssh.com"], ["hmac-sha2-256"], True),
+        (["aes128-ctr"], ["hmac-sha1"], False),
+        (["aes128-ctr"], ["hmac-sha2-256-etm@openssh.com"], False),
+        ([CHACHA], ["hmac-sha2-256"], False),
     ],
 )
-def test_streams_arrive_whole_with_every_cipher(ciphers: list[str], macs: list[str]) -> None:
+def test_streams_arrive_whole_with_every_cipher(
+    ciphers: list[str], macs: list[str], fast: bool, fast_path_packets: list[int]
+) -> None:
     assert asyncio.run(_stream(ciphers, macs)) == ciphers[0]
+    assert (fast_path_packets[0] > 0) == fast
 
 
 def test_a_rekey_from_gcm_to_chacha20_mid_stream_loses_nothing() -> None:
@@ -236,6 +263,8 @@ def test_a_tunnelled_connection_streams_whole() -> None:
 
 def pristine_asyncssh(monkeypatch: pytest.MonkeyPatch) -> None:
     """asyncssh as it comes, until the test ends."""
+    monkeypatch.setattr(asyncssh_receive, "_view_safe_encryption", None)
+    monkeypatch.setattr(asyncssh_receive, "_header_steps", (asyncssh_receive._THEIR_HEADER_STEP,))
     monkeypatch.delattr(SSHClientConnection, "data_received", raising=False)
     monkeypatch.delattr(SSHClientConnection, "_recv_pkthdr", raising=False)
     monkeypatch.setattr(GCMEncryption, "decrypt_packet", asyncssh_receive._THEIR_GCM_DECRYPT)

@@ -21,6 +21,7 @@ from esxcap.pcap import (
     PcapngStreamReader,
     PcapngTranscoder,
     PcapngWriter,
+    PcapStreamReader,
     Record,
     ReorderWindow,
 )
@@ -59,14 +60,12 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     reader = PcapngTranscoder()
     assert reader.feed(stream[:24]) == []
     pos, blocks, packets, nbytes, limited = 24, [], 0, 0, False
-    stamps: list[int] = []
+    stamps: list[tuple[int, int | None, int | None]] = []
     for cut in [*cuts, len(stream)]:
         left = None if room is None else -1 if limited else room - nbytes
         batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left)
         blocks.append(b"".join(batch.parts))
-        if batch.packets:
-            assert batch.first_ns is not None and batch.last_ns is not None
-            stamps += [batch.first_ns, batch.last_ns]
+        stamps.append((batch.packets, batch.first_ns, batch.last_ns))
         packets, nbytes, limited = (
             packets + batch.packets,
             nbytes + batch.bytes,
@@ -90,8 +89,36 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     writer.write_records([(1, record) for record in kept])
     assert b"".join(blocks) == expected.getvalue()[start + len(idbs) :]
     assert (packets, nbytes, limited) == (len(kept), total, len(kept) < len(records))
-    if kept:
-        assert (stamps[0], stamps[-1]) == (kept[0].ts_ns, kept[-1].ts_ns)
+    done = 0
+    for count, first_ns, last_ns in stamps:
+        if count:
+            assert (first_ns, last_ns) == (kept[done].ts_ns, kept[done + count - 1].ts_ns)
+        done += count
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("nanos", [False, True])
+def test_transcoded_timestamps_of_odd_records_are_the_record_writers(byteorder: str, nanos: bool) -> None:
+    """Fractions a well-behaved writer never sends (a microsecond field of a million and more, nanoseconds
+    of a second and more) and seconds at the end of pcap's range still give the record writer's blocks."""
+    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
+    fractions = [0, 999_999, 1_000_000, 4_294_967_295] + ([999_999_999, 1_000_000_000] if nanos else [])
+    seconds = [0, 1, 1_700_000_000, 4_294_967_294, 4_294_967_295]
+    stream = struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    for sec in seconds:
+        for frac in fractions:
+            stream += struct.pack(byteorder + "IIII", sec, frac, 3, 3) + b"abc"
+    reader = PcapngTranscoder()
+    reader.feed(stream[:24])
+    batch = reader.transcode(stream[24:], interface=0)
+    records = PcapStreamReader().feed(stream)
+    expected = io.BytesIO()
+    writer = PcapngWriter(expected)
+    writer.add_interface(Interface("a"))
+    after_idb = expected.tell()
+    writer.write_records([(0, record) for record in records])
+    assert b"".join(batch.parts) == expected.getvalue()[after_idb:]
+    assert (batch.first_ns, batch.last_ns) == (records[0].ts_ns, records[-1].ts_ns)
 
 
 def test_transcode_keeps_the_packets_before_a_corrupt_record() -> None:

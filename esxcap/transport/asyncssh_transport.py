@@ -284,7 +284,7 @@ class AsyncsshTransport(ConfiguredTransport):
     async def connect(
         self, host: HostConfig, *, password: PasswordSource, accept_new: bool
     ) -> AsyncsshConnection:
-        asyncssh_receive.install()
+        fast_receive = asyncssh_receive.install()
         options = _connect_options(host, self.config_paths())
         ssh_config: SSHClientConfig = options.pop("_ssh_config")
         target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
@@ -315,7 +315,8 @@ class AsyncsshTransport(ConfiguredTransport):
             raise _connect_error(
                 exc, attempt, label, target, port, known_hosts, str(options.get("username", ""))
             ) from None
-        asyncssh_receive.widen_socket_reads(conn)
+        if fast_receive:
+            asyncssh_receive.widen_socket_reads(conn)
         return AsyncsshConnection(conn, host, label)
 
 
