@@ -118,36 +118,42 @@ def data_received(conn: Any, data: bytes, datatype: object = None) -> None:
 def header_step(conn: Any) -> bool:
     """asyncssh's header step, which first takes a whole AES-GCM channel-data packet to its channel."""
     buf = conn._inpbuf
-    if type(buf) is memoryview and type(conn._recv_encryption) is not _view_safe_encryption:
-        conn._inpbuf = buf = bytes(buf)
-    if type(buf) is memoryview and conn._auth_complete and conn._decompressor is None and len(buf) > 4:
-        length = int.from_bytes(buf[:4], "big")
-        end = 4 + length + _GCM_TAG_LEN
-        if end <= len(buf) and length <= conn._max_recv_pktlen:
-            cipher = conn._recv_encryption._cipher
-            try:
-                packet = AESGCM(cipher._key).decrypt(cipher._iv, buf[4:end], buf[:4])
-            except InvalidTag:
-                packet = None
-            if (
-                packet is not None
-                and _MIN_PADDING <= packet[0] <= len(packet) - 6
-                and packet[1] == MSG_CHANNEL_DATA
-            ):
-                channel = conn._channels.get(int.from_bytes(packet[2:6], "big"))
-                if channel is not None and channel._packet_handlers.get(MSG_CHANNEL_DATA) is _DATA_HANDLER:
-                    cipher._update_iv()
-                    conn._inpbuf = buf[end:]
-                    seq = conn._recv_seq
-                    try:
-                        _DATA_HANDLER(
-                            channel, MSG_CHANNEL_DATA, seq, SSHPacket(packet[6 : len(packet) - packet[0]])
-                        )
-                    except PacketDecodeError as exc:
-                        raise ProtocolError(str(exc)) from None
-                    conn._finish_recv_packet(MSG_CHANNEL_DATA, seq)
-                    return True
+    if type(buf) is memoryview:
+        if type(conn._recv_encryption) is not _view_safe_encryption:
+            conn._inpbuf = bytes(buf)  # the cipher changed mid-read: asyncssh's steps need bytes
+        elif _take_channel_data(conn, buf):
+            return True
     return bool(_THEIR_HEADER_STEP(conn))  # type: ignore[misc]
+
+
+def _take_channel_data(conn: Any, buf: memoryview) -> bool:
+    """Hand the whole AES-GCM channel-data packet at the front of `buf` to its channel and finish it as
+    asyncssh does; False, with nothing consumed or advanced, for anything else."""
+    if not conn._auth_complete or conn._decompressor is not None or len(buf) <= 4:
+        return False
+    length = int.from_bytes(buf[:4], "big")
+    end = 4 + length + _GCM_TAG_LEN
+    if end > len(buf) or length > conn._max_recv_pktlen:
+        return False
+    cipher = conn._recv_encryption._cipher
+    try:
+        packet = AESGCM(cipher._key).decrypt(cipher._iv, buf[4:end], buf[:4])
+    except InvalidTag:
+        return False
+    if not (_MIN_PADDING <= packet[0] <= len(packet) - 6 and packet[1] == MSG_CHANNEL_DATA):
+        return False
+    channel = conn._channels.get(int.from_bytes(packet[2:6], "big"))
+    if channel is None or channel._packet_handlers.get(MSG_CHANNEL_DATA) is not _DATA_HANDLER:
+        return False
+    cipher._update_iv()
+    conn._inpbuf = buf[end:]
+    seq = conn._recv_seq
+    try:
+        _DATA_HANDLER(channel, MSG_CHANNEL_DATA, seq, SSHPacket(packet[6 : len(packet) - packet[0]]))
+    except PacketDecodeError as exc:
+        raise ProtocolError(str(exc)) from None
+    conn._finish_recv_packet(MSG_CHANNEL_DATA, seq)
+    return True
 
 
 def decrypt_gcm_packet(
