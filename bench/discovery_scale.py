@@ -10,7 +10,6 @@ exec requests per host; one connection per host).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,11 +93,10 @@ def measure(hosts: int, state_dir: Path) -> list[Row]:
 def run(options: Options) -> list[Row]:
     """The discovery rows of the benchmark table (--quick: 1 and 10 hosts). One state dir serves every
     size, so each copy's host keys are generated once."""
-    state_dir = Path(tempfile.mkdtemp(prefix="esxcap-bench-discovery-", dir=options.workdir))
-    try:
-        return [row for n in (QUICK_SIZES if options.quick else SIZES) for row in measure(n, state_dir)]
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(
+        prefix="esxcap-bench-discovery-", dir=options.workdir, ignore_cleanup_errors=True
+    ) as state_dir:
+        return [row for n in (QUICK_SIZES if options.quick else SIZES) for row in measure(n, Path(state_dir))]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ peak RSS per stream (whole process / streams) and the same above a `--dry-run` o
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,11 +135,14 @@ def measure(hosts: int, workdir: Path) -> list[Row]:
 
 def run(options: Options) -> list[Row]:
     """The scale rows of the benchmark table (--quick: 10 hosts only)."""
-    workdir = Path(tempfile.mkdtemp(prefix="esxcap-bench-scale-", dir=options.workdir))
-    try:
-        return [row for hosts in (QUICK_SIZES if options.quick else SIZES) for row in measure(hosts, workdir)]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(
+        prefix="esxcap-bench-scale-", dir=options.workdir, ignore_cleanup_errors=True
+    ) as workdir:
+        return [
+            row
+            for hosts in (QUICK_SIZES if options.quick else SIZES)
+            for row in measure(hosts, Path(workdir))
+        ]
 
 
 if __name__ == "__main__":
