@@ -137,12 +137,12 @@ class ChildConfig:
 
 
 async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
-    from esxcap.capture import StopControl, StreamRun, deadline_for, run_stream
+    from esxcap.capture.run import StopControl, StreamRun, deadline_for, run_stream
+    from esxcap.capture.sinks import CaptureSink
+    from esxcap.esxi.pktcap import Selector
     from esxcap.inventory import HostConfig
-    from esxcap.pktcap import Selector
-    from esxcap.plan import Stream, Target
-    from esxcap.sinks import CaptureSink
-    from esxcap.transport.asyncssh_transport import AsyncsshTransport
+    from esxcap.plan.planner import Stream, Target
+    from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
 
     host = HostConfig(
         name="bench",

@@ -1,5 +1,5 @@
 """Allow ``python -m esxcap``."""
 
-from esxcap.cli import main
+from esxcap.cli.main import main
 
 main()

@@ -20,7 +20,7 @@ import asyncssh  # noqa: TID251 - capture tests talk to the simulator as an SSH 
 import pytest
 from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
 
-from esxcap.lifecycle import GRACE_SECONDS
+from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "esxi" / "fixtures"

@@ -1,5 +1,5 @@
 """Test support for the parsers: the verbatim fixtures cut into command outputs, golden JSON files,
-and model -> text rendering through esxcap.layouts and esxcap.textfmt (the inverse of the parsers).
+and model -> text rendering through esxcap.esxi.layouts and esxcap.esxi.textfmt (the inverse of the parsers).
 
 Goldens live in tests/golden/<fixture-name>.json as {sample id: dataclasses.asdict(result)}.
 Run the tests with ESXCAP_REGEN_GOLDEN=1 to rewrite them; check every rewritten file against its fixture.
@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from esxcap import layouts
-from esxcap.models import (
+from esxcap.esxi import layouts
+from esxcap.esxi.models import (
     DistributedSwitch,
     EsxiVersion,
     IpInterface,
@@ -26,7 +26,7 @@ from esxcap.models import (
     VmEntry,
     VmPort,
 )
-from esxcap.textfmt import Record, render_records, render_table
+from esxcap.esxi.textfmt import Record, render_records, render_table
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "esxi" / "fixtures"
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from bench.sshd import OpenSshd, SshdUnavailable
-from esxcap.lifecycle import PID_DIR
+from esxcap.esxi.lifecycle import PID_DIR
 from esxcap.sim.shim import (
     HOST_ENV,
     SOCKET_ENV,

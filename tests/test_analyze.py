@@ -13,11 +13,11 @@ from clirun import esxcap, isolated_env
 from pcaptools import TSHARK, run_tool
 from ticketsim import capture_vm, faulty_topology
 
-from esxcap.analyze import analyze_files
 from esxcap.pcap import Interface, PcapngWriter
 from esxcap.sim import SimulatorThread, frames, topology_from_data
 from esxcap.sim.flows import Address, Conversation
 from esxcap.sim.topology import Flow, FlowEnd
+from esxcap.ticket.analyze import analyze_files
 
 pytestmark = pytest.mark.skipif(not TSHARK, reason="analysis needs tshark")
 T0 = 1_700_000_000_000_000_000

@@ -1,4 +1,4 @@
-"""esxcap.transport.asyncssh_receive against asyncssh's own code and a real asyncssh server on 127.0.0.1.
+"""esxcap.ssh.transport.asyncssh_receive against asyncssh's own code and a real asyncssh server on 127.0.0.1.
 
 - Decryption: AES-GCM packets decrypted here give what asyncssh's own code gives (plaintext, None for a
   damaged tag or header, the same invocation counter afterwards), from bytes and from views.
@@ -24,8 +24,8 @@ import pytest
 from asyncssh.connection import SSHClientConnection
 from asyncssh.encryption import GCMEncryption, get_encryption
 
-from esxcap.transport import asyncssh_receive
-from esxcap.transport.asyncssh_receive import decrypt_gcm_packet, header_step
+from esxcap.ssh.transport import asyncssh_receive
+from esxcap.ssh.transport.asyncssh_receive import decrypt_gcm_packet, header_step
 
 GCM = b"aes128-gcm@openssh.com"
 CHACHA = "chacha20-poly1305@openssh.com"
@@ -37,7 +37,7 @@ STREAM_BYTES = 4 << 20
 @pytest.fixture(autouse=True)
 def installed() -> None:
     assert asyncssh_receive.install(), (
-        "asyncssh's receive code changed: check esxcap/transport/asyncssh_receive.py against it again"
+        "asyncssh's receive code changed: check esxcap/ssh/transport/asyncssh_receive.py against it again"
     )
 
 

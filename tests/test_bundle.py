@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from pcaptools import TSHARK, run_tool, tshark_fields
 from ticketsim import capture_vm, faulty_topology
 
-from esxcap.anonymize import Anonymizer
-from esxcap.bundle import join_parts, parse_size, split_file
 from esxcap.pcap import CaptureFile
+from esxcap.pcap.anonymize import Anonymizer
 from esxcap.sim import SimulatorThread, frames, topology_from_data
+from esxcap.ticket.bundle import join_parts, parse_size, split_file
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from conftest import run_exec
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 from polling import wait_until
 
+from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.inventory import TRANSPORTS
-from esxcap.lifecycle import GRACE_SECONDS
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 

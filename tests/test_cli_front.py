@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clirun import esxcap, isolated_env
 
-from esxcap.cli import COMMANDS, FrontRequest, front_help, read_front
+from esxcap.cli.main import COMMANDS, FrontRequest, front_help, read_front
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_front_errors_name_the_word_and_the_next_step() -> None:
 
 def _declared() -> dict[str, str]:
     """Every command typer knows once all command modules are imported, with its help text."""
-    from esxcap.cli_common import app
+    from esxcap.cli.common import app
 
     for module in {module for module, _ in COMMANDS.values()}:
         import_module(f"esxcap.{module}")
@@ -69,8 +69,8 @@ def test_command_table_matches_the_command_modules() -> None:
 def test_each_command_module_declares_its_commands() -> None:
     """The front imports only the table's module for a command: that module alone must declare it."""
     code = (
-        "import sys; from importlib import import_module; from esxcap.cli import COMMANDS;"
-        "from esxcap.cli_common import app;"
+        "import sys; from importlib import import_module; from esxcap.cli.main import COMMANDS;"
+        "from esxcap.cli.common import app;"
         "import_module('esxcap.' + COMMANDS[sys.argv[1]][0]);"
         "names = {c.name or c.callback.__name__ for c in app.registered_commands};"
         "names |= {g.name for g in app.registered_groups};"
@@ -82,7 +82,7 @@ def test_each_command_module_declares_its_commands() -> None:
 
 def test_help_and_version_import_neither_typer_nor_a_command() -> None:
     code = (
-        "import sys; from esxcap.cli import main\n"
+        "import sys; from esxcap.cli.main import main\n"
         "for args in (['--help'], ['--version'], []):\n"
         "    sys.argv = ['esxcap', *args]\n"
         "    try:\n"

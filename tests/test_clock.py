@@ -13,7 +13,7 @@ from conftest import ssh
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.clock import (
+from esxcap.capture.clock import (
     NANO_METHOD,
     SECONDS_METHOD,
     ClockCheck,
@@ -26,7 +26,7 @@ from esxcap.clock import (
     parse_date,
     warnings,
 )
-from esxcap.transport import CommandResult
+from esxcap.ssh.transport import CommandResult
 
 T0 = 1_700_000_000_000_000_000
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from esxcap.models import DvPort
-from esxcap.parsers import COMMANDS, parse_vm_port_list, vm_port_list_argv
+from esxcap.esxi.models import DvPort
+from esxcap.esxi.parsers import COMMANDS, parse_vm_port_list, vm_port_list_argv
 from esxcap.sim import Host, load_topology, topology_from_data
 from esxcap.sim.programs import host_programs
 from esxcap.sim.shell import Shell

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcaptools import TSHARK, tshark_fields
 
-from esxcap.decode import console_line, hexdump, summarize
 from esxcap.pcap import Interface, PcapngWriter, Record
+from esxcap.pcap.decode import console_line, hexdump, summarize
 
 MAC_A, MAC_B = "00:50:56:9d:43:42", "00:50:56:9d:fd:b1"
 ETH = f"{MAC_A} > {MAC_B}"

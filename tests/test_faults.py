@@ -27,7 +27,7 @@ from conftest import MakeSim
 from pcaptools import CAPINFOS, capinfos
 from polling import wait_until
 
-from esxcap.lifecycle import GRACE_SECONDS
+from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread
 

@@ -23,11 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcaptools import BASE_NS, pcap_stream, udp_frame
 
-from esxcap.capabilities import Capabilities, parse_available_points
-from esxcap.clock import parse_clock_comment, parse_date
+from esxcap.capture.clock import parse_clock_comment, parse_date
 from esxcap.errors import ParseError, UsageError
-from esxcap.lifecycle import parse_listing, wrapper_argv
-from esxcap.parsers import (
+from esxcap.esxi.capabilities import Capabilities, parse_available_points
+from esxcap.esxi.lifecycle import parse_listing, wrapper_argv
+from esxcap.esxi.parsers import (
     parse_dvs_list,
     parse_ip_interface_list,
     parse_ipv4_get,
@@ -40,6 +40,10 @@ from esxcap.parsers import (
     parse_vm_port_list,
     parse_vmware_vl,
 )
+from esxcap.esxi.pktcap import CaptureSpec, FlowFilter, Selector, build_argv
+from esxcap.esxi.remote import Batch, command_line
+from esxcap.esxi.textfmt import Column, parse_records, parse_table, render_records, render_table
+from esxcap.esxi.textfmt import Record as Block
 from esxcap.pcap import (
     CaptureFile,
     CaptureFormatError,
@@ -49,10 +53,6 @@ from esxcap.pcap import (
     PcapStreamReader,
     Record,
 )
-from esxcap.pktcap import CaptureSpec, FlowFilter, Selector, build_argv
-from esxcap.remote import Batch, command_line
-from esxcap.textfmt import Column, parse_records, parse_table, render_records, render_table
-from esxcap.textfmt import Record as Block
 
 SETTINGS = settings(max_examples=150, deadline=None)
 Parse = Callable[[str], Any]

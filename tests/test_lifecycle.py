@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from esxcap.errors import ParseError
-from esxcap.lifecycle import (
+from esxcap.esxi.lifecycle import (
     LISTING_MARK,
     PID_DIR,
     new_marker,

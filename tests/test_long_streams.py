@@ -4,7 +4,7 @@ way: every byte arrives in order and the command's exit status is seen.
 paramiko (1 GiB, server re-key every 256 MiB): untuned, it re-keys by itself every 512 MiB and stalled
 there ("Key-exchange timed out waiting for key negotiation", paramiko issue #822, about one run in three
 here); the transport raises that threshold and widens the channel window.
-asyncssh (256 MiB, server re-key every 16 MiB) through esxcap.transport.asyncssh_receive: the test reads
+asyncssh (256 MiB, server re-key every 16 MiB) through esxcap.ssh.transport.asyncssh_receive: the test reads
 slowly so the socket hands over many packets at once, and checks that the parser never held more than
 one packet as bytes (bigger buffers are views of the read) and that channel data took the fast path,
 while every record still arrived across 16 re-keys.
@@ -29,10 +29,10 @@ from bench import pcapgen
 from bench.sshd import OpenSshd, SshdUnavailable
 from esxcap.inventory import HostConfig
 from esxcap.pcap import PcapStreamReader
-from esxcap.transport import STREAM_CHUNK, asyncssh_receive
-from esxcap.transport.asyncssh_transport import AsyncsshTransport
-from esxcap.transport.common import ConfiguredTransport
-from esxcap.transport.paramiko_transport import ParamikoTransport
+from esxcap.ssh.transport import STREAM_CHUNK, asyncssh_receive
+from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
+from esxcap.ssh.transport.common import ConfiguredTransport
+from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
 
 GIB = 1 << 30
 MIB = 1 << 20

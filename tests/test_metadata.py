@@ -11,9 +11,9 @@ import pytest
 from clirun import esxcap, isolated_env
 from ticketsim import capture_vm, faulty_topology
 
-from esxcap.metadata import filters_dict, read_sidecar, sidecar_path, utc
+from esxcap.capture.metadata import filters_dict, read_sidecar, sidecar_path, utc
+from esxcap.esxi.pktcap import FlowFilter
 from esxcap.pcap import CaptureFile
-from esxcap.pktcap import FlowFilter
 from esxcap.sim import SimulatorThread, topology_from_data
 
 

@@ -20,10 +20,10 @@ from pcaptools import CAPINFOS, capinfos
 from polling import wait_until
 
 from esxcap.errors import UsageError
+from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT
 from esxcap.inventory import TRANSPORTS
-from esxcap.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT
 from esxcap.pcap import CaptureFile
-from esxcap.session import make_transport
+from esxcap.ssh.session import make_transport
 
 
 def _available(name: str) -> bool:

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esxcap.errors import ParseError
-from esxcap.models import NetStatsPort, Nic, PortGroup, StandardSwitch, VmEntry, VmPort
-from esxcap.parsers import (
+from esxcap.esxi.models import NetStatsPort, Nic, PortGroup, StandardSwitch, VmEntry, VmPort
+from esxcap.esxi.parsers import (
     parse_dvs_list,
     parse_ip_interface_list,
     parse_ipv4_get,

@@ -24,10 +24,10 @@ from golden_util import (
     version_samples,
 )
 
-from esxcap import layouts
 from esxcap.errors import ParseError
-from esxcap.models import EsxiVersion
-from esxcap.parsers import (
+from esxcap.esxi import layouts
+from esxcap.esxi.models import EsxiVersion
+from esxcap.esxi.parsers import (
     COMMANDS,
     parse_dvs_list,
     parse_ip_interface_list,

@@ -4,9 +4,9 @@ clock corrections from interface comments, repeated identical frames."""
 
 from __future__ import annotations
 
-from esxcap.clock import NANO_METHOD, ClockReading, clock_comment
-from esxcap.path import analyze, as_dict, identify, point_of
+from esxcap.capture.clock import NANO_METHOD, ClockReading, clock_comment
 from esxcap.pcap import Interface, Record
+from esxcap.pcap.path import analyze, as_dict, identify, point_of
 from esxcap.sim import frames
 
 A_MAC, B_MAC, ROUTER = "00:50:56:00:00:0a", "00:50:56:00:00:0b", "00:00:5e:00:01:01"

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.capabilities import (
+from esxcap.errors import ParseError, UsageError
+from esxcap.esxi.capabilities import (
     KNOWN_POINTS,
     Capabilities,
     parse_available_points,
     render_available_points,
 )
-from esxcap.errors import ParseError, UsageError
-from esxcap.pktcap import CaptureSpec, FlowFilter, Selector, StreamPlan, build_argv, points_for
-from esxcap.remote import command_line
+from esxcap.esxi.pktcap import CaptureSpec, FlowFilter, Selector, StreamPlan, build_argv, points_for
+from esxcap.esxi.remote import command_line
 
 V55, V60, V65, V67, V70, V80 = (5, 5, 0), (6, 0, 0), (6, 5, 0), (6, 7, 0), (7, 0, 3), (8, 0, 2)
 VERSIONS = (V55, V60, V65, V67, V70, V80)

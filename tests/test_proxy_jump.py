@@ -16,8 +16,8 @@ from clirun import esxcap, isolated_env
 from bench.sshd import OpenSshd, SshdUnavailable
 from esxcap.inventory import TRANSPORTS, HostConfig
 from esxcap.sim import SimulatorThread, load_topology
-from esxcap.transport.paramiko_channel import MAX_PACKET_SIZE, WINDOW_SIZE
-from esxcap.transport.paramiko_transport import ParamikoTransport, _Endpoint
+from esxcap.ssh.transport.paramiko_channel import MAX_PACKET_SIZE, WINDOW_SIZE
+from esxcap.ssh.transport.paramiko_transport import ParamikoTransport, _Endpoint
 
 TOPOLOGY = load_topology()
 

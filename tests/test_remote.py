@@ -8,7 +8,7 @@ import subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.remote import Batch, command_line
+from esxcap.esxi.remote import Batch, command_line
 
 HOSTILE = [
     "evil$(touch /tmp/x);x",

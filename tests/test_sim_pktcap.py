@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import run_exec, ssh
 
-from esxcap.capabilities import Capabilities, parse_available_points
+from esxcap.esxi.capabilities import Capabilities, parse_available_points
+from esxcap.esxi.pktcap import CaptureSpec, FlowFilter, Selector, build_argv
 from esxcap.pcap import PcapStreamReader, Record
-from esxcap.pktcap import CaptureSpec, FlowFilter, Selector, build_argv
 from esxcap.sim import SimulatorThread
 from esxcap.sim import pktcap as simpktcap
 

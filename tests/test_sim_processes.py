@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import run_exec, ssh
 
-from esxcap.lifecycle import (
+from esxcap.esxi.lifecycle import (
     GRACE_SECONDS,
     LISTING_MARK,
     LISTING_SCRIPT,

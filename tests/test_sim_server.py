@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.remote import Batch
+from esxcap.esxi.remote import Batch
 from esxcap.sim import SimulatorThread, topology_from_data
 from esxcap.sim.shell import Output, Shell
 

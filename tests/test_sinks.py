@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcaptools import BASE_NS, capinfos, pcap_stream, requires_tools, sample_records, tshark_fields
 
-from esxcap import sinks
+from esxcap.capture import sinks
+from esxcap.capture.sinks import CaptureSink
 from esxcap.pcap import (
     CorruptCaptureError,
     EpbBatch,
@@ -25,7 +26,6 @@ from esxcap.pcap import (
     Record,
     ReorderWindow,
 )
-from esxcap.sinks import CaptureSink
 
 
 def _records() -> st.SearchStrategy[list[Record]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from esxcap.models import (
+from esxcap.esxi.models import (
     EsxiVersion,
     HostFacts,
     IpInterface,
@@ -13,7 +13,7 @@ from esxcap.models import (
     VmFacts,
     VmPort,
 )
-from esxcap.targets import find, normalize_mac
+from esxcap.plan.targets import find, normalize_mac
 
 
 def _port(port_id: int, mac: str, ip: str | None, pg: str = "VM Network") -> VmPort:

@@ -19,9 +19,9 @@ from esxcap.errors import AuthError, CommandTimeout, ConnectError, HostKeyError
 from esxcap.inventory import HostConfig, load_inventory
 from esxcap.pcap import PcapStreamReader
 from esxcap.sim import SimulatorThread, load_topology
-from esxcap.transport import STREAM_CHUNK, Transport
-from esxcap.transport.asyncssh_transport import AsyncsshTransport
-from esxcap.transport.paramiko_transport import ParamikoTransport
+from esxcap.ssh.transport import STREAM_CHUNK, Transport
+from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
+from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
 
 TRANSPORTS = {"asyncssh": AsyncsshTransport, "paramiko": ParamikoTransport}
 

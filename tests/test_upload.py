@@ -21,7 +21,7 @@ from clirun import esxcap, isolated_env
 from esxcap.errors import UsageError
 from esxcap.pcap import Interface, PcapngWriter
 from esxcap.sim import frames
-from esxcap.upload import authorization, parse_destination, upload_files
+from esxcap.ticket.upload import authorization, parse_destination, upload_files
 
 USER, TOKEN = "admin", "s3cret"
 BASIC = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()

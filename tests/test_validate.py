@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap import validate
-from esxcap.capabilities import KNOWN_POINTS
 from esxcap.errors import UsageError
+from esxcap.esxi import validate
+from esxcap.esxi.capabilities import KNOWN_POINTS
 
 GOOD: list[tuple[Callable[..., object], object, object]] = [
     (validate.mac, "00:50:56:AB:cd:EF", "00:50:56:ab:cd:ef"),

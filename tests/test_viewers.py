@@ -16,10 +16,7 @@ from pathlib import Path
 import pytest
 from pcaptools import TSHARK, pcap_stream, sample_records
 
-from esxcap.decode import console_line, hexdump
-from esxcap.errors import UsageError
-from esxcap.pcap import Record
-from esxcap.viewers import (
+from esxcap.capture.viewers import (
     TsharkSummarizer,
     display_available,
     find_tshark,
@@ -29,6 +26,9 @@ from esxcap.viewers import (
     open_file_command,
     start_viewer,
 )
+from esxcap.errors import UsageError
+from esxcap.pcap import Record
+from esxcap.pcap.decode import console_line, hexdump
 
 requires_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (apt-get install tshark)")
 LABEL = "esx01 web01 VnicTx"

@@ -3,7 +3,7 @@ through the simulated shell.
 
 The command line is parsed by the shell's parser. A single command whose argv is
 - `sh -c WRAPPER_SCRIPT esxcap-capture MARKER DEADLINE pktcap-uw ...` (the exact script text of
-  `esxcap.lifecycle`) runs the wrapper natively, with the script's semantics: pktcap-uw starts (its
+  `esxcap.esxi.lifecycle`) runs the wrapper natively, with the script's semantics: pktcap-uw starts (its
   `Y` answer needs no reading here), its cartel id goes to the pidfile and to stderr (`esxcap-pid N`),
   its stdout streams on the channel; stdin EOF or a lost channel, or HUP/INT/TERM to the wrapper, stop
   it (INT, then TERM and KILL after the grace); DEADLINE stops it too; when pktcap-uw ends (count
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from esxcap import lifecycle
+from esxcap.esxi import lifecycle
 from esxcap.sim import pktcap
 from esxcap.sim.pktcap_run import PktcapRun, Writer
 from esxcap.sim.processes import SIGNALS, ProcessTable

@@ -1,7 +1,7 @@
 """The simulated pktcap-uw's command line: argv -> a capture `Session` or an immediate answer (pure).
 
 Options are parsed like getopt_long_only (REFERENCE §1.4: `-dir 0` works; `--opt=value` too), for the
-host's version persona (`esxcap.capabilities`): several points per `--capture`, `--dir 2` and word forms
+host's version persona (`esxcap.esxi.capabilities`): several points per `--capture`, `--dir 2` and word forms
 from 6.7, `--stage pre|post` from 8.0, the later port filters from 6.7, `--ng` from 6.0, `-f` offsets
 from 8.0. Without `--capture` the point follows the selector: vmk/switchport PortInput (`--dir 0`),
 PortOutput (1), both (2); uplink EtherswitchDispath (0) or EtherswitchOutput (1), Uplink*Kernel with
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from esxcap.capabilities import Capabilities, render_available_points
+from esxcap.esxi.capabilities import Capabilities, render_available_points
 from esxcap.sim import pktcap_text
 from esxcap.sim.frames import PROTO_TCP, PROTO_UDP, Fields
 from esxcap.sim.topology import Host

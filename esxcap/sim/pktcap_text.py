@@ -12,7 +12,7 @@ import ipaddress
 import re
 import time
 
-from esxcap.capabilities import Capabilities
+from esxcap.esxi.capabilities import Capabilities
 
 HELP_60 = "".join(
     "Packet Capture and Trace command usage:\n"

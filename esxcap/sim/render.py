@@ -1,17 +1,18 @@
 """What a simulated host prints for each discovery command, rendered from its topology (pure).
 
-Layouts (columns, field orders, table style per version) come from `esxcap.layouts`, the same module the
-parsers read with; text is built with `esxcap.textfmt`. Values the samples do not show are marked INFERRED.
+Layouts (columns, field orders, table style per version) come from `esxcap.esxi.layouts`, the same module
+the parsers read with; text is built with `esxcap.esxi.textfmt`. Values the samples do not show are marked
+INFERRED.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from esxcap import layouts
-from esxcap.models import NetStatsPort
+from esxcap.esxi import layouts
+from esxcap.esxi.models import NetStatsPort
+from esxcap.esxi.textfmt import Record, render_records, render_table
 from esxcap.sim.topology import Host, SwitchPort, Vm, Vmknic
-from esxcap.textfmt import Record, render_records, render_table
 
 NOT_AVAILABLE = "N/A"
 NO_UPLINK = "void"  # INFERRED: what `vm port list` shows as Team Uplink when no uplink is up

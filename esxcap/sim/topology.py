@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from esxcap.models import EsxiVersion
+from esxcap.esxi.models import EsxiVersion
 
 PortKind = Literal["uplink", "vmknic", "vnic"]
 FlowKind = Literal["icmp", "arp", "dns", "tcp", "bulk"]

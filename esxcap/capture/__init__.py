@@ -1,0 +1,2 @@
+"""Running planned captures: streams under the wrapper, clocks, sinks and destinations, sidecar metadata,
+viewers."""

@@ -1,0 +1,205 @@
+"""Where a capture's packets go (`-o FILE`, `-o DIR`, `-o -`, `--live`) and what each file is called.
+
+Every capture writes ONE pcapng, all its streams merged into one timeline while they stream (each
+stream an interface; the sinks' reorder window, 1 s, puts them in time order): by default in ./captures,
+named `<UTC time>-<host>-<target>.pcapng` for one target, `<UTC time>-<name>.pcapng` for several
+(`merged-<H>hosts-<S>streams` unless a recipe names it). `--split` also keeps one file per stream,
+written from the merged file when the capture ends (`<merged name>-<host>-<target>-<point>.pcapng`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from esxcap import __version__
+from esxcap.capture.sinks import CaptureSink, create_private
+from esxcap.cli import output
+from esxcap.errors import UsageError
+from esxcap.esxi.remote import command_line
+from esxcap.pcap import CaptureFile, PcapngWriter, Record
+from esxcap.plan.planner import Stream
+
+DEFAULT_DIR = Path("captures")
+_UNSAFE = re.compile(r"[^\w.-]+")
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """The user's -o/--live choice: a file, a directory, stdout, or a live viewer."""
+
+    file: Path | None = None
+    directory: Path | None = None
+    stdout: bool = False
+    live: bool = False
+    split: bool = False
+
+    @property
+    def paths(self) -> bool:
+        return self.file is not None or self.directory is not None
+
+
+def choose_output(
+    out: str | None, live: bool, stdout_is_tty: bool, split: bool = False, path: bool = False
+) -> OutputChoice:
+    """Check -o/--live/--split/--path and say where packets go."""
+    for wanted, option in ((split, "--split"), (path, "--path")):
+        if wanted and (live or out == "-"):
+            raise UsageError(
+                f"{option} reads the finished file; a live stream leaves none",
+                f"drop {option}, or write -o FILE",
+            )
+    if live:
+        if out is not None:
+            raise UsageError("--live shows the stream in a viewer; it takes no -o", "drop -o, or drop --live")
+        return OutputChoice(live=True)
+    if out == "-":
+        if stdout_is_tty:
+            raise UsageError(
+                "refusing to write a binary capture to the terminal",
+                "pipe it (esxcap capture ... -o - | wireshark -k -i -) or write a file with -o FILE",
+            )
+        return OutputChoice(stdout=True)
+    if out is None:
+        return OutputChoice(directory=DEFAULT_DIR, split=split)
+    where = Path(out).expanduser()
+    if out.endswith(("/", "\\")) or where.is_dir():
+        return OutputChoice(directory=where, split=split)
+    return OutputChoice(file=where, split=split)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of a host or target label (letters of any script are kept)."""
+    return _UNSAFE.sub("_", text).strip("_") or "capture"
+
+
+def section_comments(planned: Sequence[Stream], started: float) -> list[str]:
+    """The pcapng section comment: which tool, who ran it, when, and the exact remote commands."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    from esxcap.capture.metadata import operator
+
+    lines = [
+        f"esxcap {__version__} capture started {stamp} by {operator()}",
+        "remote commands (each under esxcap's stop-safe wrapper):",
+    ]
+    lines += [f"{s.target.host}: {command_line(s.argv)}" for s in planned]
+    return ["\n".join(lines)]
+
+
+class ConsoleView:
+    """`--console`/`--hex`: one line per packet as it is written (tshark's summary when tshark is
+    installed, the built-in one otherwise), on stdout, or stderr when stdout carries the capture."""
+
+    def __init__(self, hexdump: bool, to_stderr: bool) -> None:
+        from esxcap.capture.viewers import TsharkSummarizer, find_tshark
+
+        self._summarizer = TsharkSummarizer(find_tshark(), hex_dump=hexdump)
+        self._to_stderr = to_stderr
+        self._seen = 0
+
+    def __call__(self, name: str, record: Record) -> None:
+        self._seen += 1
+        self._summarizer.feed(record, name.replace(":", " "), self._seen)
+        self._show()
+
+    def _show(self) -> None:
+        for line in self._summarizer.ready():
+            output.packet(line, self._to_stderr)
+
+    def close(self) -> None:
+        self._summarizer.close()
+        self._show()
+
+
+@dataclass
+class Outputs:
+    """The sinks of one capture (streams of one file share a sink), plus a live viewer and console view."""
+
+    sinks: list[CaptureSink]
+    viewer: subprocess.Popen[bytes] | None = None
+    console: ConsoleView | None = None
+
+    def close(self) -> None:
+        if self.viewer is not None and self.viewer.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.viewer.stdin.close()
+        if self.console is not None:
+            self.console.close()
+
+
+def sinks_for(
+    planned: Sequence[Stream],
+    choice: OutputChoice,
+    started: float,
+    max_bytes: int | None,
+    console: bool,
+    hexdump: bool,
+    name: str | None = None,
+) -> Outputs:
+    """The one sink every stream writes to (listed once per stream), the live viewer and the console
+    view; `name` names the merged file in a directory (default: `merged_name`)."""
+    comments = section_comments(planned, started)
+    view = ConsoleView(hexdump, to_stderr=choice.stdout) if console or hexdump else None
+    if choice.stdout or choice.live:
+        viewer = None
+        sink_to: IO[bytes] | None = sys.stdout.buffer
+        if choice.live:
+            from esxcap.capture.viewers import live_viewer_command, start_viewer
+
+            viewer = start_viewer(live_viewer_command())
+            sink_to = viewer.stdin
+        assert sink_to is not None
+        shared = CaptureSink(sink_to, comments, max_bytes, view, flush_each=True)
+        return Outputs([shared] * len(planned), viewer, view)
+    if choice.file is not None:
+        return Outputs([CaptureSink(choice.file, comments, max_bytes, view)] * len(planned), None, view)
+    assert choice.directory is not None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    path = choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
+    return Outputs([CaptureSink(path, comments, max_bytes, view)] * len(planned), None, view)
+
+
+def merged_name(planned: Sequence[Stream]) -> str:
+    """`<host>-<target>` when every stream has one target, else `merged-<H>hosts-<S>streams`."""
+    targets = {(s.target.host, s.target.label) for s in planned}
+    if len(targets) == 1:
+        host, label = next(iter(targets))
+        return f"{safe_name(host)}-{safe_name(label)}"
+    return f"merged-{len({s.target.host for s in planned})}hosts-{len(planned)}streams"
+
+
+def split_file(merged: Path) -> list[Path]:
+    """`--split`: one pcapng per interface of `merged`, beside it, named after it and the interface,
+    with the interface's description, comments and statistics (written `.part`, 0600, then renamed)."""
+    made: dict[int, tuple[Path, IO[bytes], PcapngWriter]] = {}
+    with merged.open("rb") as handle:
+        source = CaptureFile(handle, merged.name)
+        try:
+            for record in source:
+                if record.interface not in made:
+                    iface = source.interfaces[record.interface]
+                    host, _, rest = iface.name.partition(":")
+                    path = merged.with_name(f"{merged.stem}-{safe_name(host)}-{safe_name(rest)}.pcapng")
+                    part = path.with_name(path.name + ".part")
+                    fileobj = create_private(part)
+                    section = source.sections[0].comments if source.sections else ()
+                    writer = PcapngWriter(fileobj, comments=(*section, f"split from {merged.name}"))
+                    writer.add_interface(iface)
+                    made[record.interface] = (path, fileobj, writer)
+                made[record.interface][2].write_record(record, 0)
+            for stats in source.statistics:
+                if stats.interface in made:
+                    made[stats.interface][2].write_statistics(replace(stats, interface=0))
+        finally:
+            for _path, fileobj, _writer in made.values():
+                fileobj.close()
+    for path, _f, _w in made.values():
+        path.with_name(path.name + ".part").replace(path)
+    return [path for path, _f, _w in made.values()]

@@ -1,0 +1,281 @@
+"""Running captures: each pktcap-uw under the dead-man-switch wrapper, its pcap stream read in large
+chunks, checked and written through to a sink, and stopped safely.
+
+Stops: `-c` (pktcap-uw's own count), `--duration` (counted from the moment every stream of the command
+is confirmed running), `--max-bytes`, the first Ctrl-C (graceful: every stream is asked to stop and its
+file completed) and the second (abort: channels closed at once; files still hold every complete packet).
+A stream is asked to stop by closing its stdin; the wrapper then stops pktcap-uw by its own PID.
+SIGTERM counts as Ctrl-C. A graceful stop is how an open-ended capture normally ends, so it exits 0 (as
+tcpdump does); an abort exits 130, within ABORT_WAIT_S even when a host no longer answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from esxcap.capture.sinks import CaptureSink
+from esxcap.errors import HostError, RemoteCommandError
+from esxcap.esxi.lifecycle import (
+    GRACE_SECONDS,
+    new_marker,
+    reported_exit,
+    reported_pid,
+    strip_wrapper_lines,
+    wrapper_argv,
+)
+from esxcap.esxi.remote import command_line
+from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
+from esxcap.plan.planner import Stream
+from esxcap.ssh.transport import Connection, RemoteProcess
+
+MAX_CHANNELS_PER_HOST = 8
+"""Under sshd's MaxSessions (10 by default, on ESXi too), leaving room for a cleanup channel."""
+DEFAULT_DEADLINE_S = 4 * 3600
+"""The remote hard stop when no --duration is given: nothing outlives this, whatever fails."""
+START_TIMEOUT_S = 30.0
+ABORT_WAIT_S = 1.0
+_DUMPED = re.compile(rb"Dumped (\d+) packets? to .*?, dropped (\d+) packets?")
+
+
+@dataclass
+class StopControl:
+    """Shared by every stream of one command: `graceful` asks all to finish, `abort` cuts them off."""
+
+    graceful: asyncio.Event = field(default_factory=asyncio.Event)
+    abort: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None
+    interrupted: int = 0
+
+    def stop(self, reason: str) -> None:
+        if not self.graceful.is_set():
+            self.reason = reason
+            self.graceful.set()
+
+
+@dataclass
+class StreamRun:
+    """One stream's live state and final result."""
+
+    stream: Stream
+    sink: CaptureSink
+    marker: str = field(default_factory=new_marker)
+    iface: int | None = None
+    pid: int | None = None
+    packets: int = 0
+    bytes: int = 0
+    dropped: int | None = None
+    exit_status: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: HostError | None = None
+    host_stderr: str = ""
+    shift_ns: int = 0
+    """Added to every timestamp of this stream (--align-clocks: minus its host's measured offset)."""
+    notes: tuple[str, ...] = ()
+    """Extra comments for the stream's interface (e.g. its host's clock offset)."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.sink.expect_stream()
+
+    @property
+    def remote_command(self) -> str:
+        return command_line(self.stream.argv)
+
+
+def deadline_for(duration: float | None) -> int:
+    """The wrapper's hard deadline: the duration plus room to stop gracefully, or the default cap."""
+    if duration is None:
+        return DEFAULT_DEADLINE_S
+    return int(duration) + 3 * GRACE_SECONDS + 10
+
+
+async def _await_pid(proc: RemoteProcess, run: StreamRun) -> None:
+    """Wait until the wrapper reports pktcap-uw's PID (or stderr ends: it failed to start)."""
+    async with asyncio.timeout(START_TIMEOUT_S):
+        while (pid := reported_pid(proc.stderr())) is None:
+            before = len(proc.stderr())
+            await proc.stderr_changed()
+            if len(proc.stderr()) == before:
+                return
+        run.pid = pid
+
+
+async def _watch_stop(proc: RemoteProcess, control: StopControl, stopped: asyncio.Event) -> None:
+    await control.graceful.wait()
+    proc.close_stdin()
+    _done, pending = await asyncio.wait(
+        [asyncio.create_task(control.abort.wait()), asyncio.create_task(stopped.wait())],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    for task in pending:
+        task.cancel()
+    if control.abort.is_set():
+        proc.abort()
+
+
+async def run_stream(conn: Connection, run: StreamRun, control: StopControl, deadline_s: int) -> None:
+    """Run one stream to its end; failures land in `run.error`, data already received stays in the sink."""
+    stream = run.stream
+    proc = await conn.start(wrapper_argv(run.marker, deadline_s, stream.argv))
+    run.started_at = time.time()
+    stopped = asyncio.Event()
+    watcher = asyncio.create_task(_watch_stop(proc, control, stopped))
+    reader = PcapngTranscoder()
+    sink = run.sink
+    try:
+        await _await_pid(proc, run)
+        run.ready.set()
+        while chunk := await proc.read():
+            if run.iface is not None and sink.accepts_batches and not run.shift_ns:
+                batch = reader.transcode(chunk, run.iface, sink.room)
+                run.packets += sink.write_batch(run.iface, batch)
+                run.bytes += batch.bytes
+                if batch.limit_reached:
+                    control.stop("--max-bytes reached")
+                continue
+            records = reader.feed(chunk)
+            if run.shift_ns:
+                shift = run.shift_ns
+                records = [r._replace(ts_ns=r.ts_ns + shift) for r in records]
+            if run.iface is None and reader.header is not None:
+                header = reader.header
+                run.iface = sink.add_stream(
+                    Interface(
+                        stream.interface_name,
+                        header.linktype,
+                        header.snaplen,
+                        stream.target.description,
+                        (f"remote command: {run.remote_command}", *run.notes),
+                    )
+                )
+            if records and run.iface is not None:
+                before = sink.packet_bytes
+                run.packets += sink.push(run.iface, records)
+                run.bytes += sink.packet_bytes - before
+                if sink.limit_reached:
+                    control.stop("--max-bytes reached")
+        reader.finish()
+    except NotPcapError as exc:
+        run.error = _host_said(run, proc, "did not send a pcap stream", exc)
+    except CaptureFormatError as exc:
+        run.error = _host_said(run, proc, f"sent a corrupt pcap stream ({exc.message})", exc)
+    except HostError as exc:
+        if not control.abort.is_set():
+            run.error = exc
+    finally:
+        asked_to_stop = control.graceful.is_set()
+        run.ready.set()
+        proc.close_stdin()
+        stopped.set()
+        status = await proc.wait(timeout=3 * GRACE_SECONDS + 5)
+        watcher.cancel()
+        run.ended_at = time.time()
+        _finish(run, proc, status, asked_to_stop)
+
+
+def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool) -> None:
+    stderr = proc.stderr()
+    run.host_stderr = strip_wrapper_lines(stderr).decode("utf-8", "replace").strip()
+    dumped = _DUMPED.search(stderr)
+    if dumped:
+        run.dropped = int(dumped.group(2))
+    if run.iface is not None:
+        run.sink.set_dropped(run.iface, run.dropped)
+    run.exit_status = reported_exit(stderr)
+    if run.exit_status is None:
+        run.exit_status = status
+    if run.error is None and run.iface is None:
+        said = [line for line in run.host_stderr.splitlines() if line.strip()]
+        run.error = RemoteCommandError(
+            f"{run.stream.target.host}: pktcap-uw ended (status {run.exit_status}) without a capture: "
+            f"{said[-1] if said else 'it printed nothing'}",
+            f"the host said: {run.host_stderr[-500:] or 'nothing'}; "
+            "check the command with --dry-run and try it by hand on the host",
+        )
+    elif run.error is None and run.exit_status not in (0, None) and not asked_to_stop:
+        said = [line for line in run.host_stderr.splitlines() if line.strip()]
+        kept = f" in {run.sink.path}" if run.sink.path else ""
+        run.error = RemoteCommandError(
+            f"{run.stream.target.host}: pktcap-uw failed (status {run.exit_status}) after "
+            f"{run.packets} packets: {said[-1] if said else 'it printed nothing'}",
+            f"the packets received before are kept{kept}; check that the target still exists on the "
+            "host (a VM that moved or powered off takes its port with it) and capture again",
+        )
+
+
+def _host_said(run: StreamRun, proc: RemoteProcess, what: str, exc: Exception) -> HostError:
+    said = strip_wrapper_lines(proc.stderr()).decode("utf-8", "replace").strip()
+    return RemoteCommandError(
+        f"{run.stream.target.host}: pktcap-uw {what}; the host said: {said[-500:] or '(nothing)'}",
+        f"check the command with --dry-run; detail: {exc}",
+    )
+
+
+async def run_host_streams(
+    conn: Connection, runs: Sequence[StreamRun], control: StopControl, deadline_s: int
+) -> None:
+    """All streams of one host on its one connection. After an abort the host gets ABORT_WAIT_S to close
+    the channels; then the connection is closed under them (each wrapper stops its pktcap-uw itself)."""
+    if len(runs) > MAX_CHANNELS_PER_HOST:
+        host = runs[0].stream.target.host
+        raise RemoteCommandError(
+            f"{host}: {len(runs)} streams at once; one SSH connection carries {MAX_CHANNELS_PER_HOST}",
+            "capture fewer targets or points per host in one command",
+        )
+    streams: asyncio.Future[Any] = asyncio.gather(
+        *(run_stream(conn, run, control, deadline_s) for run in runs)
+    )
+    aborted: asyncio.Future[Any] = asyncio.create_task(control.abort.wait())
+    try:
+        await asyncio.wait([streams, aborted], return_when=asyncio.FIRST_COMPLETED)
+        if not streams.done():
+            try:
+                async with asyncio.timeout(ABORT_WAIT_S):
+                    await asyncio.shield(streams)
+            except TimeoutError:
+                await conn.close()
+        await streams
+    finally:
+        aborted.cancel()
+
+
+async def start_clock(runs: Sequence[StreamRun], control: StopControl, duration: float | None) -> None:
+    """Once every stream is running (or has failed), count --duration from that common start."""
+    await asyncio.gather(*(run.ready.wait() for run in runs))
+    if duration is None:
+        return
+    try:
+        async with asyncio.timeout(duration):
+            await control.graceful.wait()
+    except TimeoutError:
+        control.stop("--duration reached")
+
+
+def install_stop_signals(control: StopControl, notify: Callable[[str], None]) -> Callable[[], None]:
+    """First Ctrl-C (or SIGTERM): graceful stop; second: abort. Returns a function that removes them."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        control.interrupted += 1
+        if control.interrupted == 1:
+            control.stop("interrupted")
+            notify("stopping: files are being completed (Ctrl-C again to abort)")
+        else:
+            control.abort.set()
+            notify("aborting")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    def remove() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    return remove

@@ -1,0 +1,152 @@
+"""The inventory and discovery commands: `hosts`, `discover`, `find`; and `sim`, the simulated hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from esxcap.cli import output
+from esxcap.cli.common import (
+    AcceptNewOpt,
+    GroupOpt,
+    HostsArg,
+    JsonOpt,
+    ParallelOpt,
+    TransportOpt,
+    app,
+    error_dicts,
+    error_rows,
+    exit_code,
+    load_inventory_or_empty,
+    run_job,
+    select_hosts,
+    session_options,
+)
+from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from esxcap.inventory import HostConfig
+from esxcap.ssh.session import HostResult, SessionOptions, run_on_hosts
+
+
+async def _discover(hosts: list[HostConfig], options: SessionOptions, parallel: int) -> list[HostResult[Any]]:
+    from esxcap.ssh.discovery import discover
+
+    return await run_on_hosts(hosts, options, lambda _host, conn: discover(conn, _host), parallel)
+
+
+@app.command()
+def hosts(json_out: JsonOpt = False) -> None:
+    """Show the resolved inventory: address, user, key and where passwords come from (never a password)."""
+
+    async def job() -> int:
+        rows = [h.describe() for h in load_inventory_or_empty().hosts.values()]
+        if json_out:
+            output.print_json({"hosts": rows})
+        else:
+            output.hosts(rows)
+        return EXIT_OK
+
+    run_job(job)
+
+
+@app.command()
+def discover(
+    host: HostsArg = None,
+    group: GroupOpt = None,
+    parallel: ParallelOpt = 10,
+    json_out: JsonOpt = False,
+    accept_new: AcceptNewOpt = False,
+    transport: TransportOpt = None,
+) -> None:
+    """Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host."""
+
+    async def job() -> int:
+        from esxcap.esxi.facts import host_dict
+
+        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
+        if json_out:
+            output.print_json(
+                {
+                    "hosts": [host_dict(r.host, r.value) for r in results if r.value is not None],
+                    "errors": error_dicts(results),
+                }
+            )
+        else:
+            for r in results:
+                if r.value is not None:
+                    output.host_facts(r.host.name, f"{r.host.hostname}:{r.host.port}", r.value)
+            output.host_errors(error_rows(results))
+        return exit_code(results)
+
+    run_job(job)
+
+
+@app.command()
+def find(
+    text: Annotated[
+        str, typer.Argument(help="VM name (exact, any case, or glob like 'web*'), MAC or IP address.")
+    ],
+    host: HostsArg = None,
+    group: GroupOpt = None,
+    parallel: ParallelOpt = 10,
+    json_out: JsonOpt = False,
+    accept_new: AcceptNewOpt = False,
+    transport: TransportOpt = None,
+) -> None:
+    """Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port."""
+
+    async def job() -> int:
+        from esxcap.plan.targets import find as find_matches
+
+        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
+        found = find_matches(text, [(r.host.name, r.value) for r in results if r.value is not None])
+        if json_out:
+            output.print_json(
+                {"query": text, "matches": [vars(m) for m in found], "errors": error_dicts(results)}
+            )
+        else:
+            if found:
+                output.matches(found)
+            output.host_errors(error_rows(results))
+        if not found and not json_out:
+            searched = ", ".join(r.host.name for r in results if r.value is not None) or "no reachable host"
+            output.error(
+                f"nothing named '{text}' on {searched}", "try a glob ('web*'), a MAC or an IP address"
+            )
+        code = exit_code(results)
+        return code if found or code != EXIT_OK else EXIT_ALL_FAILED
+
+    run_job(job)
+
+
+@app.command()
+def sim(
+    topology: Annotated[
+        Path | None, typer.Option(help="Topology YAML; default: the built-in demo topology.")
+    ] = None,
+    port_base: Annotated[int, typer.Option(help="First port to listen on (0: any free ports).")] = 0,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where inventory.yaml, known_hosts and the client key are written.")
+    ] = Path("esxcap-sim"),
+) -> None:
+    """Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory."""
+
+    async def job() -> int:
+        from esxcap.sim import Simulator, serve_forever
+
+        def ready(simulator: Simulator) -> None:
+            for name, sim_host in simulator.hosts.items():
+                output.info(f"{name}: 127.0.0.1:{sim_host.port}")
+            output.info(f"state dir: {state_dir.resolve()}")
+            output.info(f"try: esxcap -i {simulator.inventory_path} discover   (Ctrl-C stops the simulator)")
+
+        await serve_forever(topology, port_base, state_dir, ready)
+        return EXIT_OK
+
+    try:
+        run_job(job)
+    except typer.Exit as done:
+        if done.exit_code == EXIT_INTERRUPTED:
+            raise typer.Exit(EXIT_OK) from None
+        raise

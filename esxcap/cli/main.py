@@ -1,0 +1,186 @@
+"""The `esxcap` entry point: the global options and the command table, known without importing typer or
+any command's module, so `esxcap --help` and `esxcap --version` answer at interpreter speed. The module
+of the command asked for is imported only to run it; typer then parses the whole command line (global
+options included).
+
+Also the one place that maps errors to exit codes: 0 all ok, 3 partial, 1 all hosts failed, 2 usage or
+config error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import warnings
+from importlib import import_module
+from typing import NamedTuple
+
+from esxcap import __version__
+from esxcap.cli import output
+from esxcap.errors import ConfigError, EsxcapError, UsageError
+
+EXIT_OK = 0
+EXIT_ALL_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+PROG = "esxcap"
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "hosts": (
+        "cli.discover",
+        "Show the resolved inventory: address, user, key and where passwords come from (never a password).",
+    ),
+    "discover": (
+        "cli.discover",
+        "Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host.",
+    ),
+    "find": (
+        "cli.discover",
+        "Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port.",
+    ),
+    "sim": (
+        "cli.discover",
+        "Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory.",
+    ),
+    "capture": (
+        "cli.capture",
+        "Capture packets on ESXi hosts: pktcap-uw streamed back over SSH into pcapng files, stopped safely.",
+    ),
+    "points": (
+        "cli.capture",
+        "List a host's pktcap-uw capture points (`pktcap-uw -A`, else the table for its ESXi version).",
+    ),
+    "cleanup": (
+        "cli.capture",
+        "Find leftover captures: stop the ones esxcap started; list others (stopped only with --all).",
+    ),
+    "merge": (
+        "cli.capture",
+        "Merge captures into one time-ordered pcapng, one interface per input interface.",
+    ),
+    "path": (
+        "cli.multi",
+        "Each flow's packets through the capture points in order, per-hop latency, where they got lost.",
+    ),
+    "recipe": (
+        "cli.multi",
+        "Capture plans for common questions (vm-to-vm, vmk, dvfilter, uplink); see them with --dry-run.",
+    ),
+    "bundle": (
+        "cli.ticket",
+        "Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt.",
+    ),
+    "verify": ("cli.ticket", "Re-check a bundle's checksums and manifest; name what is missing or altered."),
+    "analyze": (
+        "cli.ticket",
+        "Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems.",
+    ),
+}
+"""Command name -> (module under esxcap that defines it, one-line summary as in its own --help)."""
+
+INVENTORY_OPTIONS = ("-i", "--inventory")
+INVENTORY_HELP = "Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/inventory.yaml)."
+HELP_OPTIONS = ("-h", "--help")
+
+
+class FrontRequest(NamedTuple):
+    """What the command line asks of the entry point: `help` (asked for), `missing` (no command given),
+    `version`, `run` a command, or `error`."""
+
+    action: str
+    command: str | None = None
+    message: str | None = None
+    hint: str | None = None
+
+
+def read_front(args: list[str]) -> FrontRequest:
+    """Walk the global options up to the command name; the rest of the line is the command's."""
+    position, inventory = 0, None
+    while position < len(args):
+        arg = args[position]
+        if arg in HELP_OPTIONS:
+            return FrontRequest("help")
+        if arg == "--version":
+            return FrontRequest("version")
+        if arg in INVENTORY_OPTIONS:
+            if position + 1 >= len(args):
+                return FrontRequest("error", message=f"option {arg} needs a value", hint="-i FILE")
+            inventory = args[position + 1]
+            position += 2
+            continue
+        if arg.startswith("--inventory=") or (arg.startswith("-i") and not arg.startswith("--")):
+            position += 1
+            continue
+        if arg == "--" and position + 1 < len(args):
+            arg = args[position + 1]
+        elif arg.startswith("-"):
+            return FrontRequest("error", message=f"no such option: {arg}", hint=f"{PROG} --help lists them")
+        if arg not in COMMANDS:
+            return FrontRequest("error", message=f"no such command: {arg}", hint=_suggest(arg))
+        return FrontRequest("run", command=arg)
+    if not args:
+        return FrontRequest("missing")
+    taken = f"-i took '{inventory}' as the inventory file; " if inventory in COMMANDS else ""
+    return FrontRequest("error", message="no command given", hint=f"{taken}{PROG} --help lists the commands")
+
+
+def _suggest(name: str) -> str:
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, COMMANDS, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{hint}{PROG} --help lists the commands"
+
+
+def front_help() -> str:
+    """The top-level help: usage, global options and every command with its summary."""
+    width = max(map(len, COMMANDS))
+    commands = "\n".join(f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items())
+    return (
+        f"Usage: {PROG} [OPTIONS] COMMAND [ARGS]...\n\n"
+        "  Packet captures on VMware ESXi hosts over SSH.\n\n"
+        "Options:\n"
+        f"  -i, --inventory <path>  {INVENTORY_HELP}\n"
+        "  --version               Print the version.\n"
+        "  -h, --help              Show this message and exit.\n\n"
+        f"Commands:\n{commands}\n\n"
+        f"Each command has its own help: {PROG} COMMAND --help\n"
+    )
+
+
+def report(error: EsxcapError) -> int:
+    """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
+    output.error(error.message, error.hint)
+    return EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
+
+
+def _undo_ignored_sigchld() -> None:
+    """Children of a process that ignores SIGCHLD cannot be waited for: asyncio would report every local
+    tool it runs (tshark for analysis, viewers) as failed with status 255."""
+    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def main() -> None:
+    request = read_front(sys.argv[1:])
+    if request.action in ("help", "missing"):
+        output.text(front_help())
+        sys.exit(EXIT_OK if request.action == "help" else EXIT_USAGE)
+    if request.action == "version":
+        output.text(f"{PROG} {__version__}\n")
+        sys.exit(EXIT_OK)
+    if request.action == "error":
+        sys.exit(report(UsageError(request.message or "", request.hint)))
+    _undo_ignored_sigchld()
+    # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
+    # not something an admin can act on, and it would land between our own messages.
+    warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
+    module, _ = COMMANDS[request.command or ""]
+    import_module(f"esxcap.{module}")
+    from esxcap.cli.common import app
+
+    try:
+        app(prog_name=PROG)
+    except EsxcapError as error:
+        sys.exit(report(error))

@@ -1,0 +1,116 @@
+"""Finding what an admin names among discovered hosts: a VM by name, or whatever owns a MAC or an IP.
+
+Names match exactly first, then case-insensitively, then as a glob; every match is returned (a name on
+two hosts is never silently the first one).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from esxcap.esxi.facts import uplinks, vmknics
+from esxcap.esxi.models import HostFacts, VmFacts
+
+MatchKind = Literal["vm", "vmknic", "uplink"]
+_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One thing that matched: where it runs and which switch port it sits on."""
+
+    host: str
+    kind: MatchKind
+    name: str
+    nic: str | None
+    port_id: int | None
+    mac: str | None
+    ip: str | None
+    portgroup: str | None
+    matched_by: str
+
+
+def normalize_mac(text: str) -> str | None:
+    """`00-50-56-AB-CD-EF` or `00:50:56:ab:cd:ef` -> `00:50:56:ab:cd:ef`; None when text is no MAC."""
+    lowered = text.strip().lower()
+    return lowered.replace("-", ":") if _MAC_RE.match(lowered) else None
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def vnic_label(facts: HostFacts, vm: VmFacts, index: int) -> str:
+    """The vNIC's name as net-stats shows it (`ethN` of `<VM>.ethN`), else `eth<index>`."""
+    port_id = vm.ports[index].port_id
+    for port in facts.netstats:
+        if port.port_num == port_id and port.client_name.startswith(vm.entry.name + "."):
+            return port.client_name[len(vm.entry.name) + 1 :]
+    return f"eth{index}"
+
+
+def _vm_rows(host: str, facts: HostFacts, vm: VmFacts, how: str, only: int | None = None) -> list[Match]:
+    if not vm.ports:
+        return [Match(host, "vm", vm.entry.name, None, None, None, None, None, how)]
+    return [
+        Match(host, "vm", vm.entry.name, vnic_label(facts, vm, i), p.port_id, p.mac, p.ip, p.portgroup, how)
+        for i, p in enumerate(vm.ports)
+        if only is None or i == only
+    ]
+
+
+def find(text: str, hosts: Sequence[tuple[str, HostFacts]]) -> list[Match]:
+    """What `text` names on these hosts: a MAC, an IP, or VM names (exact > any case > glob)."""
+    mac = normalize_mac(text)
+    if mac is not None:
+        return _find_address(hosts, mac=mac)
+    ip = _ip(text)
+    if ip is not None:
+        return _find_address(hosts, ip=ip)
+    tiers = (
+        ("exact", lambda name: name == text),
+        ("case-insensitive", lambda name: name.casefold() == text.casefold()),
+        ("glob", lambda name: fnmatch.fnmatchcase(name.casefold(), text.casefold())),
+    )
+    for how, test in tiers:
+        found = [
+            row
+            for host, facts in hosts
+            for vm in facts.vms
+            if test(vm.entry.name)
+            for row in _vm_rows(host, facts, vm, how)
+        ]
+        if found:
+            return found
+    return []
+
+
+def _find_address(
+    hosts: Sequence[tuple[str, HostFacts]], mac: str | None = None, ip: str | None = None
+) -> list[Match]:
+    how = "mac" if mac else "ip"
+    found: list[Match] = []
+    for host, facts in hosts:
+        for vm in facts.vms:
+            for i, port in enumerate(vm.ports):
+                if (mac and port.mac.lower() == mac) or (ip and port.ip and _ip(port.ip) == ip):
+                    found += _vm_rows(host, facts, vm, how, only=i)
+        for vmk in vmknics(facts):
+            if (mac and vmk.mac.lower() == mac) or (ip and vmk.ipv4 and _ip(vmk.ipv4) == ip):
+                found.append(
+                    Match(host, "vmknic", vmk.name, None, vmk.port_id, vmk.mac, vmk.ipv4, vmk.portgroup, how)
+                )
+        for up in uplinks(facts):
+            if mac and up.nic.mac.lower() == mac:
+                found.append(
+                    Match(host, "uplink", up.nic.name, None, up.port_id, up.nic.mac, None, None, how)
+                )
+    return found

@@ -1,0 +1,1 @@
+"""The SSH edge: transports (asyncssh, paramiko), sessions across hosts, discovery and cleanup."""

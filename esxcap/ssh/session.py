@@ -1,0 +1,114 @@
+"""Opening SSH sessions to hosts and running one job per host with bounded concurrency.
+
+Per-host failure is a result, not a crash: only esxcap's own HostError is caught per host, so one
+unreachable host never cancels the others, and bugs stay loud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from esxcap.errors import HostError, UsageError
+from esxcap.inventory import HostConfig
+from esxcap.ssh.transport import Connection, PasswordSource, Transport
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    """One host's outcome: a value, or the error that stopped it."""
+
+    host: HostConfig
+    value: T | None = None
+    error: HostError | None = None
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How to reach hosts: transport, whether new host keys may be recorded, where passwords come from."""
+
+    password: PasswordSource
+    accept_new: bool = False
+    transport: str | None = None
+
+
+def make_transport(name: str) -> Transport:
+    """The transport named by --transport or the inventory."""
+    if name == "asyncssh":
+        from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
+
+        return AsyncsshTransport()
+    if name == "paramiko":
+        from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
+
+        return ParamikoTransport()
+    raise UsageError(f"unknown transport '{name}'", "use --transport asyncssh or --transport paramiko")
+
+
+async def run_on_hosts(
+    hosts: Sequence[HostConfig],
+    options: SessionOptions,
+    job: Callable[[HostConfig, Connection], Awaitable[T]],
+    parallel: int,
+) -> list[HostResult[T]]:
+    """Run job on every host (at most `parallel` at once, each connection closed after its job)."""
+
+    async def job_then_close(host: HostConfig, conn: Connection) -> T:
+        try:
+            return await job(host, conn)
+        finally:
+            await conn.close()
+
+    opened, failed = await open_hosts(hosts, options, job_then_close, parallel)
+    done = {o.host.name: HostResult(o.host, value=o.value) for o in opened}
+    done.update((f.host.name, f) for f in failed)
+    return [done[host.name] for host in hosts]
+
+
+@dataclass(frozen=True)
+class OpenHost(Generic[T]):
+    """A host whose connection stays open after `prepare` ran on it (for work in several phases)."""
+
+    host: HostConfig
+    conn: Connection
+    value: T
+
+
+async def open_hosts(
+    hosts: Sequence[HostConfig],
+    options: SessionOptions,
+    prepare: Callable[[HostConfig, Connection], Awaitable[T]],
+    parallel: int,
+) -> tuple[list[OpenHost[T]], list[HostResult[T]]]:
+    """Connect to every host and run `prepare` (at most `parallel` at once), keeping connections open.
+
+    Returns the open hosts and the failed ones; the caller closes the open ones with `close_hosts`.
+    """
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}", "use --parallel 10")
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(host: HostConfig) -> OpenHost[T] | HostResult[T]:
+        async with limit:
+            conn: Connection | None = None
+            try:
+                transport = make_transport(options.transport or host.transport)
+                conn = await transport.connect(host, password=options.password, accept_new=options.accept_new)
+                return OpenHost(host, conn, await prepare(host, conn))
+            except HostError as error:
+                if conn is not None:
+                    await conn.close()
+                return HostResult(host, error=error)
+
+    results = await asyncio.gather(*(one(host) for host in hosts))
+    opened = [r for r in results if isinstance(r, OpenHost)]
+    failed = [r for r in results if isinstance(r, HostResult)]
+    return opened, failed
+
+
+async def close_hosts(opened: Sequence[OpenHost[Any]]) -> None:
+    await asyncio.gather(*(o.conn.close() for o in opened), return_exceptions=True)

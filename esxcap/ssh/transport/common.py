@@ -1,0 +1,261 @@
+"""What the SSH transports share without any SSH library: algorithm preferences, where OpenSSH client config
+comes from, the bookkeeping of one login (offered methods, the password asked at most once) and the
+messages of every connection failure, so both transports say the same thing in the same words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from esxcap.errors import AuthError, CommandTimeout, ConnectError
+from esxcap.ssh.transport import PasswordSource
+
+if TYPE_CHECKING:
+    from esxcap.inventory import HostConfig
+
+SSH_CONFIG_ENV = "ESXCAP_SSH_CONFIG"
+
+# Newest first; what ESXi 5.5/6.x may need comes last: chosen only when the host offers nothing newer.
+ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+ENCRYPTION_OLD = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc")
+KEX = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+)
+KEX_OLD = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1")
+MAC = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+    "umac-128@openssh.com",
+)
+MAC_OLD = ("hmac-sha1",)
+HOST_KEY = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+HOST_KEY_OLD = ("ssh-rsa",)
+
+
+def supported(names: Sequence[str], available: Iterable[str]) -> list[str]:
+    """`names` in their order, less those the SSH library cannot do."""
+    have = set(available)
+    return [n for n in names if n in have]
+
+
+def host_key_preference(known_key_algs: Sequence[str]) -> list[str]:
+    """Host key algorithms, those already in known_hosts for the host first (so a known key is checked)."""
+    first = [a for a in HOST_KEY if a in known_key_algs]
+    return first + [a for a in HOST_KEY + HOST_KEY_OLD if a not in first]
+
+
+def default_ssh_config_paths() -> list[Path]:
+    """$ESXCAP_SSH_CONFIG (empty: none), else ~/.ssh/config when readable."""
+    if SSH_CONFIG_ENV in os.environ:
+        value = os.environ[SSH_CONFIG_ENV]
+        return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+    path = Path("~/.ssh/config").expanduser()
+    return [path] if os.access(path, os.R_OK) else []
+
+
+class ConfiguredTransport:
+    """A transport that reads OpenSSH client config: `ssh_config` files, or None for
+    `default_ssh_config_paths()` at each connect."""
+
+    def __init__(self, ssh_config: Sequence[Path] | None = None) -> None:
+        self._ssh_config = list(ssh_config) if ssh_config is not None else None
+
+    def config_paths(self) -> list[Path]:
+        return self._ssh_config if self._ssh_config is not None else default_ssh_config_paths()
+
+
+class ClosingConnection(ABC):
+    """`async with conn:` closes the connection on the way out."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+@dataclass
+class Login:
+    """What one login learns along the way: the methods the server offered, whether the password went out.
+
+    The password comes from $password_env, else from the prompt, asked at most once; while the prompt is
+    open the connect timeout (if any) is paused.
+    """
+
+    host: HostConfig
+    label: str
+    password_source: PasswordSource
+    timeout: asyncio.Timeout | None = None
+    tcp_connected: bool = False
+    offered: list[str] = field(default_factory=list)
+    password_asked: bool = False
+    password_value: str | None = field(default=None, repr=False)
+    kbdint_answered: bool = False
+    password_sent: bool = False
+
+    async def password(self) -> str | None:
+        if self.password_asked:
+            return self.password_value
+        self.password_asked = True
+        env = self.host.password_env
+        if env and env in os.environ:
+            self.password_value = os.environ[env]
+            return self.password_value
+        loop = asyncio.get_running_loop()
+        if self.timeout is not None:
+            self.timeout.reschedule(None)
+        try:
+            prompt = f"Password for {self.label}: "
+            self.password_value = await asyncio.to_thread(self.password_source, prompt)
+        finally:
+            if self.timeout is not None:
+                self.timeout.reschedule(loop.time() + self.host.connect_timeout)
+        return self.password_value
+
+    def note_methods(self, methods: Iterable[str]) -> None:
+        for method in methods:
+            if method not in self.offered:
+                self.offered.append(method)
+
+    def auth_error(self, user: str) -> AuthError:
+        methods = ", ".join(self.offered) if self.offered else "none that esxcap supports"
+        tried = self.password_value is not None and (self.kbdint_answered or self.password_sent)
+        rejected = "; the password was rejected" if tried else ""
+        return AuthError(
+            f"{self.label}: permission denied for user '{user}' (server offered: {methods}){rejected}",
+            "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
+            f"/etc/ssh/keys-{user}/authorized_keys on the host), or set password_env in the inventory "
+            "to a variable holding the password, or answer the password prompt",
+        )
+
+    def timeout_error(self, port: int) -> ConnectError:
+        what = "no SSH answer" if self.tcp_connected else "no answer"
+        return ConnectError(
+            f"{self.label}: {what} within {self.host.connect_timeout:g} s",
+            _down_hint(port)
+            if not self.tcp_connected
+            else "something answers on that port but does not speak SSH in time; "
+            "check the port, or raise connect_timeout for a slow link",
+        )
+
+
+def refused_error(label: str, port: int) -> ConnectError:
+    return ConnectError(f"{label}: connection refused", _down_hint(port))
+
+
+def cannot_connect_error(label: str, reason: str, port: int) -> ConnectError:
+    return ConnectError(f"{label}: cannot connect: {reason}", _down_hint(port))
+
+
+def jump_error(
+    label: str, jump: str, reason: str, hint: str | None = None, address: str | None = None
+) -> ConnectError:
+    """The host sits behind a ProxyJump hop, and the hop failed before the host was reached."""
+    where = f" ({address})" if address else ""
+    return ConnectError(
+        f"{label}: through jump host {jump}{where}: {reason}",
+        hint
+        or f"check that the jump host is up and lets you in (ssh {jump}), and how ~/.ssh/config or the "
+        "inventory's proxy_jump describes it",
+    )
+
+
+OPEN_PROHIBITED = 1
+"""SSH_OPEN_ADMINISTRATIVELY_PROHIBITED: the jump host does not forward (AllowTcpForwarding no)."""
+
+
+def forward_error(
+    label: str, jump: str, address: str, target: str, reason: str, prohibited: bool
+) -> ConnectError:
+    """A jump host let us in but could not open the way on to `target`."""
+    return jump_error(
+        label,
+        jump,
+        f"cannot reach {target} from there: {reason}",
+        "the jump host must allow TCP forwarding (AllowTcpForwarding) to that address"
+        if prohibited
+        else "the jump host could not connect to it: is the host up, with SSH enabled (TSM-SSH), and "
+        "reachable from the jump host?",
+        address=address,
+    )
+
+
+def no_common_algorithm_error(label: str, reason: str) -> ConnectError:
+    return ConnectError(
+        f"{label}: no common SSH algorithm: {reason}",
+        "the host's sshd may be restricted (FIPS mode?); compare its Ciphers and KexAlgorithms with esxcap's",
+    )
+
+
+def identity_error(host: HostConfig, reason: str) -> AuthError:
+    return AuthError(
+        f"{host.name}: cannot use identity_file {host.identity_file}: {reason}",
+        "check the path in the inventory; for a passphrase-protected key, drop identity_file and "
+        "load the key into ssh-agent (ssh-add) instead",
+    )
+
+
+def command_timeout_error(label: str, line: str, timeout: float) -> CommandTimeout:
+    shown = line if len(line) <= 80 else line[:77] + "..."
+    return CommandTimeout(
+        f"{label}: '{shown}' did not finish within {timeout:g} s; its channel was closed",
+        "the host may be overloaded; raise command_timeout in the inventory if it is just slow",
+    )
+
+
+def run_failed_error(label: str, program: str, reason: str) -> ConnectError:
+    return ConnectError(
+        f"{label}: connection failed while running '{program}': {reason}",
+        "check the host's state and try again",
+    )
+
+
+def start_failed_error(label: str, program: str, reason: str) -> ConnectError:
+    return ConnectError(
+        f"{label}: cannot start '{program}': {reason}", "check the host's state and try again"
+    )
+
+
+def stream_lost_error(label: str, reason: str) -> ConnectError:
+    return ConnectError(
+        f"{label}: connection lost while streaming: {reason}",
+        "everything received so far was kept; check the host and the network, then capture again",
+    )
+
+
+def _down_hint(port: int) -> str:
+    return (
+        f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
+        "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console"
+    )

@@ -1,0 +1,1 @@
+"""Handing captures over: bundles, their verification, uploads and the tshark-backed analysis."""
