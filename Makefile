@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check esxcap tests $(wildcard bench)
 	$(BIN)/ruff format --check esxcap tests $(wildcard bench)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO_STATE)

@@ -22,10 +22,10 @@ from esxcap.capture.clock import (
     check,
     clock_comment,
     estimate,
-    parse_clock_comment,
     parse_date,
     warnings,
 )
+from esxcap.pcap.comments import parse_clock_comment
 from esxcap.ssh.transport import CommandResult
 
 T0 = 1_700_000_000_000_000_000

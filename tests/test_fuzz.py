@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcaptools import BASE_NS, pcap_stream, udp_frame
 
-from esxcap.capture.clock import parse_clock_comment, parse_date
+from esxcap.capture.clock import parse_date
 from esxcap.errors import ParseError, UsageError
 from esxcap.esxi.capabilities import Capabilities, parse_available_points
 from esxcap.esxi.lifecycle import parse_listing, wrapper_argv
@@ -53,6 +53,7 @@ from esxcap.pcap import (
     PcapStreamReader,
     Record,
 )
+from esxcap.pcap.comments import parse_clock_comment
 
 SETTINGS = settings(max_examples=150, deadline=None)
 Parse = Callable[[str], Any]

@@ -15,8 +15,8 @@ from clirun import esxcap, isolated_env
 from conftest import FAST_TOPOLOGY
 from pcaptools import TSHARK, tshark_fields
 
-from esxcap.capture.clock import parse_clock_comment
 from esxcap.pcap import CaptureFile
+from esxcap.pcap.comments import parse_clock_comment
 from esxcap.sim import SimulatorThread, topology_from_data
 from esxcap.sim.traffic import TrafficModel
 

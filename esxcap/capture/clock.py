@@ -12,7 +12,7 @@ reading is taken as the middle of that second and the bound grows by 0.5 s. Whic
 recorded as the method (`date +%s.%N` or `date +%s (whole seconds)`).
 
 Offsets are measured at start and at end; both go into the JSON summary, the start offset and bound
-into every interface's comment of the pcapng (`clock_comment`, read back by `parse_clock_comment`).
+into every interface's comment of the pcapng (`clock_comment`, read back by `esxcap.pcap.comments`).
 Everything here is pure except `measure` (the I/O edge).
 """
 
@@ -38,10 +38,6 @@ NANO_METHOD = "date +%s.%N"
 SECONDS_METHOD = "date +%s (whole seconds)"
 _NANO = re.compile(r"^(\d+)\.(\d{9})$")
 _SECONDS = re.compile(r"^(\d+)(?:\.(?:%?N)?)?$")
-_COMMENT = re.compile(
-    r"clock offset (?P<offset>[+-]\d+\.\d+) ms ±(?P<bound>\d+\.\d+) ms "
-    r".*timestamps (?P<state>aligned|as read)"
-)
 
 
 @dataclass(frozen=True)
@@ -155,21 +151,13 @@ def warnings(checks: Sequence[ClockCheck], window_ns: int, aligned: bool) -> lis
 
 
 def clock_comment(host: str, reading: ClockReading, aligned: bool) -> str:
-    """The interface comment recording a host's start offset (parse_clock_comment reads it back)."""
+    """The interface comment recording a host's start offset (`esxcap.pcap.comments` reads it back)."""
     state = "aligned" if aligned else "as read"
     return (
         f"{host}: clock offset {reading.offset_ns / 1e6:+.6f} ms ±{reading.bound_ns / 1e6:.6f} ms "
         f"(rtt {reading.rtt_ns / 1e6:.3f} ms, {reading.method}, best of {reading.probes} probes) at start; "
         f"timestamps {state}"
     )
-
-
-def parse_clock_comment(text: str) -> tuple[int, bool] | None:
-    """(offset ns, timestamps already aligned) from a clock_comment, or None for any other text."""
-    m = _COMMENT.search(text)
-    if not m:
-        return None
-    return round(float(m.group("offset")) * 1e6), m.group("state") == "aligned"
 
 
 async def measure(conn: Connection, host: str, probes: int = PROBES) -> ClockReading:

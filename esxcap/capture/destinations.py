@@ -14,14 +14,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from esxcap import __version__
 from esxcap.capture.sinks import CaptureSink, create_private
-from esxcap.cli import output
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFile, PcapngWriter, Record
@@ -95,13 +94,13 @@ def section_comments(planned: Sequence[Stream], started: float) -> list[str]:
 
 class ConsoleView:
     """`--console`/`--hex`: one line per packet as it is written (tshark's summary when tshark is
-    installed, the built-in one otherwise), on stdout, or stderr when stdout carries the capture."""
+    installed, the built-in one otherwise), handed to `show` (the caller's printer)."""
 
-    def __init__(self, hexdump: bool, to_stderr: bool) -> None:
+    def __init__(self, hexdump: bool, show: Callable[[str], None]) -> None:
         from esxcap.capture.viewers import TsharkSummarizer, find_tshark
 
         self._summarizer = TsharkSummarizer(find_tshark(), hex_dump=hexdump)
-        self._to_stderr = to_stderr
+        self._print = show
         self._seen = 0
 
     def __call__(self, name: str, record: Record) -> None:
@@ -111,7 +110,7 @@ class ConsoleView:
 
     def _show(self) -> None:
         for line in self._summarizer.ready():
-            output.packet(line, self._to_stderr)
+            self._print(line)
 
     def close(self) -> None:
         self._summarizer.close()
@@ -139,14 +138,15 @@ def sinks_for(
     choice: OutputChoice,
     started: float,
     max_bytes: int | None,
-    console: bool,
+    console: Callable[[str], None] | None,
     hexdump: bool,
     name: str | None = None,
 ) -> Outputs:
     """The one sink every stream writes to (listed once per stream), the live viewer and the console
-    view; `name` names the merged file in a directory (default: `merged_name`)."""
+    view (`console` prints its lines); `name` names the merged file in a directory (default:
+    `merged_name`)."""
     comments = section_comments(planned, started)
-    view = ConsoleView(hexdump, to_stderr=choice.stdout) if console or hexdump else None
+    view = ConsoleView(hexdump, console) if console is not None else None
     if choice.stdout or choice.live:
         viewer = None
         sink_to: IO[bytes] | None = sys.stdout.buffer

@@ -1,15 +1,24 @@
-"""Running a planned capture across hosts (what `capture` and the recipes share): discovery with the
-capture points for each opened host, clock checks at start and end, one sink per output, every stream
-under the wrapper until the common stop, then sidecars, the summary, and the optional path view,
-viewer and ticket bundle."""
+"""Running a planned capture across hosts (what `capture`, the recipes and every other front share): the
+capture points of each opened host, clock checks at start and end, one sink per output, every stream
+under the wrapper until the common stop, then the split files and the sidecars.
+
+What is shown, and how, is the caller's: progress, notices and console lines go through its `Reporter`;
+the result comes back as a `CaptureOutcome` for the caller to summarise and turn into an exit code.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
-from esxcap.capture.destinations import OutputChoice, sinks_for
+from esxcap.capture import clock
+from esxcap.capture.destinations import OutputChoice, sinks_for, split_file
+from esxcap.capture.metadata import write_capture_sidecars
 from esxcap.capture.run import (
     StopControl,
     StreamRun,
@@ -19,8 +28,6 @@ from esxcap.capture.run import (
     start_clock,
 )
 from esxcap.capture.sinks import REORDER_WINDOW_NS
-from esxcap.cli import output
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL
 from esxcap.errors import HostError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
@@ -29,18 +36,49 @@ from esxcap.ssh.transport import Connection
 
 
 @dataclass(frozen=True)
-class MultiOptions:
-    """What a capture across hosts adds: split files, clock alignment, the path view, the file's name,
-    and the ticket to bundle the files for afterwards."""
+class RunSettings:
+    """How a planned capture runs: where packets go, when it stops (besides `options.count`), whether
+    packets are shown as they come, and what is kept besides the merged file."""
 
+    choice: OutputChoice
+    options: CaptureOptions
+    duration: float | None = None
+    max_bytes: int | None = None
+    console: bool = False
+    hexdump: bool = False
     split: bool = False
     align_clocks: bool = False
-    path: bool = False
     name: str | None = None
-    bundle: str | None = None
+
+
+class Reporter(Protocol):
+    """Where a running capture speaks: notices, warnings, one line per packet, live progress."""
+
+    def info(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+    def packet(self, line: str) -> None: ...
+
+    def progress(self, runs: Sequence[StreamRun]) -> AbstractAsyncContextManager[object]: ...
+
+
+@dataclass
+class CaptureOutcome:
+    """What a capture did: every stream's run, the file each sink became, the files made, the hosts
+    that could not be opened, the clock checks, and whether the user interrupted it."""
+
+    runs: list[StreamRun]
+    files: dict[int, Path | None]
+    made: list[Path]
+    failed: list[HostResult[HostView]]
+    clocks: dict[str, clock.ClockCheck]
+    interrupted: bool
+    stop_reason: str | None
 
 
 async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
+    """Discover a host with its capture points: what planning a capture on it needs."""
     from esxcap.esxi.capabilities import Capabilities
     from esxcap.ssh.discovery import discover
 
@@ -51,40 +89,34 @@ async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
     return HostView(host.name, facts, caps)
 
 
-async def capture_streams(
-    opened: list[OpenHost[HostView]],
-    failed: list[HostResult[HostView]],
-    planned: list[Stream],
-    choice: OutputChoice,
-    duration: float | None,
-    max_bytes: int | None,
-    console: bool,
-    hexdump: bool,
-    open_after: bool,
-    json_out: bool,
-    options: CaptureOptions,
-    multi: MultiOptions,
-) -> int:
-    from esxcap.capture import clock
-
+async def run_capture(
+    opened: Sequence[OpenHost[HostView]],
+    failed: Sequence[HostResult[HostView]],
+    planned: Sequence[Stream],
+    settings: RunSettings,
+    reporter: Reporter,
+) -> CaptureOutcome:
+    """Run every planned stream until the common stop; split and describe the files made."""
     used = {s.target.host for s in planned}
     conns = {o.host.name: o.conn for o in opened if o.host.name in used}
     checks = await clock.check_all(conns, {})
     started = time.time()
-    outputs = sinks_for(planned, choice, started, max_bytes, console, hexdump, multi.name)
+    show = reporter.packet if settings.console or settings.hexdump else None
+    outputs = sinks_for(
+        planned, settings.choice, started, settings.max_bytes, show, settings.hexdump, settings.name
+    )
     sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
-    clock.annotate(runs, checks, multi.align_clocks)
+    clock.annotate(runs, checks, settings.align_clocks)
     control = StopControl()
-    remove_signals = install_stop_signals(control, output.info)
-    deadline = deadline_for(duration)
+    remove_signals = install_stop_signals(control, reporter.info)
+    deadline = deadline_for(settings.duration)
     by_host: dict[str, list[StreamRun]] = {}
     for run in runs:
         by_host.setdefault(run.stream.target.host, []).append(run)
-    progress = output.CaptureProgress(runs)
     try:
-        async with progress:
-            timer = asyncio.create_task(start_clock(runs, control, duration))
+        async with reporter.progress(runs):
+            timer = asyncio.create_task(start_clock(runs, control, settings.duration))
             host_errors = await asyncio.gather(
                 *(
                     run_host_streams(conns[name], host_runs, control, deadline)
@@ -106,21 +138,12 @@ async def capture_streams(
             raise error
     if not control.abort.is_set():
         checks = await clock.check_all(conns, checks)
-    for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, multi.align_clocks):
-        output.warning(warning)
+    for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
+        reporter.warning(warning)
     made = sorted({p for p in files.values() if p is not None})
-    if multi.split:
-        from esxcap.capture.destinations import split_file
-
+    if settings.split:
         for path in made:
-            output.info(f"--split: {len(split_file(path))} files beside {path}")
-    extra: dict[str, object] = {"clocks": [c.as_dict() for c in checks.values()]}
-    if multi.path and made:
-        from esxcap.cli.multi import path_report
-
-        extra["path"] = path_report(made[0])
-    from esxcap.capture.metadata import write_capture_sidecars
-
+            reporter.info(f"--split: {len(split_file(path))} files beside {path}")
     write_capture_sidecars(
         runs,
         files,
@@ -128,33 +151,9 @@ async def capture_streams(
         [{"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error],
         started,
         end_ns / 1e9,
-        options,
-        {"duration_s": duration, "max_bytes": max_bytes, "stop_reason": control.reason},
+        settings.options,
+        {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": control.reason},
+        reporter.warning,
         clocks={name: c.as_dict() for name, c in checks.items()},
     )
-    output.capture_summary(
-        runs,
-        {id(s): f for s, f in ((s, files[id(s)]) for s in set(sinks))},
-        failed,
-        json_out,
-        to_stderr=choice.stdout,
-        extra=extra,
-    )
-    if open_after and choice.paths:
-        from esxcap.capture.viewers import open_file_command
-
-        for path in {p for p in files.values() if p is not None}:
-            await (await asyncio.create_subprocess_exec(*open_file_command(path))).wait()
-    if control.abort.is_set():
-        return EXIT_INTERRUPTED
-    if multi.bundle and made:
-        from esxcap.cli.ticket import bundle_captures
-        from esxcap.ticket.bundle import BundleOptions
-
-        # archive, analysis and upload block: off the event loop
-        await asyncio.to_thread(bundle_captures, made, BundleOptions(ticket=multi.bundle), None, None)
-    bad = sum(1 for r in runs if r.error is not None) + len(failed)
-    total = len(runs) + len(failed)
-    if not bad:
-        return EXIT_OK
-    return EXIT_ALL_FAILED if bad == total else EXIT_PARTIAL
+    return CaptureOutcome(runs, files, made, list(failed), checks, control.abort.is_set(), control.reason)

@@ -14,13 +14,12 @@ import getpass
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esxcap import __version__
 from esxcap.capture.sinks import OutputError
-from esxcap.cli import output
 from esxcap.errors import UsageError
 from esxcap.esxi.models import HostFacts
 from esxcap.esxi.pktcap import FlowFilter
@@ -229,9 +228,11 @@ def write_capture_sidecars(
     stopped: float,
     options: CaptureOptions,
     limits: Mapping[str, Any],
+    warn: Callable[[str], None],
     clocks: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
-    """Write the sidecar of every capture file of one capture command; returns the capture files."""
+    """Write the sidecar of every capture file of one capture command (a sidecar that cannot be written
+    is a warning: the capture itself is complete); returns the capture files."""
     from esxcap.esxi.facts import host_dict
 
     by_file: dict[Path, list[StreamRun]] = {}
@@ -271,5 +272,5 @@ def write_capture_sidecars(
         try:
             write_sidecar(path, document)
         except OutputError as exc:
-            output.warning(f"{exc.message}; {exc.hint}")
+            warn(f"{exc.message}; {exc.hint}")
     return list(by_file)

@@ -5,23 +5,29 @@ password prompt, and the exit code of a per-host result list (the codes themselv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import getpass
+import inspect
 import os
 import sys
 import threading
+import typing
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from esxcap.cli import output
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, INVENTORY_HELP
+from esxcap.cli import INVENTORY_HELP, output
+from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import ConfigError
 from esxcap.inventory import HostConfig, Inventory, find_inventory, load_inventory
 from esxcap.ssh.session import HostResult, SessionOptions
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="esxcap",
@@ -79,7 +85,7 @@ def run_job(job: Callable[[], Coroutine[Any, Any, int]]) -> None:
         code = asyncio.run(job())
     except KeyboardInterrupt:
         output.error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     raise typer.Exit(code)
 
 
@@ -112,15 +118,58 @@ def prompt_password(prompt: str) -> str | None:
         return getpass.getpass(prompt)
 
 
-def session_options(accept_new: bool, transport: str | None) -> SessionOptions:
-    return SessionOptions(password=prompt_password, accept_new=accept_new, transport=transport)
+class OptionGroup:
+    """Marker base of the option groups (frozen dataclasses whose fields carry their typer option and
+    whose `__post_init__` validates them) that `grouped` expands."""
+
+
+def grouped(command: F) -> F:
+    """Expand each parameter annotated with an `OptionGroup` into the group's options (after the
+    command's own options, in the order the groups are declared) and call `command` with one validated
+    group object per such parameter."""
+    signature = inspect.signature(command, eval_str=True)
+    own: list[inspect.Parameter] = []
+    expanded: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type[Any], list[str]]] = {}
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if isinstance(group, type) and issubclass(group, OptionGroup):
+            hints = typing.get_type_hints(group, include_extras=True)
+            fields = dataclasses.fields(typing.cast(Any, group))
+            groups[parameter.name] = (group, [f.name for f in fields])
+            expanded += [
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default
+                )
+                for f in fields
+            ]
+        else:
+            own.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def with_groups(**kwargs: Any) -> Any:
+        for name, (group, names) in groups.items():
+            kwargs[name] = group(**{n: kwargs.pop(n) for n in names})
+        return command(**kwargs)
+
+    with_groups.__signature__ = signature.replace(parameters=own + expanded)  # type: ignore[attr-defined]
+    return typing.cast(F, with_groups)
+
+
+@dataclass(frozen=True)
+class Connect(OptionGroup):
+    """How to reach the hosts."""
+
+    accept_new: AcceptNewOpt = False
+    transport: TransportOpt = None
+
+    def session(self) -> SessionOptions:
+        return SessionOptions(password=prompt_password, accept_new=self.accept_new, transport=self.transport)
 
 
 def exit_code(results: Sequence[HostResult[Any]]) -> int:
-    failed = sum(1 for r in results if r.error is not None)
-    if not failed:
-        return EXIT_OK
-    return EXIT_ALL_FAILED if failed == len(results) else EXIT_PARTIAL
+    """The exit code of a job run on every host."""
+    return outcome_code(sum(1 for r in results if r.error is not None), len(results))
 
 
 def error_rows(results: Sequence[HostResult[Any]]) -> list[tuple[str, str, str | None]]:

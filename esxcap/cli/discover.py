@@ -9,22 +9,21 @@ import typer
 
 from esxcap.cli import output
 from esxcap.cli.common import (
-    AcceptNewOpt,
+    Connect,
     GroupOpt,
     HostsArg,
     JsonOpt,
     ParallelOpt,
-    TransportOpt,
     app,
     error_dicts,
     error_rows,
     exit_code,
+    grouped,
     load_inventory_or_empty,
     run_job,
     select_hosts,
-    session_options,
 )
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from esxcap.cli.exitcodes import ExitCode
 from esxcap.inventory import HostConfig
 from esxcap.ssh.session import HostResult, SessionOptions, run_on_hosts
 
@@ -45,26 +44,26 @@ def hosts(json_out: JsonOpt = False) -> None:
             output.print_json({"hosts": rows})
         else:
             output.hosts(rows)
-        return EXIT_OK
+        return ExitCode.OK
 
     run_job(job)
 
 
 @app.command()
+@grouped
 def discover(
+    connect: Connect,
     host: HostsArg = None,
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
-    accept_new: AcceptNewOpt = False,
-    transport: TransportOpt = None,
 ) -> None:
     """Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host."""
 
     async def job() -> int:
         from esxcap.esxi.facts import host_dict
 
-        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
+        results = await _discover(select_hosts(host, group), connect.session(), parallel)
         if json_out:
             output.print_json(
                 {
@@ -83,7 +82,9 @@ def discover(
 
 
 @app.command()
+@grouped
 def find(
+    connect: Connect,
     text: Annotated[
         str, typer.Argument(help="VM name (exact, any case, or glob like 'web*'), MAC or IP address.")
     ],
@@ -91,15 +92,13 @@ def find(
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
-    accept_new: AcceptNewOpt = False,
-    transport: TransportOpt = None,
 ) -> None:
     """Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port."""
 
     async def job() -> int:
         from esxcap.plan.targets import find as find_matches
 
-        results = await _discover(select_hosts(host, group), session_options(accept_new, transport), parallel)
+        results = await _discover(select_hosts(host, group), connect.session(), parallel)
         found = find_matches(text, [(r.host.name, r.value) for r in results if r.value is not None])
         if json_out:
             output.print_json(
@@ -115,7 +114,7 @@ def find(
                 f"nothing named '{text}' on {searched}", "try a glob ('web*'), a MAC or an IP address"
             )
         code = exit_code(results)
-        return code if found or code != EXIT_OK else EXIT_ALL_FAILED
+        return code if found or code != ExitCode.OK else ExitCode.ALL_FAILED
 
     run_job(job)
 
@@ -142,11 +141,11 @@ def sim(
             output.info(f"try: esxcap -i {simulator.inventory_path} discover   (Ctrl-C stops the simulator)")
 
         await serve_forever(topology, port_base, state_dir, ready)
-        return EXIT_OK
+        return ExitCode.OK
 
     try:
         run_job(job)
     except typer.Exit as done:
-        if done.exit_code == EXIT_INTERRUPTED:
-            raise typer.Exit(EXIT_OK) from None
+        if done.exit_code == ExitCode.INTERRUPTED:
+            raise typer.Exit(ExitCode.OK) from None
         raise

@@ -3,8 +3,8 @@ any command's module, so `esxcap --help` and `esxcap --version` answer at interp
 of the command asked for is imported only to run it; typer then parses the whole command line (global
 options included).
 
-Also the one place that maps errors to exit codes: 0 all ok, 3 partial, 1 all hosts failed, 2 usage or
-config error, 130 interrupted.
+Also the one place that maps errors to exit codes (`report`); the codes and the outcome -> code map are
+`esxcap.cli.exitcodes`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from importlib import import_module
 from typing import NamedTuple
 
 from esxcap import __version__
-from esxcap.cli import output
+from esxcap.cli import INVENTORY_HELP, output
+from esxcap.cli.exitcodes import ExitCode
 from esxcap.errors import ConfigError, EsxcapError, UsageError
 
-EXIT_OK = 0
-EXIT_ALL_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
 PROG = "esxcap"
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,11 +56,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Merge captures into one time-ordered pcapng, one interface per input interface.",
     ),
     "path": (
-        "cli.multi",
+        "cli.path",
         "Each flow's packets through the capture points in order, per-hop latency, where they got lost.",
     ),
     "recipe": (
-        "cli.multi",
+        "cli.recipe",
         "Capture plans for common questions (vm-to-vm, vmk, dvfilter, uplink); see them with --dry-run.",
     ),
     "bundle": (
@@ -80,7 +76,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Command name -> (module under esxcap that defines it, one-line summary as in its own --help)."""
 
 INVENTORY_OPTIONS = ("-i", "--inventory")
-INVENTORY_HELP = "Inventory YAML (else $ESXCAP_INVENTORY, ./inventory.yaml, ~/.config/esxcap/inventory.yaml)."
 HELP_OPTIONS = ("-h", "--help")
 
 
@@ -152,7 +147,7 @@ def front_help() -> str:
 def report(error: EsxcapError) -> int:
     """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
     output.error(error.message, error.hint)
-    return EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
+    return ExitCode.USAGE if isinstance(error, UsageError | ConfigError) else ExitCode.ALL_FAILED
 
 
 def _undo_ignored_sigchld() -> None:
@@ -166,10 +161,10 @@ def main() -> None:
     request = read_front(sys.argv[1:])
     if request.action in ("help", "missing"):
         output.text(front_help())
-        sys.exit(EXIT_OK if request.action == "help" else EXIT_USAGE)
+        sys.exit(ExitCode.OK if request.action == "help" else ExitCode.USAGE)
     if request.action == "version":
         output.text(f"{PROG} {__version__}\n")
-        sys.exit(EXIT_OK)
+        sys.exit(ExitCode.OK)
     if request.action == "error":
         sys.exit(report(UsageError(request.message or "", request.hint)))
     _undo_ignored_sigchld()

@@ -330,6 +330,26 @@ class CaptureProgress:
             self._live = None
 
 
+class CaptureReporter:
+    """A running capture's voice on the terminal: notices and warnings on stderr, one line per packet
+    (on stderr when stdout carries the capture itself), live progress."""
+
+    def __init__(self, packets_to_stderr: bool) -> None:
+        self._packets_to_stderr = packets_to_stderr
+
+    def info(self, message: str) -> None:
+        info(message)
+
+    def warning(self, message: str) -> None:
+        warning(message)
+
+    def packet(self, line: str) -> None:
+        packet(line, self._packets_to_stderr)
+
+    def progress(self, runs: Sequence[StreamRun]) -> CaptureProgress:
+        return CaptureProgress(runs)
+
+
 def capture_summary(
     runs: Sequence[StreamRun],
     files: dict[int, Path | None],

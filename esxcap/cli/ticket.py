@@ -13,7 +13,7 @@ import typer
 
 from esxcap.cli import output
 from esxcap.cli.common import JsonOpt, app
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_OK
+from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import UsageError
 from esxcap.ticket.bundle import FORMATS, BundleOptions, BundleResult, build_bundle, default_name, parse_size
 
@@ -43,7 +43,7 @@ def bundle_captures(
     result = build_bundle(captures, archive, options, _analysis)
     output.bundle_report(_bundle_doc(result))
     if attach is None:
-        return EXIT_OK
+        return ExitCode.OK
     from esxcap.ticket.upload import upload_files
 
     files = list(result.parts) or [result.archive]
@@ -51,7 +51,7 @@ def bundle_captures(
         files.append(result.archive.with_name(result.archive.name + ".parts.sha256"))
     reports = upload_files(attach, files, output.upload_progress)
     output.upload_report(reports)
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_ALL_FAILED
+    return outcome_code(sum(1 for r in reports if not r.ok), len(reports))
 
 
 def _bundle_doc(result: BundleResult) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def verify(
         },
         json_out,
     )
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_ALL_FAILED)
+    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.ALL_FAILED)
 
 
 @app.command()
@@ -147,4 +147,4 @@ def analyze(
         raise UsageError(f"no such file: {file}", "check the path")
     require_tshark()
     output.analysis(analyze_files([file], top=top), json_out)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)

@@ -30,8 +30,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from esxcap.capture.clock import parse_clock_comment
 from esxcap.pcap import Interface, Record
+from esxcap.pcap.comments import parse_clock_comment
 
 MATCH_WINDOW_NS = 1_000_000_000
 MIN_MARGIN_NS = 20_000_000

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from esxcap.esxi import lifecycle
+from esxcap.esxi.remote import command_line
 from esxcap.sim import pktcap
 from esxcap.sim.pktcap_run import PktcapRun, Writer
 from esxcap.sim.processes import SIGNALS, ProcessTable
@@ -211,7 +212,7 @@ async def _start(rt: HostRuntime, command: list[str], out: Writer) -> tuple[asyn
     if isinstance(session, pktcap.Session):
         run = PktcapRun(rt.host, rt.traffic, rt.processes, _faulty(rt, session), out)
         return run.status, run.start().cid
-    output = rt.shell.run(_shell_line(command))
+    output = rt.shell.run(command_line(command))
     status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     proc = rt.processes.spawn(command, command[0].rsplit("/", 1)[-1], lambda sig: None)
 
@@ -226,11 +227,6 @@ async def _start(rt: HostRuntime, command: list[str], out: Writer) -> tuple[asyn
 
     asyncio.get_running_loop().create_task(short())
     return status, proc.cid
-
-
-def _shell_line(argv: list[str]) -> str:
-    """A wrapped command that is not a capture, as a shell line (it runs to completion at once)."""
-    return " ".join("'" + a.replace("'", "'\"'\"'") + "'" for a in argv)
 
 
 async def _stop(table: ProcessTable, pid: int, status: asyncio.Future[int]) -> None:

@@ -1,0 +1,216 @@
+"""The capture options, declared once and shared by `capture` and every recipe.
+
+Each option group is a frozen dataclass whose fields carry their typer option and whose `__post_init__`
+validates them; a command takes a group as one parameter annotated with the group's class, and
+`esxcap.cli.common.grouped` expands it into typer options and hands the command one validated object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from esxcap.capture.destinations import OutputChoice, choose_output
+from esxcap.cli.common import GroupOpt, JsonOpt, OptionGroup, ParallelOpt
+from esxcap.errors import UsageError
+from esxcap.esxi.pktcap import FlowFilter
+from esxcap.plan.planner import CaptureOptions, TargetRequest
+
+MAX_COUNT = 2**31 - 1
+"""The largest packet count pktcap-uw's `-c` takes (a C int)."""
+MAX_DURATION = 366 * 24 * 3600.0
+"""The longest `-d` (a year; the wrapper's deadline is integer seconds in BusyBox's shell arithmetic)."""
+MAX_BYTES = 2**62
+"""The largest --max-bytes (well inside a 64-bit counter)."""
+
+
+@dataclass(frozen=True)
+class HostChoice(OptionGroup):
+    """Which inventory hosts a capture searches or puts its targets on."""
+
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", "-H", help="Host to work on (repeatable); default: the inventory."),
+    ] = None
+    group: GroupOpt = None
+    parallel: ParallelOpt = 10
+
+    def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise UsageError(f"--parallel must be at least 1, got {self.parallel}", "use --parallel 10")
+
+
+@dataclass(frozen=True)
+class StopWhen(OptionGroup):
+    """When each capture stops (besides Ctrl-C), and how much of each packet it keeps."""
+
+    count: Annotated[int | None, typer.Option("--count", "-c", help="Stop each stream after N packets.")] = (
+        None
+    )
+    duration: Annotated[float | None, typer.Option("--duration", "-d", help="Stop after N seconds.")] = None
+    max_bytes: Annotated[int | None, typer.Option(help="Stop once this many packet bytes were written.")] = (
+        None
+    )
+    snaplen: Annotated[int, typer.Option("--snaplen", "-s", help="Bytes kept per packet (0 = all).")] = 0
+
+    def __post_init__(self) -> None:
+        if self.count is not None and not 1 <= self.count <= MAX_COUNT:
+            raise UsageError(f"--count {self.count}: a packet count of 1 to {MAX_COUNT}", "e.g. --count 100")
+        if self.duration is not None and not (
+            math.isfinite(self.duration) and 0 < self.duration <= MAX_DURATION
+        ):
+            raise UsageError(
+                f"--duration {self.duration}: more than 0 and at most {MAX_DURATION:.0f} seconds",
+                "e.g. --duration 30",
+            )
+        if self.max_bytes is not None and not 1 <= self.max_bytes <= MAX_BYTES:
+            raise UsageError(
+                f"--max-bytes {self.max_bytes}: more than 0 and at most {MAX_BYTES}",
+                "e.g. --max-bytes 100000000",
+            )
+
+
+@dataclass(frozen=True)
+class Delivery(OptionGroup):
+    """Where packets go and what happens with them during and after the capture."""
+
+    out: Annotated[str | None, typer.Option("--output", "-o", help="File, directory, or - for stdout.")] = (
+        None
+    )
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the remote commands; run nothing.")] = False
+    console: Annotated[bool, typer.Option("--console", help="Print one line per packet as it arrives.")] = (
+        False
+    )
+    hexdump: Annotated[bool, typer.Option("--hex", help="With --console: hex dump of each packet.")] = False
+    open_after: Annotated[
+        bool, typer.Option("--open", help="Open the finished file in Wireshark/tshark.")
+    ] = False
+    live: Annotated[bool, typer.Option("--live", help="Show packets live in Wireshark (or tshark).")] = False
+    split: Annotated[
+        bool, typer.Option("--split", help="Also keep one file per stream beside the merged file.")
+    ] = False
+    align_clocks: Annotated[
+        bool,
+        typer.Option("--align-clocks", help="Shift each host's timestamps by its measured clock offset."),
+    ] = False
+    show_path: Annotated[
+        bool, typer.Option("--path", help="After the capture, show each packet's path through the points.")
+    ] = False
+    bundle: Annotated[
+        str | None, typer.Option("--bundle", help="Then bundle the files for this ticket (see `bundle`).")
+    ] = None
+    json_out: JsonOpt = False
+
+    def __post_init__(self) -> None:
+        if self.bundle is not None and (self.live or self.out == "-"):
+            raise UsageError("--bundle packs the written files; a stream leaves none", "write files with -o")
+
+    def choice(self, stdout_is_tty: bool) -> OutputChoice | None:
+        """Where packets go (None for --dry-run, which writes nothing)."""
+        if self.dry_run:
+            return None
+        return choose_output(self.out, self.live, stdout_is_tty, self.split, self.show_path)
+
+
+@dataclass(frozen=True)
+class Filters(OptionGroup):
+    """pktcap-uw's flow filters."""
+
+    srcmac: Annotated[str | None, typer.Option(help="Filter: source MAC.")] = None
+    dstmac: Annotated[str | None, typer.Option(help="Filter: destination MAC.")] = None
+    any_mac: Annotated[str | None, typer.Option("--any-mac", help="Filter: source or destination MAC.")] = (
+        None
+    )
+    ethtype: Annotated[str | None, typer.Option(help="Filter: EtherType (0x0806 or arp, ipv4...).")] = None
+    vlan: Annotated[str | None, typer.Option(help="Filter: VLAN ID.")] = None
+    srcip: Annotated[str | None, typer.Option(help="Filter: source IPv4[/prefix].")] = None
+    dstip: Annotated[str | None, typer.Option(help="Filter: destination IPv4[/prefix].")] = None
+    ip: Annotated[str | None, typer.Option(help="Filter: source or destination IPv4.")] = None
+    proto: Annotated[str | None, typer.Option(help="Filter: IP protocol (0x06 or tcp, udp, icmp).")] = None
+    srcport: Annotated[str | None, typer.Option(help="Filter: TCP source port.")] = None
+    dstport: Annotated[str | None, typer.Option(help="Filter: TCP destination port.")] = None
+    tcpport: Annotated[str | None, typer.Option(help="Filter: TCP port (either side).")] = None
+    udpport: Annotated[str | None, typer.Option(help="Filter: UDP port (either side; ESXi 6.7+).")] = None
+    vxlan: Annotated[str | None, typer.Option(help="Filter: VXLAN id.")] = None
+
+    def flow_filter(self) -> FlowFilter:
+        values = dataclasses.asdict(self)
+        values["mac"] = values.pop("any_mac")
+        return FlowFilter(**values)
+
+
+@dataclass(frozen=True)
+class Points(OptionGroup):
+    """Which capture points and direction each target is captured at."""
+
+    direction: Annotated[
+        str, typer.Option("--dir", help="in, out or both, seen from the VM/vmknic/wire.")
+    ] = "both"
+    point: Annotated[
+        list[str] | None, typer.Option(help="pktcap-uw capture point (repeatable); overrides --dir.")
+    ] = None
+    stage: Annotated[str | None, typer.Option(help="pre or post (DVFilter, port points).")] = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out", "both"):
+            raise UsageError(f"--dir {self.direction}: not a direction", "use --dir in, out or both")
+        if self.stage is not None and self.stage not in ("pre", "post"):
+            raise UsageError(f"--stage {self.stage}: not a stage", "use --stage pre or post")
+
+
+@dataclass(frozen=True)
+class Targets(OptionGroup):
+    """What `capture` captures."""
+
+    vm: Annotated[list[str] | None, typer.Option("--vm", help="VM display name (repeatable).")] = None
+    nic: Annotated[str | None, typer.Option(help="With --vm: vNIC number (1 = first) or ethN.")] = None
+    mac: Annotated[str | None, typer.Option(help="With --vm: the vNIC with this MAC.")] = None
+    vmk: Annotated[list[str] | None, typer.Option(help="VMkernel NIC, e.g. vmk0 (repeatable).")] = None
+    uplink: Annotated[list[str] | None, typer.Option(help="Physical NIC, e.g. vmnic2 (repeatable).")] = None
+    switchport: Annotated[list[str] | None, typer.Option(help="Switch port ID from net-stats -l.")] = None
+    lif: Annotated[list[str] | None, typer.Option(help="NSX VDR logical interface id.")] = None
+    dvfilter: Annotated[list[str] | None, typer.Option(help="DVFilter name (summarize-dvfilter).")] = None
+    drop: Annotated[bool, typer.Option("--drop", help="Dropped packets (the Drop point).")] = False
+    all_hosts: Annotated[
+        bool, typer.Option("--all-hosts", help="Put --vmk/--uplink/... targets on every host.")
+    ] = False
+
+    def __post_init__(self) -> None:
+        if (self.nic or self.mac) and len(self.vm or ()) != 1:
+            raise UsageError(
+                "--nic/--mac pick a vNIC of one --vm", "give exactly one --vm with --nic N or --mac MAC"
+            )
+
+    def requests(self) -> list[TargetRequest]:
+        requests = [TargetRequest("vm", name, self.nic, self.mac) for name in self.vm or ()]
+        requests += [TargetRequest("vmk", v) for v in self.vmk or ()]
+        requests += [TargetRequest("uplink", v) for v in self.uplink or ()]
+        requests += [TargetRequest("switchport", v) for v in self.switchport or ()]
+        requests += [TargetRequest("lif", v) for v in self.lif or ()]
+        requests += [TargetRequest("dvfilter", v) for v in self.dvfilter or ()]
+        if self.drop:
+            requests.append(TargetRequest("drop"))
+        return requests
+
+    @property
+    def host_bound(self) -> bool:
+        """Whether any target is put on hosts (not searched for, as VMs are)."""
+        return any(r.kind != "vm" for r in self.requests())
+
+
+def capture_options(
+    stop: StopWhen, points: Points | None = None, filters: Filters | None = None
+) -> CaptureOptions:
+    """What pktcap-uw is asked for, from the option groups."""
+    return CaptureOptions(
+        direction=(points.direction if points else "both"),  # type: ignore[arg-type]
+        points=tuple(points.point or ()) if points else (),
+        stage=points.stage if points else None,
+        count=stop.count,
+        snaplen=stop.snaplen,
+        filters=filters.flow_filter() if filters else FlowFilter(),
+    )
