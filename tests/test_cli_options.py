@@ -67,3 +67,42 @@ def test_outcome_codes() -> None:
     assert outcome_code(1, 3) == ExitCode.PARTIAL
     assert outcome_code(3, 3) == ExitCode.ALL_FAILED
     assert outcome_code(0, 3, interrupted=True) == ExitCode.INTERRUPTED
+
+
+def dry(sim, env, *args: str) -> tuple[list[dict[str, str]], str]:
+    result = esxcap("-i", str(sim.sim.inventory_path), *args, "--dry-run", "--json", env=env)
+    assert result.code == ExitCode.OK, result.stderr
+    return result.json()["streams"], result.stderr
+
+
+def test_requests_that_used_to_do_something_else(sim, env) -> None:
+    both, _ = dry(sim, env, "capture", "--vm", "app 03", "--nic", "1", "--nic", "2", "--dir", "in")
+    assert sorted(s["target"] for s in both) == ["app 03 eth0", "app 03 eth1"]
+    twice, said = dry(sim, env, "capture", "--vm", "web02", "--vm", "web02", "--dir", "in")
+    assert [s["target"] for s in twice] == ["web02 eth0"] and "asked for twice" in said
+    globbed, _ = dry(sim, env, "capture", "--vm", "web0*", "--dir", "in")
+    assert [s["target"] for s in globbed] == ["web02 eth0"]
+    several = esxcap("-i", str(sim.sim.inventory_path), "capture", "--vm", "web*", "--dry-run", env=env)
+    assert several.code == ExitCode.USAGE and "'web 01'" in several.stderr and "'web02'" in several.stderr
+    uplinks, said = dry(sim, env, "capture", "--uplink", "vmnic2", "--all-hosts", "--dir", "in")
+    assert {s["host"] for s in uplinks} == {"esx02", "esx03"}
+    assert "esx01 has no vmnic2" in said and "captured where it exists" in said
+
+
+def test_vm_to_vm_refuses_one_vm_and_takes_both_uplinks_of_one_host(sim, env) -> None:
+    same = esxcap(
+        "-i", str(sim.sim.inventory_path), "recipe", "vm-to-vm", "web02", "web02", "--dry-run", env=env
+    )
+    assert same.code == ExitCode.USAGE and "needs two ends" in same.stderr
+    streams, _ = dry(sim, env, "recipe", "vm-to-vm", "app 03", "mgmt-tools", "--nic-a", "1")
+    uplinks = {s["target"] for s in streams if s["target"].startswith("vmnic")}
+    assert len(uplinks) == 2, streams  # A's on VDS-Prod, B's on vSwitch0
+
+
+def test_console_lines_leave_the_json_document_alone(sim, env, tmp_path) -> None:
+    result = esxcap(
+        "-i", str(sim.sim.inventory_path), "capture", "--vm", "web02", "-c", "3", "--console", "--json",
+        "-o", str(tmp_path / "c.pcapng"), env=env,
+    )  # fmt: skip
+    assert result.code == ExitCode.OK, result.stderr
+    assert result.json()["streams"] and result.stderr.strip()

@@ -55,8 +55,10 @@ def capture(
     explicit = bool(hosts.host or hosts.group or targets.all_hosts)
 
     def plan(views: list[HostView]) -> tuple[list[Stream], str | None]:
-        caps = {v.name: v.caps for v in views}
-        return streams(resolve(requests, views, explicit), request.options, caps), None
+        resolved = resolve(requests, views, explicit)
+        for note in resolved.notes:
+            output.info(note)
+        return streams(resolved.targets, request.options, {v.name: v.caps for v in views}), None
 
     run_job(lambda: run_request(request, plan))
 

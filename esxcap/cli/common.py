@@ -66,16 +66,19 @@ HostsArg = Annotated[
     list[str] | None, typer.Argument(help="Inventory host names or [user@]address[:port]; default: all.")
 ]
 GroupOpt = Annotated[
-    str | None, typer.Option("--group", "-g", help="Only the hosts of this inventory group.")
+    str | None, typer.Option("--group", "-g", help="Only the hosts of this inventory group.", metavar="GROUP")
 ]
-ParallelOpt = Annotated[int, typer.Option("--parallel", "-P", help="Hosts contacted at once.")]
+ParallelOpt = Annotated[int, typer.Option("--parallel", "-P", help="Hosts contacted at once.", metavar="N")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 AcceptNewOpt = Annotated[
     bool,
     typer.Option("--accept-new", help="Record host keys not seen before (a changed key is always refused)."),
 ]
 TransportOpt = Annotated[
-    str | None, typer.Option("--transport", help="SSH library: asyncssh (default) or paramiko.")
+    str | None,
+    typer.Option(
+        "--transport", help="SSH library: asyncssh (default) or paramiko.", metavar="asyncssh|paramiko"
+    ),
 ]
 
 

@@ -34,7 +34,9 @@ class HostChoice(OptionGroup):
 
     host: Annotated[
         list[str] | None,
-        typer.Option("--host", "-H", help="Host to work on (repeatable); default: the inventory."),
+        typer.Option(
+            "--host", "-H", help="Host to work on (repeatable); default: the inventory.", metavar="HOST"
+        ),
     ] = None
     group: GroupOpt = None
     parallel: ParallelOpt = 10
@@ -48,14 +50,18 @@ class HostChoice(OptionGroup):
 class StopWhen(OptionGroup):
     """When each capture stops (besides Ctrl-C), and how much of each packet it keeps."""
 
-    count: Annotated[int | None, typer.Option("--count", "-c", help="Stop each stream after N packets.")] = (
-        None
-    )
-    duration: Annotated[float | None, typer.Option("--duration", "-d", help="Stop after N seconds.")] = None
-    max_bytes: Annotated[int | None, typer.Option(help="Stop once this many packet bytes were written.")] = (
-        None
-    )
-    snaplen: Annotated[int, typer.Option("--snaplen", "-s", help="Bytes kept per packet (0 = all).")] = 0
+    count: Annotated[
+        int | None, typer.Option("--count", "-c", help="Stop each stream after N packets.", metavar="N")
+    ] = None
+    duration: Annotated[
+        float | None, typer.Option("--duration", "-d", help="Stop after N seconds.", metavar="SECONDS")
+    ] = None
+    max_bytes: Annotated[
+        int | None, typer.Option(help="Stop once this many packet bytes were written.", metavar="BYTES")
+    ] = None
+    snaplen: Annotated[
+        int, typer.Option("--snaplen", "-s", help="Bytes kept per packet (0 = all).", metavar="BYTES")
+    ] = 0
 
     def __post_init__(self) -> None:
         if self.count is not None and not 1 <= self.count <= MAX_COUNT:
@@ -78,9 +84,9 @@ class StopWhen(OptionGroup):
 class Delivery(OptionGroup):
     """Where packets go and what happens with them during and after the capture."""
 
-    out: Annotated[str | None, typer.Option("--output", "-o", help="File, directory, or - for stdout.")] = (
-        None
-    )
+    out: Annotated[
+        str | None, typer.Option("--output", "-o", help="File, directory, or - for stdout.", metavar="PATH")
+    ] = None
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the remote commands; run nothing.")] = False
     console: Annotated[bool, typer.Option("--console", help="Print one line per packet as it arrives.")] = (
         False
@@ -101,7 +107,10 @@ class Delivery(OptionGroup):
         bool, typer.Option("--path", help="After the capture, show each packet's path through the points.")
     ] = False
     bundle: Annotated[
-        str | None, typer.Option("--bundle", help="Then bundle the files for this ticket (see `bundle`).")
+        str | None,
+        typer.Option(
+            "--bundle", help="Then bundle the files for this ticket (see `bundle`).", metavar="TICKET"
+        ),
     ] = None
     json_out: JsonOpt = False
 
@@ -120,22 +129,34 @@ class Delivery(OptionGroup):
 class Filters(OptionGroup):
     """pktcap-uw's flow filters."""
 
-    srcmac: Annotated[str | None, typer.Option(help="Filter: source MAC.")] = None
-    dstmac: Annotated[str | None, typer.Option(help="Filter: destination MAC.")] = None
-    any_mac: Annotated[str | None, typer.Option("--any-mac", help="Filter: source or destination MAC.")] = (
+    srcmac: Annotated[str | None, typer.Option(help="Filter: source MAC.", metavar="MAC")] = None
+    dstmac: Annotated[str | None, typer.Option(help="Filter: destination MAC.", metavar="MAC")] = None
+    any_mac: Annotated[
+        str | None, typer.Option("--any-mac", help="Filter: source or destination MAC.", metavar="MAC")
+    ] = None
+    ethtype: Annotated[
+        str | None, typer.Option(help="Filter: EtherType (0x0806 or arp, ipv4...).", metavar="TYPE")
+    ] = None
+    vlan: Annotated[str | None, typer.Option(help="Filter: VLAN ID.", metavar="VLAN")] = None
+    srcip: Annotated[str | None, typer.Option(help="Filter: source IPv4[/prefix].", metavar="IP[/LEN]")] = (
         None
     )
-    ethtype: Annotated[str | None, typer.Option(help="Filter: EtherType (0x0806 or arp, ipv4...).")] = None
-    vlan: Annotated[str | None, typer.Option(help="Filter: VLAN ID.")] = None
-    srcip: Annotated[str | None, typer.Option(help="Filter: source IPv4[/prefix].")] = None
-    dstip: Annotated[str | None, typer.Option(help="Filter: destination IPv4[/prefix].")] = None
-    ip: Annotated[str | None, typer.Option(help="Filter: source or destination IPv4.")] = None
-    proto: Annotated[str | None, typer.Option(help="Filter: IP protocol (0x06 or tcp, udp, icmp).")] = None
-    srcport: Annotated[str | None, typer.Option(help="Filter: TCP source port.")] = None
-    dstport: Annotated[str | None, typer.Option(help="Filter: TCP destination port.")] = None
-    tcpport: Annotated[str | None, typer.Option(help="Filter: TCP port (either side).")] = None
-    udpport: Annotated[str | None, typer.Option(help="Filter: UDP port (either side; ESXi 6.7+).")] = None
-    vxlan: Annotated[str | None, typer.Option(help="Filter: VXLAN id.")] = None
+    dstip: Annotated[
+        str | None, typer.Option(help="Filter: destination IPv4[/prefix].", metavar="IP[/LEN]")
+    ] = None
+    ip: Annotated[str | None, typer.Option(help="Filter: source or destination IPv4.", metavar="IP")] = None
+    proto: Annotated[
+        str | None, typer.Option(help="Filter: IP protocol (0x06 or tcp, udp, icmp).", metavar="PROTO")
+    ] = None
+    srcport: Annotated[str | None, typer.Option(help="Filter: TCP source port.", metavar="PORT")] = None
+    dstport: Annotated[str | None, typer.Option(help="Filter: TCP destination port.", metavar="PORT")] = None
+    tcpport: Annotated[str | None, typer.Option(help="Filter: TCP port (either side).", metavar="PORT")] = (
+        None
+    )
+    udpport: Annotated[
+        str | None, typer.Option(help="Filter: UDP port (either side; ESXi 6.7+).", metavar="PORT")
+    ] = None
+    vxlan: Annotated[str | None, typer.Option(help="Filter: VXLAN id.", metavar="VNI")] = None
 
     def flow_filter(self) -> FlowFilter:
         values = dataclasses.asdict(self)
@@ -148,12 +169,16 @@ class Points(OptionGroup):
     """Which capture points and direction each target is captured at."""
 
     direction: Annotated[
-        str, typer.Option("--dir", help="in, out or both, seen from the VM/vmknic/wire.")
+        str,
+        typer.Option("--dir", help="in, out or both, seen from the VM/vmknic/wire.", metavar="in|out|both"),
     ] = "both"
     point: Annotated[
-        list[str] | None, typer.Option(help="pktcap-uw capture point (repeatable); overrides --dir.")
+        list[str] | None,
+        typer.Option(help="pktcap-uw capture point (repeatable); overrides --dir.", metavar="POINT"),
     ] = None
-    stage: Annotated[str | None, typer.Option(help="pre or post (DVFilter, port points).")] = None
+    stage: Annotated[
+        str | None, typer.Option(help="pre or post (DVFilter, port points).", metavar="pre|post")
+    ] = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out", "both"):
@@ -166,14 +191,29 @@ class Points(OptionGroup):
 class Targets(OptionGroup):
     """What `capture` captures."""
 
-    vm: Annotated[list[str] | None, typer.Option("--vm", help="VM display name (repeatable).")] = None
-    nic: Annotated[str | None, typer.Option(help="With --vm: vNIC number (1 = first) or ethN.")] = None
-    mac: Annotated[str | None, typer.Option(help="With --vm: the vNIC with this MAC.")] = None
-    vmk: Annotated[list[str] | None, typer.Option(help="VMkernel NIC, e.g. vmk0 (repeatable).")] = None
-    uplink: Annotated[list[str] | None, typer.Option(help="Physical NIC, e.g. vmnic2 (repeatable).")] = None
-    switchport: Annotated[list[str] | None, typer.Option(help="Switch port ID from net-stats -l.")] = None
-    lif: Annotated[list[str] | None, typer.Option(help="NSX VDR logical interface id.")] = None
-    dvfilter: Annotated[list[str] | None, typer.Option(help="DVFilter name (summarize-dvfilter).")] = None
+    vm: Annotated[
+        list[str] | None, typer.Option("--vm", help="VM display name (repeatable).", metavar="VM")
+    ] = None
+    nic: Annotated[
+        list[str] | None,
+        typer.Option(help="With --vm: vNIC number (1 = first) or ethN (repeatable).", metavar="N"),
+    ] = None
+    mac: Annotated[
+        list[str] | None, typer.Option(help="With --vm: the vNIC with this MAC (repeatable).", metavar="MAC")
+    ] = None
+    vmk: Annotated[
+        list[str] | None, typer.Option(help="VMkernel NIC, e.g. vmk0 (repeatable).", metavar="VMK")
+    ] = None
+    uplink: Annotated[
+        list[str] | None, typer.Option(help="Physical NIC, e.g. vmnic2 (repeatable).", metavar="VMNIC")
+    ] = None
+    switchport: Annotated[
+        list[str] | None, typer.Option(help="Switch port ID from net-stats -l.", metavar="PORT_ID")
+    ] = None
+    lif: Annotated[list[str] | None, typer.Option(help="NSX VDR logical interface id.", metavar="LIF")] = None
+    dvfilter: Annotated[
+        list[str] | None, typer.Option(help="DVFilter name (summarize-dvfilter).", metavar="NAME")
+    ] = None
     drop: Annotated[bool, typer.Option("--drop", help="Dropped packets (the Drop point).")] = False
     all_hosts: Annotated[
         bool, typer.Option("--all-hosts", help="Put --vmk/--uplink/... targets on every host.")
@@ -186,7 +226,11 @@ class Targets(OptionGroup):
             )
 
     def requests(self) -> list[TargetRequest]:
-        requests = [TargetRequest("vm", name, self.nic, self.mac) for name in self.vm or ()]
+        vnics: list[tuple[str | None, str | None]] = [(n, None) for n in self.nic or ()]
+        vnics += [(None, m) for m in self.mac or ()]
+        requests = [
+            TargetRequest("vm", name, n, m) for name in self.vm or () for n, m in vnics or [(None, None)]
+        ]
         requests += [TargetRequest("vmk", v) for v in self.vmk or ()]
         requests += [TargetRequest("uplink", v) for v in self.uplink or ()]
         requests += [TargetRequest("switchport", v) for v in self.switchport or ()]

@@ -63,9 +63,21 @@ def vm_to_vm(
     connect: Connect,
     nic_a: Annotated[str | None, typer.Option(help="A's vNIC (1 = first, or ethN).")] = None,
     nic_b: Annotated[str | None, typer.Option(help="B's vNIC (1 = first, or ethN).")] = None,
+    ip_a: Annotated[
+        str | None, typer.Option(help="A's IPv4 address, when VMware Tools reports none.")
+    ] = None,
+    ip_b: Annotated[
+        str | None, typer.Option(help="B's IPv4 address, when VMware Tools reports none.", metavar="VMK")
+    ] = None,
 ) -> None:
     """A's vNIC, A's uplink out, B's uplink in, B's vNIC (or the same-host variant), filtered on both IPs."""
-    _run(lambda views: recipes.vm_to_vm(views, vm_a, vm_b, nic_a, nic_b), hosts, stop, delivery, connect)
+    _run(
+        lambda views: recipes.vm_to_vm(views, vm_a, vm_b, nic_a, nic_b, ip_a, ip_b),
+        hosts,
+        stop,
+        delivery,
+        connect,
+    )
 
 
 @recipe_app.command("vmk")
@@ -91,7 +103,7 @@ def dvfilter(
     stop: StopWhen,
     delivery: Delivery,
     connect: Connect,
-    nic: Annotated[str | None, typer.Option(help="The vNIC (1 = first, or ethN).")] = None,
+    nic: Annotated[str | None, typer.Option(help="The vNIC (1 = first, or ethN).", metavar="VMNIC")] = None,
 ) -> None:
     """Before and after each DVFilter of a VM's vNIC (PreDVFilter, PostDVFilter), and the Drop point."""
     _run(lambda views: recipes.dvfilter(views, vm, nic), hosts, stop, delivery, connect)

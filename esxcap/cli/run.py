@@ -90,9 +90,9 @@ async def run_request(request: CaptureRequest, plan: Planner) -> int:
             name=name,
         )
         shown_failed = failed if request.host_bound else []
-        outcome = await run_capture(
-            used, shown_failed, planned, settings, output.CaptureReporter(choice.stdout)
-        )
+        # console lines keep off stdout when it carries the capture or the JSON document
+        reporter = output.CaptureReporter(packets_to_stderr=choice.stdout or request.delivery.json_out)
+        outcome = await run_capture(used, shown_failed, planned, settings, reporter)
         return await _after(outcome, request.delivery, choice.stdout)
     finally:
         await close_hosts(opened)

@@ -7,6 +7,7 @@ each, with the interface name and description the capture file will carry.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -132,6 +133,11 @@ def _find_vm(request: TargetRequest, views: Sequence[HostView]) -> list[Target]:
     found = [(v, vm) for v in views for vm in v.facts.vms if vm.entry.name == name]
     if not found:
         found = [(v, vm) for v in views for vm in v.facts.vms if vm.entry.name.casefold() == name.casefold()]
+    if not found and any(c in name for c in "*?["):
+        found = [(v, vm) for v in views for vm in v.facts.vms if fnmatch.fnmatchcase(vm.entry.name, name)]
+        if len(found) > 1:
+            where = ", ".join(f"'{vm.entry.name}' on {v.name}" for v, vm in found)
+            raise UsageError(f"--vm {name} matches {len(found)} VMs: {where}", "name exactly one VM")
     if not found:
         known = ", ".join(sorted({vm.entry.name for v in views for vm in v.facts.vms})) or "none"
         searched = ", ".join(v.name for v in views)
@@ -222,17 +228,26 @@ def _on_host(request: TargetRequest, view: HostView) -> Target:
     return Target(view.name, "drop", Selector("none"), "drop", f"dropped packets, {_version_text(view)}")
 
 
-def resolve(
-    requests: Sequence[TargetRequest], views: Sequence[HostView], explicit_hosts: bool
-) -> list[Target]:
+@dataclass(frozen=True)
+class Resolved:
+    """The targets of a request, each once, and notes on what was left out (duplicates, hosts that
+    lack a host-bound target)."""
+
+    targets: list[Target]
+    notes: list[str]
+
+
+def resolve(requests: Sequence[TargetRequest], views: Sequence[HostView], explicit_hosts: bool) -> Resolved:
     """Every target on its host. VMs are searched on all given hosts; other targets apply to each host,
-    which must then have been chosen explicitly (--host, --group or --all-hosts) unless there is one."""
+    which must then have been chosen explicitly (--host, --group or --all-hosts) unless there is one; a
+    host that lacks such a target is left out with a note, unless every host lacks it."""
     if not requests:
         raise UsageError(
             "nothing to capture",
             "name a target: --vm, --vmk, --uplink, --switchport, --dvfilter, --lif or --drop",
         )
     targets: list[Target] = []
+    notes: list[str] = []
     for request in requests:
         if request.kind == "vm":
             targets += _find_vm(request, views)
@@ -242,8 +257,26 @@ def resolve(
                 f"{request.shown}: which host? the inventory has {len(views)}",
                 "add --host HOST, --group GROUP, or --all-hosts to capture on every host",
             )
-        targets += [_on_host(request, view) for view in views]
-    return targets
+        found: list[Target] = []
+        missing: list[UsageError] = []
+        for view in views:
+            try:
+                found.append(_on_host(request, view))
+            except UsageError as error:
+                missing.append(error)
+        if not found:
+            raise missing[0]
+        targets += found
+        notes += [f"{error.message}: captured where it exists" for error in missing]
+    seen: set[tuple[str, Selector]] = set()
+    kept: list[Target] = []
+    for target in targets:
+        if (target.host, target.selector) in seen:
+            notes.append(f"{target.label} on {target.host} was asked for twice: captured once")
+            continue
+        seen.add((target.host, target.selector))
+        kept.append(target)
+    return Resolved(kept, notes)
 
 
 @dataclass(frozen=True)

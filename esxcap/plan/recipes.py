@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from esxcap.errors import UsageError
+from esxcap.esxi import validate
 from esxcap.esxi.models import VmFacts, VmPort
 from esxcap.esxi.pktcap import Direction, FlowFilter
 from esxcap.plan.planner import CaptureOptions, HostView, Stream, TargetRequest, resolve, streams
@@ -67,7 +68,7 @@ class _Vm:
         if not ip or ip == "0.0.0.0":  # noqa: S104 - what esxcli prints when the guest reports no IP
             raise UsageError(
                 f"VM '{self.vm.entry.name}' reports no IP address (VMware Tools not running?)",
-                "capture by hand with `esxcap capture --vm ... --ip ...`",
+                "give its address with --ip-a/--ip-b, or capture with `esxcap capture --vm ... --ip ...`",
             )
         return ip
 
@@ -128,17 +129,32 @@ def _same_net(a: str, b: str) -> bool:
 
 
 def vm_to_vm(
-    views: Sequence[HostView], vm_a: str, vm_b: str, nic_a: str | None = None, nic_b: str | None = None
+    views: Sequence[HostView],
+    vm_a: str,
+    vm_b: str,
+    nic_a: str | None = None,
+    nic_b: str | None = None,
+    ip_a: str | None = None,
+    ip_b: str | None = None,
 ) -> Recipe:
-    """A's vNIC, A's uplink out, B's uplink in, B's vNIC (both directions each), filtered on both IPs."""
+    """A's vNIC, A's uplink out, B's uplink in, B's vNIC (both directions each), filtered on both IPs
+    (`ip_a`/`ip_b` stand in for a guest that reports none)."""
     a, b = _find_vm(views, vm_a, nic_a), _find_vm(views, vm_b, nic_b)
-    a_ip, b_ip = a.ip, b.ip
+    if (a.view.name, a.vm.entry.name, a.index) == (b.view.name, b.vm.entry.name, b.index):
+        raise UsageError(
+            f"vm-to-vm needs two ends: A and B are both {a.vm.entry.name} on {a.view.name}",
+            "name the VM it talks to as B (or the other vNIC with --nic-b)",
+        )
+    a_ip = validate.ipv4(ip_a, "--ip-a") if ip_a else a.ip
+    b_ip = validate.ipv4(ip_b, "--ip-b") if ip_b else b.ip
     legs = _both_ways(a.view.name, a.request, a_ip, b_ip, True)
     if a.view.name != b.view.name:
         legs += _both_ways(a.view.name, TargetRequest("uplink", a.uplink), a_ip, b_ip, True)
         legs += _both_ways(b.view.name, TargetRequest("uplink", b.uplink), a_ip, b_ip, False)
     elif a.port.vswitch != b.port.vswitch or not _same_net(a_ip, b_ip):
         legs += _both_ways(a.view.name, TargetRequest("uplink", a.uplink), a_ip, b_ip, True)
+        if b.uplink != a.uplink:
+            legs += _both_ways(b.view.name, TargetRequest("uplink", b.uplink), a_ip, b_ip, False)
     legs += _both_ways(b.view.name, b.request, a_ip, b_ip, False)
     return Recipe(f"vm-to-vm-{a.vm.entry.name}-{b.vm.entry.name}", tuple(legs))
 
@@ -205,7 +221,7 @@ def plan(recipe: Recipe, views: Sequence[HostView], base: CaptureOptions) -> lis
     caps = {v.name: v.caps for v in views}
     result: list[Stream] = []
     for leg in recipe.legs:
-        targets = resolve([leg.request], [_view(views, leg.host)], True)
+        targets = resolve([leg.request], [_view(views, leg.host)], True).targets
         options = replace(base, direction=leg.direction, points=leg.points, filters=leg.filters)
         result += streams(targets, options, caps)
     return result
