@@ -106,3 +106,11 @@ def test_console_lines_leave_the_json_document_alone(sim, env, tmp_path) -> None
     )  # fmt: skip
     assert result.code == ExitCode.OK, result.stderr
     assert result.json()["streams"] and result.stderr.strip()
+
+
+def test_find_nothing_is_refused_before_connecting(env, tmp_path) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  down: {hostname: 127.0.0.1, port: 9, user: root}\n")
+    result = esxcap("-i", str(inventory), "find", " ", env=env)
+    assert result.code == ExitCode.USAGE and "find needs something to look for" in result.stderr
+    assert "down" not in result.stderr

@@ -153,3 +153,22 @@ def test_normalize_mac_refuses_non_macs() -> None:
     assert normalize_mac("00:50:56:01:00") is None
     assert normalize_mac("00:50-56:01:00:02") is None
     assert normalize_mac("0:50:56:01:00:02") is None
+
+
+def test_prefix_finds_every_address_inside_it() -> None:
+    found = find("192.168.1.0/28", HOSTS)
+    assert sorted((m.host, m.name, m.ip) for m in found) == [
+        ("esx01", "web01", "192.168.1.10"),
+    ]
+    wide = find("192.168.1.0/24", HOSTS)
+    assert {m.ip for m in wide} == {"192.168.1.10", "192.168.1.20", "192.168.1.30"}
+    assert {m.matched_by for m in wide} == {"prefix"}
+    assert [(m.host, m.kind) for m in find("10.0.0.0/8", HOSTS)] == [("esx01", "vmknic"), ("esx02", "vmknic")]
+
+
+def test_vmknics_and_uplinks_by_name() -> None:
+    assert [(m.host, m.kind, m.port_id) for m in find("vmk0", HOSTS)] == [
+        ("esx01", "vmknic", 33554436),
+        ("esx02", "vmknic", 33554436),
+    ]
+    assert {m.kind for m in find("vmnic0", HOSTS)} == {"uplink"}

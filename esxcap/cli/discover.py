@@ -24,6 +24,7 @@ from esxcap.cli.common import (
     select_hosts,
 )
 from esxcap.cli.exitcodes import ExitCode
+from esxcap.errors import UsageError
 from esxcap.inventory import HostConfig
 from esxcap.ssh.session import HostResult, SessionOptions, run_on_hosts
 
@@ -94,6 +95,11 @@ def find(
     json_out: JsonOpt = False,
 ) -> None:
     """Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port."""
+
+    if not text.strip():
+        raise UsageError(
+            "find needs something to look for", "give a VM name or glob, a vmknic, a MAC, an IP or a prefix"
+        )
 
     async def job() -> int:
         from esxcap.plan.targets import find as find_matches

@@ -1,4 +1,5 @@
-"""Finding what an admin names among discovered hosts: a VM by name, or whatever owns a MAC or an IP.
+"""Finding what an admin names among discovered hosts: a VM by name, a vmknic or uplink by name, or
+whatever owns a MAC, an IP or an address in a prefix.
 
 Names match exactly first, then case-insensitively, then as a glob; every match is returned (a name on
 two hosts is never silently the first one).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,14 +68,32 @@ def _vm_rows(host: str, facts: HostFacts, vm: VmFacts, how: str, only: int | Non
     ]
 
 
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if "/" not in text:
+        return None
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+
+
 def find(text: str, hosts: Sequence[tuple[str, HostFacts]]) -> list[Match]:
-    """What `text` names on these hosts: a MAC, an IP, or VM names (exact > any case > glob)."""
+    """What `text` names on these hosts: a MAC, an IP or prefix, VM names (exact > any case > glob),
+    else vmknic and uplink names."""
     mac = normalize_mac(text)
     if mac is not None:
-        return _find_address(hosts, mac=mac)
+        return _find_address(hosts, "mac", lambda m: m.lower() == mac, None)
     ip = _ip(text)
     if ip is not None:
-        return _find_address(hosts, ip=ip)
+        return _find_address(hosts, "ip", None, lambda a: _ip(a) == ip)
+    network = _network(text)
+    if network is not None:
+        return _find_address(
+            hosts,
+            "prefix",
+            None,
+            lambda a: (found := _ip(a)) is not None and ipaddress.ip_address(found) in network,
+        )
     tiers = (
         ("exact", lambda name: name == text),
         ("case-insensitive", lambda name: name.casefold() == text.casefold()),
@@ -90,26 +109,45 @@ def find(text: str, hosts: Sequence[tuple[str, HostFacts]]) -> list[Match]:
         ]
         if found:
             return found
-    return []
+    return _find_interfaces(hosts, text)
+
+
+def _find_interfaces(hosts: Sequence[tuple[str, HostFacts]], name: str) -> list[Match]:
+    """vmknics and uplinks by name (`vmk0`, `vmnic2`) on every host."""
+    found: list[Match] = []
+    for host, facts in hosts:
+        found += [
+            Match(host, "vmknic", v.name, None, v.port_id, v.mac, v.ipv4, v.portgroup, "name")
+            for v in vmknics(facts)
+            if v.name == name
+        ]
+        found += [
+            Match(host, "uplink", u.nic.name, None, u.port_id, u.nic.mac, None, None, "name")
+            for u in uplinks(facts)
+            if u.nic.name == name
+        ]
+    return found
 
 
 def _find_address(
-    hosts: Sequence[tuple[str, HostFacts]], mac: str | None = None, ip: str | None = None
+    hosts: Sequence[tuple[str, HostFacts]],
+    how: str,
+    mac: Callable[[str], bool] | None,
+    ip: Callable[[str], bool] | None,
 ) -> list[Match]:
-    how = "mac" if mac else "ip"
     found: list[Match] = []
     for host, facts in hosts:
         for vm in facts.vms:
             for i, port in enumerate(vm.ports):
-                if (mac and port.mac.lower() == mac) or (ip and port.ip and _ip(port.ip) == ip):
+                if (mac and mac(port.mac)) or (ip and port.ip and ip(port.ip)):
                     found += _vm_rows(host, facts, vm, how, only=i)
         for vmk in vmknics(facts):
-            if (mac and vmk.mac.lower() == mac) or (ip and vmk.ipv4 and _ip(vmk.ipv4) == ip):
+            if (mac and mac(vmk.mac)) or (ip and vmk.ipv4 and ip(vmk.ipv4)):
                 found.append(
                     Match(host, "vmknic", vmk.name, None, vmk.port_id, vmk.mac, vmk.ipv4, vmk.portgroup, how)
                 )
         for up in uplinks(facts):
-            if mac and up.nic.mac.lower() == mac:
+            if mac and mac(up.nic.mac):
                 found.append(
                     Match(host, "uplink", up.nic.name, None, up.port_id, up.nic.mac, None, None, how)
                 )
