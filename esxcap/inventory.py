@@ -167,6 +167,12 @@ def find_inventory(explicit: Path | None, env: Mapping[str, str], cwd: Path, hom
         if given is not None:
             path = given.expanduser()
             path = path if path.is_absolute() else cwd / path
+            if path.is_dir():
+                inside = path / "inventory.yaml"
+                raise ConfigError(
+                    f"inventory {path} (from {origin}) is a folder, not an inventory file",
+                    f"give the YAML file itself{f', e.g. {inside}' if inside.is_file() else ''}",
+                )
             if not path.is_file():
                 raise ConfigError(
                     f"inventory {path} (from {origin}) does not exist",

@@ -22,7 +22,7 @@ from esxcap.cli.main import COMMANDS, FrontRequest, front_help, read_front
         (["-i", "inv.yaml", "--help"], FrontRequest("help")),
         (["--version"], FrontRequest("version")),
         (["-i", "inv.yaml", "capture", "--help"], FrontRequest("run", "capture")),
-        (["--inventory=inv.yaml", "discover", "-i", "x"], FrontRequest("run", "discover")),
+        (["--inventory=inv.yaml", "discover"], FrontRequest("run", "discover")),
         (["-iinv.yaml", "hosts"], FrontRequest("run", "hosts")),
         (["-i", "inv.yaml", "--", "hosts"], FrontRequest("run", "hosts")),
     ],
@@ -36,6 +36,9 @@ def test_front_errors_name_the_word_and_the_next_step() -> None:
     assert typo.action == "error" and "captur" in (typo.message or "") and "'capture'" in (typo.hint or "")
     option = read_front(["--bogus", "capture"])
     assert option.action == "error" and "--bogus" in (option.message or "")
+    late = read_front(["discover", "-i", "inv.yaml"])
+    assert late.action == "error" and "global option" in (late.message or "")
+    assert late.hint == "esxcap -i FILE discover ..."
     dangling = read_front(["-i"])
     assert dangling.action == "error" and "-i" in (dangling.message or "")
     no_command = read_front(["-i", "capture"])
@@ -124,3 +127,36 @@ def test_global_inventory_option_reaches_the_command(tmp_path: Path) -> None:
     result = esxcap("-i", str(inventory), "hosts", "--json", env=isolated_env(tmp_path))
     assert result.code == 0, result.stderr
     assert [h["name"] for h in result.json()["hosts"]] == ["esx-front"]
+
+
+def test_inventory_mistakes_are_named(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    folder = esxcap("-i", str(tmp_path), "hosts", env=env)
+    assert folder.code == 2 and "is a folder, not an inventory file" in folder.stderr
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("hosts: {}\n")
+    nothing = esxcap("-i", str(empty), "hosts", env=env)
+    assert nothing.code == 2 and f"inventory {empty} lists no hosts" in nothing.stderr
+    late = esxcap("hosts", "-i", str(empty), env=env)
+    assert late.code == 2 and "global option" in late.stderr and "esxcap -i FILE hosts" in late.stderr
+
+
+def test_ctrl_c_stops_the_simulator_quietly(tmp_path: Path) -> None:
+    import signal
+
+    from polling import wait_until
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esxcap", "sim", "--state-dir", str(tmp_path / "state")],
+        env=isolated_env(tmp_path),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert wait_until((tmp_path / "state" / "inventory.yaml").is_file, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "error" not in stderr, stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,7 +25,7 @@ from esxcap.cli.run import CaptureRequest, run_request
 from esxcap.errors import UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import HostView, Stream, resolve, streams
-from esxcap.ssh.session import close_hosts, open_hosts, run_on_hosts
+from esxcap.ssh.session import HostResult, close_hosts, open_hosts, run_on_hosts
 from esxcap.ssh.transport import Connection
 
 
@@ -117,20 +117,24 @@ def cleanup(
     """Find leftover captures: stop the ones esxcap started; list others (stopped only with --all)."""
     from esxcap.ssh.cleanup import clean_host
 
-    if everything and not yes and not dry_run:
-        if not sys.stdin.isatty():
-            raise UsageError("--all stops captures other people started", "confirm with --yes")
-        if not typer.confirm("Stop every pktcap-uw on these hosts, including ones esxcap did not start?"):
-            raise UsageError("nothing stopped", "run without --all to stop only esxcap's own captures")
+    ask = everything and not yes and not dry_run
+    if ask and not sys.stdin.isatty():
+        raise UsageError("--all stops captures other people started", "confirm with --yes")
 
     async def job() -> int:
         hosts = select_hosts(host, group)
-        results = await run_on_hosts(
-            hosts,
-            connect.session(),
-            lambda h, c: clean_host(h, c, everything, dry_run),
-            parallel,
-        )
+
+        async def clean(listing_only: bool) -> list[HostResult[list[dict[str, Any]]]]:
+            return await run_on_hosts(
+                hosts, connect.session(), lambda h, c: clean_host(h, c, everything, listing_only), parallel
+            )
+
+        if ask:
+            listed = await clean(True)
+            output.cleanup_report([row for r in listed if r.value for row in r.value], False)
+            if not typer.confirm("Stop every pktcap-uw listed above, including ones esxcap did not start?"):
+                raise UsageError("nothing stopped", "run without --all to stop only esxcap's own captures")
+        results = await clean(dry_run)
         rows = [row for r in results if r.value for row in r.value]
         output.cleanup_report(rows, json_out)
         output.host_errors([(r.host.name, r.error.message, r.error.hint) for r in results if r.error])

@@ -82,11 +82,14 @@ TransportOpt = Annotated[
 ]
 
 
-def run_job(job: Callable[[], Coroutine[Any, Any, int]]) -> None:
-    """Run one command's job (its esxcap errors reach `cli.main`); Ctrl-C outside a capture exits 130."""
+def run_job(job: Callable[[], Coroutine[Any, Any, int]], until_interrupted: bool = False) -> None:
+    """Run one command's job (its esxcap errors reach `cli.main`); Ctrl-C outside a capture exits 130,
+    or 0 for a job that runs until interrupted (the simulator)."""
     try:
         code = asyncio.run(job())
     except KeyboardInterrupt:
+        if until_interrupted:
+            raise typer.Exit(ExitCode.OK) from None
         output.error("interrupted")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     raise typer.Exit(code)

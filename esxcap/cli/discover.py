@@ -24,7 +24,7 @@ from esxcap.cli.common import (
     select_hosts,
 )
 from esxcap.cli.exitcodes import ExitCode
-from esxcap.errors import UsageError
+from esxcap.errors import ConfigError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.ssh.session import HostResult, SessionOptions, run_on_hosts
 
@@ -40,7 +40,14 @@ def hosts(json_out: JsonOpt = False) -> None:
     """Show the resolved inventory: address, user, key and where passwords come from (never a password)."""
 
     async def job() -> int:
-        rows = [h.describe() for h in load_inventory_or_empty().hosts.values()]
+        inventory = load_inventory_or_empty()
+        if not inventory.hosts:
+            where = f"inventory {inventory.path}" if inventory.path else "no inventory file was found, and it"
+            raise ConfigError(
+                f"{where} lists no hosts",
+                "write one (see inventory.example.yaml) and pass it with -i FILE, or name hosts to commands",
+            )
+        rows = [h.describe() for h in inventory.hosts.values()]
         if json_out:
             output.print_json({"hosts": rows})
         else:
@@ -149,9 +156,4 @@ def sim(
         await serve_forever(topology, port_base, state_dir, ready)
         return ExitCode.OK
 
-    try:
-        run_job(job)
-    except typer.Exit as done:
-        if done.exit_code == ExitCode.INTERRUPTED:
-            raise typer.Exit(ExitCode.OK) from None
-        raise
+    run_job(job, until_interrupted=True)

@@ -113,6 +113,15 @@ def read_front(args: list[str]) -> FrontRequest:
             return FrontRequest("error", message=f"no such option: {arg}", hint=f"{PROG} --help lists them")
         if arg not in COMMANDS:
             return FrontRequest("error", message=f"no such command: {arg}", hint=_suggest(arg))
+        late = next(
+            (a for a in args[position + 1 :] if a in INVENTORY_OPTIONS or a.startswith("--inventory=")), None
+        )
+        if late is not None:
+            return FrontRequest(
+                "error",
+                message=f"{late} is a global option: it goes before the command",
+                hint=f"{PROG} -i FILE {arg} ...",
+            )
         return FrontRequest("run", command=arg)
     if not args:
         return FrontRequest("missing")
