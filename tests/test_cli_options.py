@@ -114,3 +114,25 @@ def test_find_nothing_is_refused_before_connecting(env, tmp_path) -> None:
     result = esxcap("-i", str(inventory), "find", " ", env=env)
     assert result.code == ExitCode.USAGE and "find needs something to look for" in result.stderr
     assert "down" not in result.stderr
+
+
+def test_wide_selections(sim, env) -> None:
+    """--vm GLOB --many, --nic all and --portgroup (by name and by VLAN) each become one stream per port;
+    outside a terminal they need --yes (--dry-run only shows them)."""
+    many, _ = dry(sim, env, "capture", "--vm", "web*", "--many", "--dir", "in")
+    assert sorted(s["target"] for s in many) == ["web 01 eth0", "web02 eth0"]
+    every, _ = dry(sim, env, "capture", "--vm", "app 03", "--nic", "all", "--dir", "in")
+    assert sorted(s["target"] for s in every) == ["app 03 eth0", "app 03 eth1"]
+    named, _ = dry(sim, env, "capture", "--portgroup", "dvpg-web", "--dir", "in")
+    assert sorted(s["target"] for s in named) == ["app 03 eth0", "web02 eth0"]
+    vlan, _ = dry(sim, env, "capture", "--portgroup", "20", "--dir", "in")
+    assert {s["host"] for s in vlan} == {"esx02"} and len(vlan) == 4  # web 01, qa, gns3_vm's two vNICs
+    unasked = esxcap(
+        "-i", str(sim.sim.inventory_path), "capture", "--vm", "web*", "--many", "-c", "1", env=env
+    )
+    assert unasked.code == ExitCode.USAGE and "needs confirming" in unasked.stderr
+    assert "esx03: web02 eth0" in unasked.stderr
+    nowhere = esxcap(
+        "-i", str(sim.sim.inventory_path), "capture", "--portgroup", "nope", "--dry-run", env=env
+    )
+    assert nowhere.code == ExitCode.USAGE and "dvpg-web" in nowhere.stderr

@@ -58,9 +58,26 @@ def capture(
         resolved = resolve(requests, views, explicit)
         for note in resolved.notes:
             output.info(note)
-        return streams(resolved.targets, request.options, {v.name: v.caps for v in views}), None
+        planned = streams(resolved.targets, request.options, {v.name: v.caps for v in views})
+        if targets.wide and not delivery.dry_run and not targets.yes:
+            _confirm_wide(planned)
+        return planned, None
 
     run_job(lambda: run_request(request, plan))
+
+
+def _confirm_wide(planned: list[Stream]) -> None:
+    """Show what a wide selection (--many, --portgroup) would capture and ask; scripts say --yes."""
+    chosen = sorted({(s.target.host, s.target.label) for s in planned})
+    output.info(f"this captures {len(planned)} streams of {len(chosen)} targets:")
+    for host, label in chosen:
+        output.info(f"  {host}: {label}")
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"a wide selection of {len(chosen)} targets needs confirming", "add --yes (or --dry-run)"
+        )
+    if not typer.confirm("Capture all of these?"):
+        raise UsageError("nothing captured", "narrow the selection, or see it with --dry-run")
 
 
 @app.command()

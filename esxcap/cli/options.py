@@ -214,9 +214,20 @@ class Targets(OptionGroup):
     dvfilter: Annotated[
         list[str] | None, typer.Option(help="DVFilter name (summarize-dvfilter).", metavar="NAME")
     ] = None
+    portgroup: Annotated[
+        list[str] | None,
+        typer.Option(help="Every VM port in this portgroup (name, or VLAN ID), on every host.", metavar="PG"),
+    ] = None
     drop: Annotated[bool, typer.Option("--drop", help="Dropped packets (the Drop point).")] = False
     all_hosts: Annotated[
         bool, typer.Option("--all-hosts", help="Put --vmk/--uplink/... targets on every host.")
+    ] = False
+
+    many: Annotated[
+        bool, typer.Option("--many", help="A --vm glob may match several VMs: capture every one.")
+    ] = False
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --many/--portgroup: do not ask before capturing.")
     ] = False
 
     def __post_init__(self) -> None:
@@ -229,8 +240,11 @@ class Targets(OptionGroup):
         vnics: list[tuple[str | None, str | None]] = [(n, None) for n in self.nic or ()]
         vnics += [(None, m) for m in self.mac or ()]
         requests = [
-            TargetRequest("vm", name, n, m) for name in self.vm or () for n, m in vnics or [(None, None)]
+            TargetRequest("vm", name, n, m, many=self.many)
+            for name in self.vm or ()
+            for n, m in vnics or [(None, None)]
         ]
+        requests += [TargetRequest("portgroup", v) for v in self.portgroup or ()]
         requests += [TargetRequest("vmk", v) for v in self.vmk or ()]
         requests += [TargetRequest("uplink", v) for v in self.uplink or ()]
         requests += [TargetRequest("switchport", v) for v in self.switchport or ()]
@@ -242,8 +256,13 @@ class Targets(OptionGroup):
 
     @property
     def host_bound(self) -> bool:
-        """Whether any target is put on hosts (not searched for, as VMs are)."""
-        return any(r.kind != "vm" for r in self.requests())
+        """Whether any target is put on hosts (not searched for, as VMs and portgroups are)."""
+        return any(r.kind not in ("vm", "portgroup") for r in self.requests())
+
+    @property
+    def wide(self) -> bool:
+        """Whether the selection can grow with the estate (--many, --portgroup): asked before capturing."""
+        return self.many or bool(self.portgroup)
 
 
 def capture_options(

@@ -27,7 +27,7 @@ from esxcap.esxi.pktcap import (
 )
 from esxcap.plan.targets import vnic_label
 
-RequestKind = Literal["vm", "vmk", "uplink", "switchport", "lif", "dvfilter", "drop"]
+RequestKind = Literal["vm", "portgroup", "vmk", "uplink", "switchport", "lif", "dvfilter", "drop"]
 SINGLE_HOST_KINDS = ("vmk", "uplink", "switchport", "lif", "dvfilter", "drop")
 
 
@@ -39,6 +39,8 @@ class TargetRequest:
     value: str | None = None
     nic: str | None = None
     mac: str | None = None
+    many: bool = False
+    """A VM glob may match several VMs (`--many`); else it must name one."""
 
     @property
     def shown(self) -> str:
@@ -118,14 +120,18 @@ def _pick_nic(request: TargetRequest, host: str, vm: VmFacts, facts: HostFacts) 
             return labels.index(text)
         raise UsageError(
             f"--nic {text}: VM '{vm.entry.name}' has {len(vm.ports)} vNIC(s)",
-            f"use --nic 1..{len(vm.ports)} or an ethN name; its vNICs: {listed}",
+            f"use --nic 1..{len(vm.ports)}, an ethN name or all; its vNICs: {listed}",
         )
     if len(vm.ports) > 1:
         raise UsageError(
             f"VM '{vm.entry.name}' on {host} has {len(vm.ports)} vNICs; which one?",
-            f"add --nic N or --mac MAC; its vNICs: {listed}",
+            f"add --nic N (or --nic all) or --mac MAC; its vNICs: {listed}",
         )
     return 0
+
+
+ALL_NICS = "all"
+"""`--nic all`: every vNIC of the VM."""
 
 
 def _find_vm(request: TargetRequest, views: Sequence[HostView]) -> list[Target]:
@@ -135,9 +141,12 @@ def _find_vm(request: TargetRequest, views: Sequence[HostView]) -> list[Target]:
         found = [(v, vm) for v in views for vm in v.facts.vms if vm.entry.name.casefold() == name.casefold()]
     if not found and any(c in name for c in "*?["):
         found = [(v, vm) for v in views for vm in v.facts.vms if fnmatch.fnmatchcase(vm.entry.name, name)]
-        if len(found) > 1:
+        if len(found) > 1 and not request.many:
             where = ", ".join(f"'{vm.entry.name}' on {v.name}" for v, vm in found)
-            raise UsageError(f"--vm {name} matches {len(found)} VMs: {where}", "name exactly one VM")
+            raise UsageError(
+                f"--vm {name} matches {len(found)} VMs: {where}", "name exactly one VM, or add --many for all"
+            )
+        return [t for view, vm in found for t in _vm_targets(request, view, vm)]
     if not found:
         known = ", ".join(sorted({vm.entry.name for v in views for vm in v.facts.vms})) or "none"
         searched = ", ".join(v.name for v in views)
@@ -149,21 +158,54 @@ def _find_vm(request: TargetRequest, views: Sequence[HostView]) -> list[Target]:
         where = ", ".join(f"'{vm.entry.name}' on {v.name}" for v, vm in found)
         raise UsageError(f"VM name '{name}' is ambiguous: {where}", "name the host with --host HOST")
     view, vm = found[0]
-    index = _pick_nic(request, view.name, vm, view.facts)
+    return _vm_targets(request, view, vm)
+
+
+def _vm_targets(request: TargetRequest, view: HostView, vm: VmFacts) -> list[Target]:
+    """The VM's vNIC the request picks, or every vNIC (`--nic all`, or a VM of several found by glob
+    without --nic)."""
+    every = request.nic == ALL_NICS or (request.many and request.nic is None and request.mac is None)
+    if every and not vm.ports:
+        return []
+    indexes = range(len(vm.ports)) if every else [_pick_nic(request, view.name, vm, view.facts)]
+    return [_vm_target(view, vm, index) for index in indexes]
+
+
+def _vm_target(view: HostView, vm: VmFacts, index: int) -> Target:
     port = vm.ports[index]
     nic = vnic_label(view.facts, vm, index)
-    return [
-        Target(
-            host=view.name,
-            kind="vm",
-            selector=Selector("switchport", port.port_id),
-            label=f"{vm.entry.name} {nic}",
-            description=(
-                f"VM {vm.entry.name} {nic} {port.mac}, portgroup {port.portgroup}, switch {port.vswitch}, "
-                f"port {port.port_id}, {_version_text(view)}"
-            ),
+    return Target(
+        host=view.name,
+        kind="vm",
+        selector=Selector("switchport", port.port_id),
+        label=f"{vm.entry.name} {nic}",
+        description=(
+            f"VM {vm.entry.name} {nic} {port.mac}, portgroup {port.portgroup}, switch {port.vswitch}, "
+            f"port {port.port_id}, {_version_text(view)}"
+        ),
+    )
+
+
+def _in_portgroup(request: TargetRequest, views: Sequence[HostView]) -> list[Target]:
+    """Every VM port in the portgroup named (or, for a number no portgroup is named, on that VLAN)."""
+    wanted = request.value or ""
+    named = any(p.portgroup == wanted for v in views for vm in v.facts.vms for p in vm.ports)
+    if not named and not wanted.isdigit():
+        known = sorted({p.portgroup for v in views for vm in v.facts.vms for p in vm.ports})
+        raise UsageError(
+            f"no VM port in portgroup '{wanted}' on {', '.join(v.name for v in views)}",
+            f"portgroups with VMs: {', '.join(known) or 'none'}; or give a VLAN ID",
         )
-    ]
+    targets: list[Target] = []
+    for view in views:
+        on_vlan = {pg.name for pg in view.facts.portgroups if not named and str(pg.vlan_id) == wanted}
+        for vm in view.facts.vms:
+            for index, port in enumerate(vm.ports):
+                if port.portgroup == wanted or port.portgroup in on_vlan:
+                    targets.append(_vm_target(view, vm, index))
+    if not targets:
+        raise UsageError(f"no VM port on VLAN {wanted}", "see portgroups and VLANs with `esxcap discover`")
+    return targets
 
 
 def _on_host(request: TargetRequest, view: HostView) -> Target:
@@ -251,6 +293,9 @@ def resolve(requests: Sequence[TargetRequest], views: Sequence[HostView], explic
     for request in requests:
         if request.kind == "vm":
             targets += _find_vm(request, views)
+            continue
+        if request.kind == "portgroup":
+            targets += _in_portgroup(request, views)
             continue
         if len(views) > 1 and not explicit_hosts:
             raise UsageError(
