@@ -34,6 +34,16 @@ SETTING_KEYS = (
     "proxy_jump",
 )
 HOST_ONLY_KEYS = ("hostname", "groups")
+VCENTER_KEYS = (
+    "address",
+    "port",
+    "username",
+    "password_env",
+    "ca_bundle",
+    "fingerprint",
+    "connect_timeout",
+    "ssh_start_timeout",
+)
 TRANSPORTS = ("asyncssh", "paramiko")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 INVENTORY_ENV = "ESXCAP_INVENTORY"
@@ -84,14 +94,46 @@ class HostConfig:
 
 
 @dataclass(frozen=True)
+class VcenterConfig:
+    """How to reach the vCenter that knows where VMs run: its address, account (the password comes from
+    `password_env`, the keyring or a prompt) and how its certificate is trusted (a CA bundle, or a
+    pinned SHA-256 fingerprint; else esxcap's own record of certificates accepted with --accept-new)."""
+
+    address: str
+    port: int = 443
+    username: str = "administrator@vsphere.local"
+    password_env: str | None = None
+    ca_bundle: Path | None = None
+    fingerprint: str | None = None
+    connect_timeout: float = 30.0
+    ssh_start_timeout: float = 60.0
+    """How long --enable-ssh waits for the port to answer after vCenter reports SSH started."""
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """The hosts of one inventory file (or none: then only ad-hoc hosts exist)."""
+    """The hosts of one inventory file (or none: then only ad-hoc hosts exist), and its vCenter."""
 
     hosts: Mapping[str, HostConfig]
     path: Path | None
     groups: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    vcenter: VcenterConfig | None = None
+
+    def with_vcenter_hosts(self, hosts: Sequence[tuple[str, str | None]]) -> Inventory:
+        """This inventory plus the hosts vCenter knows, as (name, cluster): a host listed here keeps its
+        own settings, others get the defaults; each cluster becomes a group of its hosts."""
+        merged = dict(self.hosts)
+        for name, cluster in hosts:
+            groups = (cluster,) if cluster else ()
+            base = merged.get(name)
+            if base is None:
+                merged[name] = _make_host(name, name, self.defaults, groups, frozenset(self.defaults))
+            elif cluster and cluster not in base.groups:
+                merged[name] = replace(base, groups=(*base.groups, cluster))
+        clusters = tuple(dict.fromkeys(c for _n, c in hosts if c))
+        return replace(self, hosts=merged, groups=tuple(dict.fromkeys((*self.groups, *clusters))))
 
     def select(self, names: Sequence[str], group: str | None = None) -> list[HostConfig]:
         """Hosts named on the command line and/or members of `group`; all hosts when neither is given."""
@@ -238,9 +280,10 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     top = {
         key: value
         for key, (_k, value) in reader.mapping(
-            root, "the file", allowed=("defaults", "groups", "hosts")
+            root, "the file", allowed=("defaults", "groups", "hosts", "vcenter")
         ).items()
     }
+    vcenter = _vcenter(reader, top["vcenter"]) if "vcenter" in top else None
     defaults = reader.settings(top.get("defaults"), "defaults", allowed=SETTING_KEYS)
     groups_node = reader.mapping(top.get("groups"), "groups")
     groups = {
@@ -266,7 +309,36 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         hostname = settings.pop("hostname", None)
         explicit = frozenset(settings) | ({"hostname"} if hostname else set())
         hosts[name] = _make_host(name, hostname or name, settings, tuple(member_of), explicit)
-    return Inventory(hosts=hosts, path=path, groups=tuple(groups), defaults=defaults)
+    return Inventory(hosts=hosts, path=path, groups=tuple(groups), defaults=defaults, vcenter=vcenter)
+
+
+def _vcenter(reader: _Reader, node: yaml.Node) -> VcenterConfig:
+    settings = reader.settings(node, "vcenter", allowed=VCENTER_KEYS)
+    if "address" not in settings:
+        raise reader.error(node, "vcenter", "no address", "e.g. 'vcenter: {address: vcsa.corp.local}'")
+    fingerprint = settings.get("fingerprint")
+    if fingerprint is not None:
+        settings["fingerprint"] = normalize_fingerprint(fingerprint)
+        if settings["fingerprint"] is None:
+            raise reader.error(
+                reader.value_node(node, "fingerprint"),
+                "vcenter.fingerprint",
+                f"'{fingerprint}' is not a SHA-256 fingerprint",
+                "e.g. 'fingerprint: SHA256:AB:CD:...' (64 hex digits, as esxcap prints it)",
+            )
+    return VcenterConfig(**settings)
+
+
+_FINGERPRINT = re.compile(r"(?:sha256:)?((?:[0-9a-f]{2}:?){32})\Z")
+
+
+def normalize_fingerprint(text: str) -> str | None:
+    """`SHA256:AB:CD:...`, `ab:cd:...` or 64 hex digits -> `SHA256:AB:CD:...` (None when not one)."""
+    m = _FINGERPRINT.match(text.strip().lower())
+    if not m:
+        return None
+    digits = m.group(1).replace(":", "")
+    return "SHA256:" + ":".join(digits[i : i + 2] for i in range(0, 64, 2)).upper()
 
 
 class _Reader:
@@ -350,7 +422,7 @@ class _Reader:
             if not 1 <= value <= 65535:
                 raise bad(f"port {value} is not in 1-65535", "the SSH port is usually 22")
             return value
-        if key in ("connect_timeout", "command_timeout"):
+        if key in ("connect_timeout", "command_timeout", "ssh_start_timeout"):
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise bad(f"{key} must be a positive number of seconds, not {value!r}", f"e.g. '{key}: 30'")
             return float(value)
@@ -362,7 +434,7 @@ class _Reader:
             return tuple(value)
         if not isinstance(value, str) or not value.strip():
             raise bad(f"{key} must be non-empty text, not {value!r}", f"e.g. '{key}: {_EXAMPLES[key]}'")
-        if key in ("known_hosts", "identity_file"):
+        if key in ("known_hosts", "identity_file", "ca_bundle"):
             expanded = Path(value).expanduser()
             return expanded if expanded.is_absolute() else (self.path.parent / expanded).resolve()
         if key == "password_env" and not _ENV_NAME.match(value):
@@ -385,6 +457,9 @@ _EXAMPLES = {
     "transport": "asyncssh",
     "proxy_jump": "admin@jumphost",
     "hostname": "10.0.0.11",
+    "address": "vcsa.corp.local",
+    "ca_bundle": "~/vcenter-ca.pem",
+    "fingerprint": "SHA256:AB:CD:...",
 }
 
 

@@ -186,6 +186,17 @@ def write_sidecar(capture: Path, document: Mapping[str, Any]) -> Path:
     return path
 
 
+def add_to_sidecars(captures: Sequence[Path], key: str, value: Any, warn: Callable[[str], None]) -> None:
+    """Record what happened after the capture (e.g. vCenter changes undone) in each file's sidecar."""
+    for capture in captures:
+        try:
+            document = read_sidecar(capture)
+            if document is not None:
+                write_sidecar(capture, {**document, key: value})
+        except (UsageError, OutputError) as exc:
+            warn(f"{exc.message}; {exc.hint}")
+
+
 def read_sidecar(capture: Path) -> dict[str, Any] | None:
     """The capture's sidecar document, or None when it has none."""
     path = sidecar_path(capture)

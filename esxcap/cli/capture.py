@@ -51,6 +51,8 @@ def capture(
         delivery=delivery,
         stop=stop,
         options=capture_options(stop, points, filters),
+        vm_names=tuple(targets.vm or ()) if all(r.kind == "vm" for r in requests) else (),
+        enable_ssh=hosts.enable_ssh,
     )
     explicit = bool(hosts.host or hosts.group or targets.all_hosts)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,13 +21,17 @@ from esxcap.cli.common import (
     exit_code,
     grouped,
     load_inventory_or_empty,
+    prompt_password,
     run_job,
     select_hosts,
 )
 from esxcap.cli.exitcodes import ExitCode
 from esxcap.errors import ConfigError, UsageError
-from esxcap.inventory import HostConfig
+from esxcap.inventory import HostConfig, Inventory
 from esxcap.ssh.session import HostResult, SessionOptions, run_on_hosts
+
+if TYPE_CHECKING:
+    from esxcap.vcenter.estate import VcVm
 
 
 async def _discover(hosts: list[HostConfig], options: SessionOptions, parallel: int) -> list[HostResult[Any]]:
@@ -35,12 +40,38 @@ async def _discover(hosts: list[HostConfig], options: SessionOptions, parallel: 
     return await run_on_hosts(hosts, options, lambda _host, conn: discover(conn, _host), parallel)
 
 
+VcenterOpt = Annotated[
+    bool,
+    typer.Option("--vcenter", help="Also the hosts the inventory's vCenter manages (clusters as groups)."),
+]
+
+
+async def _vcenter_inventory(connect: Connect) -> tuple[Inventory, list[VcVm]]:
+    """The inventory plus every host its vCenter manages, and every VM vCenter knows (two queries)."""
+    from esxcap.vcenter.client import Vcenter
+
+    inventory = load_inventory_or_empty()
+    if inventory.vcenter is None:
+        raise ConfigError(
+            f"--vcenter: {inventory.path or 'the inventory'} has no vcenter block",
+            "add one (README: vCenter): vcenter: {address: vcsa.corp.local, password_env: VC_PASSWORD}",
+        )
+    vcenter = await asyncio.to_thread(Vcenter.connect, inventory.vcenter, prompt_password, connect.accept_new)
+    try:
+        known = await asyncio.to_thread(vcenter.hosts)
+        vms = await asyncio.to_thread(vcenter.vms)
+    finally:
+        await asyncio.to_thread(vcenter.close)
+    return inventory.with_vcenter_hosts([(h.name, h.cluster) for h in known]), vms
+
+
 @app.command()
-def hosts(json_out: JsonOpt = False) -> None:
+@grouped
+def hosts(connect: Connect, json_out: JsonOpt = False, vcenter: VcenterOpt = False) -> None:
     """Show the resolved inventory: address, user, key and where passwords come from (never a password)."""
 
     async def job() -> int:
-        inventory = load_inventory_or_empty()
+        inventory = (await _vcenter_inventory(connect))[0] if vcenter else load_inventory_or_empty()
         if not inventory.hosts:
             where = f"inventory {inventory.path}" if inventory.path else "no inventory file was found, and it"
             raise ConfigError(
@@ -65,13 +96,19 @@ def discover(
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
+    vcenter: VcenterOpt = False,
 ) -> None:
     """Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host."""
 
     async def job() -> int:
         from esxcap.esxi.facts import host_dict
 
-        results = await _discover(select_hosts(host, group), connect.session(), parallel)
+        chosen = (
+            (await _vcenter_inventory(connect))[0].select(list(host or ()), group)
+            if vcenter
+            else select_hosts(host, group)
+        )
+        results = await _discover(chosen, connect.session(), parallel)
         if json_out:
             output.print_json(
                 {
@@ -111,7 +148,7 @@ def find(
     async def job() -> int:
         from esxcap.plan.targets import find as find_matches
 
-        results = await _discover(select_hosts(host, group), connect.session(), parallel)
+        results = await _discover(await _find_where(connect, text, host, group), connect.session(), parallel)
         found = find_matches(text, [(r.host.name, r.value) for r in results if r.value is not None])
         if json_out:
             output.print_json(
@@ -130,6 +167,24 @@ def find(
         return code if found or code != ExitCode.OK else ExitCode.ALL_FAILED
 
     run_job(job)
+
+
+async def _find_where(
+    connect: Connect, text: str, host: list[str] | None, group: str | None
+) -> list[HostConfig]:
+    """The hosts `find` asks over SSH: with a vCenter in the inventory (and no hosts named), only those
+    running what vCenter says `text` names."""
+    from esxcap.vcenter.estate import hosts_running
+
+    if host or group or load_inventory_or_empty().vcenter is None:
+        return select_hosts(host, group)
+    inventory, vms = await _vcenter_inventory(connect)
+    where = hosts_running(text, vms)
+    chosen = list(inventory.hosts.values()) if where is None else [inventory.hosts[name] for name in where]
+    output.info(f"vCenter: SSH to {len(chosen)} of {len(inventory.hosts)} hosts")
+    if not chosen:
+        raise UsageError(f"vCenter knows no running VM or vNIC '{text}'", "try a glob ('web*'), MAC or IP")
+    return chosen
 
 
 @app.command()

@@ -40,6 +40,13 @@ class HostChoice(OptionGroup):
     ] = None
     group: GroupOpt = None
     parallel: ParallelOpt = 10
+    enable_ssh: Annotated[
+        bool,
+        typer.Option(
+            "--enable-ssh",
+            help="With a vcenter in the inventory: SSH on the VMs' hosts for the capture only.",
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if self.parallel < 1:

@@ -27,6 +27,7 @@ def _run(
     stop: StopWhen,
     delivery: Delivery,
     connect: Connect,
+    vm_names: tuple[str, ...] = (),
 ) -> None:
     """Run a recipe exactly as `capture` runs its targets (the same flow, checks and exit codes)."""
     request = CaptureRequest(
@@ -38,6 +39,8 @@ def _run(
         delivery=delivery,
         stop=stop,
         options=capture_options(stop),
+        vm_names=vm_names,
+        enable_ssh=hosts.enable_ssh,
     )
 
     def plan(views: list[HostView]) -> tuple[list[Stream], str | None]:
@@ -106,7 +109,7 @@ def dvfilter(
     nic: Annotated[str | None, typer.Option(help="The vNIC (1 = first, or ethN).", metavar="VMNIC")] = None,
 ) -> None:
     """Before and after each DVFilter of a VM's vNIC (PreDVFilter, PostDVFilter), and the Drop point."""
-    _run(lambda views: recipes.dvfilter(views, vm, nic), hosts, stop, delivery, connect)
+    _run(lambda views: recipes.dvfilter(views, vm, nic), hosts, stop, delivery, connect, (vm,))
 
 
 @recipe_app.command("uplink")

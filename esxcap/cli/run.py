@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from esxcap.capture.destinations import OutputChoice
 from esxcap.capture.job import CaptureOutcome, RunSettings, prepare_host, run_capture
+from esxcap.capture.metadata import add_to_sidecars
 from esxcap.cli import output
-from esxcap.cli.common import Connect, select_hosts
+from esxcap.cli.common import Connect, load_inventory_or_empty, prompt_password, select_hosts
 from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.cli.options import Delivery, StopWhen
-from esxcap.errors import UsageError
+from esxcap.errors import HostError, UsageError
+from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
 from esxcap.ssh.session import HostResult, close_hosts, open_hosts
+
+if TYPE_CHECKING:
+    from esxcap.vcenter.assist import Assist
 
 Planner = Callable[[list[HostView]], tuple[list[Stream], str | None]]
 """Opened hosts -> the streams to run and the name of the merged file (None: named after the streams)."""
@@ -42,6 +49,9 @@ class CaptureRequest:
     delivery: Delivery
     stop: StopWhen
     options: CaptureOptions
+    vm_names: tuple[str, ...] = ()
+    """The VMs asked for by name: with a vCenter in the inventory, it says where they run."""
+    enable_ssh: bool = False
 
 
 def _failures(failed: Sequence[HostResult[HostView]], request: CaptureRequest) -> int:
@@ -57,8 +67,46 @@ def _failures(failed: Sequence[HostResult[HostView]], request: CaptureRequest) -
 async def run_request(request: CaptureRequest, plan: Planner) -> int:
     """Open, plan, dry-run or capture, report; returns the exit code."""
     choice = request.delivery.choice(sys.stdout.isatty())
-    hosts = select_hosts(request.hosts, request.group)
-    opened, failed = await open_hosts(hosts, request.connect.session(), prepare_host, request.parallel)
+    inventory = load_inventory_or_empty()
+    if not (inventory.vcenter and request.vm_names and not (request.hosts or request.group)):
+        if request.enable_ssh:
+            raise UsageError(
+                "--enable-ssh starts SSH through vCenter, for VMs that vCenter locates",
+                "add a vcenter block to the inventory (README: vCenter) and name VMs with --vm, no --host",
+            )
+        return await _run_on(select_hosts(request.hosts, request.group), request, plan, choice, None)
+    from esxcap.vcenter.assist import Assist
+    from esxcap.vcenter.client import Vcenter
+
+    vcenter = await asyncio.to_thread(
+        Vcenter.connect, inventory.vcenter, prompt_password, request.connect.accept_new
+    )
+    try:
+        vms = await asyncio.to_thread(vcenter.vms)
+        assist = Assist(vcenter, request.enable_ssh, output.info, inventory.vcenter.ssh_start_timeout)
+        hosts = assist.hosts_for(inventory, request.vm_names, vms)
+        output.info(f"vCenter: SSH to {len(hosts)} host(s) of the estate: {', '.join(h.name for h in hosts)}")
+        try:
+            await assist.open(hosts)
+            # the located hosts are where the targets are: one that fails fails the capture
+            return await _run_on(hosts, replace(request, host_bound=True), plan, choice, assist)
+        finally:
+            await assist.release()
+    finally:
+        await asyncio.to_thread(vcenter.close)
+
+
+async def _run_on(
+    hosts: list[HostConfig],
+    request: CaptureRequest,
+    plan: Planner,
+    choice: OutputChoice | None,
+    assist: Assist | None,
+) -> int:
+    prepare = assist.prepare(prepare_host) if assist else prepare_host
+    opened, failed = await open_hosts(hosts, request.connect.session(), prepare, request.parallel)
+    if assist is not None and not request.enable_ssh:
+        failed = [_suggest_enable_ssh(f) for f in failed]
     try:
         if not opened:
             output.host_errors([(f.host.name, f.error.message, f.error.hint) for f in failed if f.error])
@@ -89,18 +137,33 @@ async def run_request(request: CaptureRequest, plan: Planner) -> int:
             align_clocks=request.delivery.align_clocks,
             name=name,
         )
-        shown_failed = failed if request.host_bound else []
+        shown_failed = failed if request.host_bound or assist else []
         # console lines keep off stdout when it carries the capture or the JSON document
         reporter = output.CaptureReporter(packets_to_stderr=choice.stdout or request.delivery.json_out)
         outcome = await run_capture(used, shown_failed, planned, settings, reporter)
-        return await _after(outcome, request.delivery, choice.stdout)
+        extra: dict[str, object] = {}
+        if assist is not None:
+            await assist.release()
+            extra["vcenter"] = assist.as_dict()
+            add_to_sidecars(outcome.made, "vcenter", extra["vcenter"], output.warning)
+        return await _after(outcome, request.delivery, choice.stdout, extra)
     finally:
         await close_hosts(opened)
 
 
-async def _after(outcome: CaptureOutcome, delivery: Delivery, to_stderr: bool) -> int:
+def _suggest_enable_ssh(failed: HostResult[HostView]) -> HostResult[HostView]:
+    """A host vCenter located whose SSH is off: say that --enable-ssh turns it on for the capture."""
+    if failed.error is None or "refused" not in failed.error.message:
+        return failed
+    hint = "its SSH service is off: add --enable-ssh to start it through vCenter for this capture only"
+    return replace(failed, error=HostError(failed.error.message, hint))
+
+
+async def _after(
+    outcome: CaptureOutcome, delivery: Delivery, to_stderr: bool, extra: dict[str, object]
+) -> int:
     """Summary, path view, viewer and bundle of a finished capture; its exit code."""
-    extra: dict[str, object] = {"clocks": [c.as_dict() for c in outcome.clocks.values()]}
+    extra["clocks"] = [c.as_dict() for c in outcome.clocks.values()]
     if delivery.show_path and outcome.made:
         from esxcap.cli.path import path_report
 

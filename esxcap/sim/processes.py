@@ -1,5 +1,5 @@
 """A simulated host's process table, its small file store, and the programs that look at them:
-`ps`, `kill`, `pgrep`, `pkill`, `lsof`, `rm` and `cat` (REFERENCE §4.4-4.6, §1.8).
+`ps`, `kill`, `pgrep`, `pkill`, `lsof`, `rm`, `cat`, `touch`, `mkdir` and `ls` (REFERENCE §4.4-4.6, §1.8).
 
 Processes are cartels with 7-digit ids that only increase; a pktcap-uw cartel has four worlds (its own
 id, then three more) that all carry the world name `pktcap-uw`, so `ps -c` shows four rows per capture
@@ -69,6 +69,7 @@ class ProcessTable:
         self._next = first_cid
         self._procs: dict[int, SimProcess] = {}
         self.files: dict[str, bytearray] = {}
+        self.folders: set[str] = set()
         self.sessions = 36
         self.vsock_ports = 1026
 
@@ -161,6 +162,8 @@ class ProcessTable:
                 return Output.text(self.lsof())
             if name in ("rm", "cat"):
                 return self._files(name, args)
+            if name in ("touch", "mkdir", "ls"):
+                return self._folders(name, args)
             return None
 
         return run
@@ -210,6 +213,23 @@ class ProcessTable:
             if not errors
             else Output.text(stderr="".join(errors), status=1)
         )
+
+    def _folders(self, name: str, args: list[str]) -> Output:
+        """`touch PATH...`, `mkdir [-p] DIR...` and `ls DIR` (names, one a line) on the file store."""
+        paths = [a for a in args if not a.startswith("-")]
+        if name == "touch":
+            for path in paths:
+                self.files.setdefault(path, bytearray())
+            return Output()
+        if name == "mkdir":
+            self.folders.update(paths)
+            return Output()
+        [folder] = paths or ["."]
+        prefix = folder.rstrip("/") + "/"
+        inside = sorted(p.removeprefix(prefix) for p in self.files if p.startswith(prefix))
+        if not inside and folder not in self.folders:
+            return Output.text(stderr=f"ls: {folder}: No such file or directory\n", status=1)
+        return Output.text("".join(f"{n}\n" for n in inside))
 
     def _pgrep(self, name: str, args: list[str]) -> Output:
         sig = SIGNALS["TERM"]
