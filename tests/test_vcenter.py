@@ -387,3 +387,15 @@ def test_lockdown_lets_in_exception_users_only(desk, tmp_path: Path) -> None:
     )
     assert code == 0, stderr
     assert service.calls == [f"start {host}", f"stop {host}"]
+
+
+def test_find_asks_only_the_host_vcenter_names(placed, vcsim: VcenterConfig, tmp_path: Path) -> None:
+    st, vm, host, other = placed
+    st.call(st.sim.stop_host(other))
+    st.call(st.sim.stop_host("old"))
+    env = isolated_env(tmp_path, **{PASSWORD_ENV: "pass"})
+    result = esxcap("-i", str(_inventory(st, vcsim)), "find", vm, "--json", env=env)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert [(m["host"], m["name"]) for m in doc["matches"]] == [(host, vm)] and doc["errors"] == []
+    assert "SSH to 1 of" in result.stderr
