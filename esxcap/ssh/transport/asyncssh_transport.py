@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,14 @@ from esxcap.ssh.transport.common import (
     stream_lost_error,
     supported,
 )
-from esxcap.ssh.transport.hostkeys import DEFAULT_PORT, changed_key_error, record_host_key, unknown_key_error
+from esxcap.ssh.transport.hostkeys import HostKeyCheck, PresentedKey, load_known_hosts
+from esxcap.ssh.transport.known_hosts import (
+    DEFAULT_PORT,
+    Decision,
+    KnownHosts,
+    is_certificate,
+    parse_certificate,
+)
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -50,7 +58,7 @@ if TYPE_CHECKING:
 READ_CHUNK = 256 * 1024
 
 
-def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
+def algorithm_options(known_key_types: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
     """Preference lists for asyncssh.connect; host key types already in known_hosts go first, and a list
     the user set in ~/.ssh/config (Ciphers, KexAlgorithms, MACs, HostKeyAlgorithms) is left to asyncssh."""
     lists = {
@@ -61,8 +69,8 @@ def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig
         ("kex_algs", "KexAlgorithms"): (KEX + KEX_OLD, asyncssh.kex.get_kex_algs()),
         ("mac_algs", "MACs"): (MAC + MAC_OLD, asyncssh.mac.get_mac_algs()),
         ("server_host_key_algs", "HostKeyAlgorithms"): (
-            host_key_preference(known_key_algs),
-            asyncssh.public_key.get_public_key_algs(),
+            host_key_preference(known_key_types),
+            asyncssh.public_key.get_certificate_algs() + asyncssh.public_key.get_public_key_algs(),
         ),
     }
     return {
@@ -74,14 +82,39 @@ def algorithm_options(known_key_algs: Sequence[str], ssh_config: SSHClientConfig
 
 @dataclass
 class _Attempt(Login):
-    """A login plus the host key verdict asyncssh's callbacks reach."""
+    """A login plus the host key check asyncssh's callbacks reach."""
 
-    known_hosts: Path = Path()
-    accept_new: bool = False
+    known: KnownHosts = field(default_factory=lambda: KnownHosts(()))
+    check: HostKeyCheck | None = None
+    presented: bytes = b""
+    """The host key (or certificate) blob the server sent, as the key exchange received it."""
     key_problem: HostKeyError | None = None
 
     def note_conn_methods(self, conn: asyncssh.SSHClientConnection | None) -> None:
         self.note_methods(conn.get_server_auth_methods() if conn else ())
+
+    def settle(self, addr: str, key: asyncssh.SSHKey) -> bool:
+        """The shared verdict on what the host presented (`key`: the plain key, or a certificate's CA)."""
+        assert self.check is not None, "set before connecting"
+        name, target = self.check.name, self.check.target
+        if is_certificate(self.presented):
+            cert, _signed, _signature = parse_certificate(self.presented)
+            decision: Decision = self.known.check_certificate(name, target, cert, time.time(), addr)
+            plain = asyncssh.import_public_key(cert.key_blob)
+        else:
+            plain = key
+            decision = self.known.check_key(name, key.public_data, addr)
+        shown = PresentedKey(
+            plain.get_algorithm(),
+            plain.get_fingerprint("sha256"),
+            plain.export_public_key("openssh").decode("ascii"),
+        )
+        try:
+            self.check.settle(decision, shown)
+        except HostKeyError as exc:
+            self.key_problem = exc
+            return False
+        return True
 
 
 class _Client(asyncssh.SSHClient):
@@ -94,29 +127,20 @@ class _Client(asyncssh.SSHClient):
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         self._conn = conn
         self._attempt.tcp_connected = True
+        validate = conn.validate_server_host_key
+
+        def keep_presented(key_data: bytes) -> asyncssh.SSHKey:
+            self._attempt.presented = key_data
+            return validate(key_data)
+
+        # asyncssh's callbacks below see a certificate's CA only; the shared verdict needs the whole blob
+        setattr(conn, "validate_server_host_key", keep_presented)  # noqa: B010
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        a = self._attempt
-        known = _known_keys(a.known_hosts, host, addr, port)
-        key_type, fingerprint = key.get_algorithm(), key.get_fingerprint("sha256")
-        if known:
-            a.key_problem = changed_key_error(
-                a.label,
-                host,
-                port,
-                key_type,
-                fingerprint,
-                a.known_hosts,
-                sorted({k.get_algorithm() for k in known}),
-            )
-            return False
-        if not a.accept_new:
-            a.key_problem = unknown_key_error(
-                a.label, a.host.name, host, port, key_type, fingerprint, a.known_hosts
-            )
-            return False
-        record_host_key(a.known_hosts, host, port, key.export_public_key("openssh").decode("ascii"))
-        return True
+        return self._attempt.settle(addr, key)
+
+    def validate_host_ca_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        return self._attempt.settle(addr, key)
 
     def public_key_auth_requested(self) -> None:
         self._attempt.note_conn_methods(self._conn)
@@ -142,16 +166,6 @@ class _Client(asyncssh.SSHClient):
             return None
         self._attempt.password_sent = True
         return await self._attempt.password()
-
-
-def _known_keys(path: Path, host: str, addr: str, port: int | None) -> list[asyncssh.SSHKey]:
-    if not path.is_file():
-        return []
-    try:
-        known = asyncssh.read_known_hosts(str(path))
-    except (OSError, ValueError) as exc:
-        raise HostKeyError(f"cannot read known_hosts {path}: {exc}", "fix or remove the broken line") from exc
-    return list(known.match(host, addr, None if port == DEFAULT_PORT else port)[0])
 
 
 class AsyncsshConnection(ClosingConnection):
@@ -290,14 +304,11 @@ class AsyncsshTransport(ConfiguredTransport):
         target, port = str(ssh_config.get("Hostname", host.hostname)), int(options.pop("_port"))
         label = f"{host.name} ({target}:{port})"
         known_hosts = host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        known_algs = [
-            alg.decode()
-            for key in _known_keys(known_hosts, target, target, port)
-            for alg in key.sig_algorithms
-        ]
-        options.update(algorithm_options(known_algs, ssh_config))
-        attempt = _Attempt(host, label, password, known_hosts=known_hosts, accept_new=accept_new)
-        options["known_hosts"] = lambda h, a, p: (_known_keys(known_hosts, h, a, p or DEFAULT_PORT), [], [])
+        check = HostKeyCheck(label, host.name, target, port, known_hosts, accept_new)
+        known = load_known_hosts(known_hosts)
+        options.update(algorithm_options(known.host_key_types(check.name), ssh_config))
+        attempt = _Attempt(host, label, password, known=known, check=check)
+        options["known_hosts"] = lambda _h, _a, _p: ([], [], [])  # every key goes to the shared verdict
         jump = host.proxy_jump or str(ssh_config.get("ProxyJump", "") or "")
         jump = "" if jump.lower() == "none" else jump
         try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Self
 
 from esxcap.errors import AuthError, CommandTimeout, ConnectError
 from esxcap.ssh.transport import PasswordSource
+from esxcap.ssh.transport.known_hosts import CERT_SUFFIX
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -64,10 +65,17 @@ def supported(names: Sequence[str], available: Iterable[str]) -> list[str]:
     return [n for n in names if n in have]
 
 
-def host_key_preference(known_key_algs: Sequence[str]) -> list[str]:
-    """Host key algorithms, those already in known_hosts for the host first (so a known key is checked)."""
-    first = [a for a in HOST_KEY if a in known_key_algs]
+def host_key_preference(known_key_types: Sequence[str]) -> list[str]:
+    """Host key algorithms, the types known_hosts lists for the host first (so a known key is checked):
+    certificate types when a certificate authority is listed, then the listed keys' types (an RSA key
+    signs as rsa-sha2-512, rsa-sha2-256 or ssh-rsa)."""
+    wanted = {alg for t in known_key_types for alg in (RSA_SIGNATURES if t == "ssh-rsa" else (t,))}
+    first = [t for t in known_key_types if t.endswith(CERT_SUFFIX)]
+    first += [a for a in HOST_KEY if a in wanted]
     return first + [a for a in HOST_KEY + HOST_KEY_OLD if a not in first]
+
+
+RSA_SIGNATURES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 
 def default_ssh_config_paths() -> list[Path]:

@@ -1,22 +1,30 @@
-"""known_hosts bookkeeping shared by the transports: entry patterns, recording a newly trusted key, and the
-messages that refuse an unknown or changed key with the exact next step.
+"""Acting on a known_hosts verdict, the same way on both transports: a trusted key passes, an unknown one
+is recorded only with --accept-new, and every refusal names the key, the file and the exact next step.
 
-No SSH library here: transports hand over the key's type, fingerprint and OpenSSH public-key text.
+No SSH library here: transports hand over the key's type, fingerprint and OpenSSH public-key text, and the
+verdict from `known_hosts.KnownHosts`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from esxcap.errors import HostKeyError
+from esxcap.ssh.transport.known_hosts import Decision, KnownHosts, Verdict, lookup_name
 
-DEFAULT_PORT = 22
 
-
-def known_hosts_pattern(host: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: `host` on port 22, `[host]:port` otherwise."""
-    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
+def load_known_hosts(path: Path) -> KnownHosts:
+    """The file's readable lines; none when it does not exist."""
+    try:
+        return KnownHosts.from_text(path.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return KnownHosts(())
+    except OSError as exc:
+        raise HostKeyError(
+            f"cannot read known_hosts {path}: {exc.strerror}", "check the file's permissions"
+        ) from exc
 
 
 def record_host_key(path: Path, host: str, port: int, public_key: str) -> None:
@@ -32,35 +40,78 @@ def record_host_key(path: Path, host: str, port: int, public_key: str) -> None:
         if size:
             f.seek(size - 1)
             needs_newline = f.read(1) != b"\n"
-        line = f"{known_hosts_pattern(host, port)} {fields[0]} {fields[1]}\n"
+        line = f"{lookup_name(host, port)} {fields[0]} {fields[1]}\n"
         f.write((("\n" if needs_newline else "") + line).encode("ascii"))
 
 
-def unknown_key_error(
-    label: str, name: str, host: str, port: int, key_type: str, fingerprint: str, known_hosts: Path
-) -> HostKeyError:
-    return HostKeyError(
-        f"{label}: unknown host key: {key_type} {fingerprint} is not in {known_hosts}",
-        f"if this fingerprint is the host's (on the host: for f in /etc/ssh/ssh_host_*_key.pub; "
-        f"do ssh-keygen -lf $f; done), trust it with: esxcap discover {name} --accept-new  "
-        f"(or: ssh-keyscan -p {port} {host} >> {known_hosts}, then compare the fingerprint)",
-    )
+@dataclass(frozen=True)
+class PresentedKey:
+    """What the host showed, for messages and for recording: `public_key` is the plain key as
+    `type base64` (for a certificate: the key it certifies)."""
+
+    key_type: str
+    fingerprint: str
+    public_key: str
 
 
-def changed_key_error(
-    label: str,
-    host: str,
-    port: int,
-    key_type: str,
-    fingerprint: str,
-    known_hosts: Path,
-    known_types: list[str],
-) -> HostKeyError:
-    pattern = known_hosts_pattern(host, port)
-    return HostKeyError(
-        f"{label}: HOST KEY CHANGED: the host presented {key_type} {fingerprint}, but {known_hosts} holds "
-        f"a different key for {pattern} ({', '.join(known_types)}); refusing to connect",
-        "a reinstalled host gets new keys, but so does someone intercepting the connection; "
-        "--accept-new never replaces a key. If the change is expected, remove the old entry with: "
-        f"ssh-keygen -R '{pattern}' -f {known_hosts}  and connect again with --accept-new",
-    )
+@dataclass(frozen=True)
+class HostKeyCheck:
+    """One connection's host key check: which host, which file, whether new keys may be recorded."""
+
+    label: str
+    inventory_name: str
+    target: str
+    port: int
+    path: Path
+    accept_new: bool
+
+    @property
+    def name(self) -> str:
+        return lookup_name(self.target, self.port)
+
+    def settle(self, decision: Decision, key: PresentedKey) -> None:
+        """Return if the key may be used (recording an unknown one with accept_new); else HostKeyError."""
+        if decision.verdict is Verdict.TRUSTED:
+            return
+        if decision.verdict is Verdict.UNKNOWN and self.accept_new:
+            record_host_key(self.path, self.target, self.port, key.public_key)
+            return
+        raise self.refusal(decision, key)
+
+    def refusal(self, decision: Decision, key: PresentedKey) -> HostKeyError:
+        shown = f"{key.key_type} {key.fingerprint}"
+        if decision.verdict is Verdict.REVOKED:
+            return HostKeyError(
+                f"{self.label}: REVOKED HOST KEY: the host presented {shown}, which {self.path} marks "
+                "@revoked; refusing to connect",
+                "a revoked key is never trusted again, whatever else lists it (--accept-new included); "
+                "give the host a new key and list that one",
+            )
+        if decision.verdict is Verdict.CA_REVOKED:
+            return HostKeyError(
+                f"{self.label}: the host presented a certificate {shown} signed by a certificate authority "
+                f"that {self.path} marks @revoked; refusing to connect",
+                "have the host's certificate reissued by a trusted authority",
+            )
+        if decision.verdict is Verdict.CERT_INVALID:
+            return HostKeyError(
+                f"{self.label}: the host's certificate {shown} is signed by a listed certificate authority, "
+                f"but {decision.reason}; refusing to connect",
+                f"have the certificate reissued for {self.target}, or list the host's key in {self.path}",
+            )
+        if decision.verdict is Verdict.CHANGED:
+            return HostKeyError(
+                f"{self.label}: HOST KEY CHANGED: the host presented {shown}, but {self.path} holds a "
+                f"different key for {self.name} ({', '.join(decision.known_types)}); refusing to connect",
+                "a reinstalled host gets new keys, but so does someone intercepting the connection; "
+                "--accept-new never replaces a key. If the change is expected, remove the old entry with: "
+                f"ssh-keygen -R '{self.name}' -f {self.path}  and connect again with --accept-new",
+            )
+        why = f" ({decision.reason})" if decision.reason else ""
+        return HostKeyError(
+            f"{self.label}: unknown host key: {shown} is not in {self.path}{why}",
+            f"if this fingerprint is the host's (on the host: for f in /etc/ssh/ssh_host_*_key.pub; "
+            "do ssh-keygen -lf $f; done), trust it with: "
+            f"esxcap discover {self.inventory_name} --accept-new  "
+            f"(or: ssh-keyscan -p {self.port} {self.target} >> {self.path}, then compare the fingerprint)",
+        )

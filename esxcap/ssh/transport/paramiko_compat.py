@@ -104,13 +104,8 @@ def load_key(path: Path) -> paramiko.PKey:
     raise ValueError(f"unsupported key type {type(loaded).__name__}")
 
 
-def key_algorithms(key: paramiko.PKey) -> list[str]:
-    name = str(key.get_name())
-    return ["rsa-sha2-512", "rsa-sha2-256", name] if name == "ssh-rsa" else [name]
-
-
 def set_preferences(
-    transport: paramiko.Transport, configured: Mapping[str, str], known_algs: Sequence[str]
+    transport: paramiko.Transport, configured: Mapping[str, str], known_key_types: Sequence[str]
 ) -> None:
     """Our preference lists, less what this paramiko lacks; a list set in ~/.ssh/config (`configured`:
     ciphers, kexalgorithms, macs) replaces ours."""
@@ -119,7 +114,7 @@ def set_preferences(
         "ciphers": ("ciphers", common.ENCRYPTION + common.ENCRYPTION_OLD, EsxiTransport._cipher_info),
         "kexalgorithms": ("kex", common.KEX + common.KEX_OLD, EsxiTransport._kex_info),
         "macs": ("digests", common.MAC + common.MAC_OLD, EsxiTransport._mac_info),
-        "": ("key_types", common.host_key_preference(known_algs), EsxiTransport._key_info),
+        "": ("key_types", common.host_key_preference(known_key_types), EsxiTransport._key_info),
     }
     for config_key, (attr, ours, available) in lists.items():
         wanted = configured.get(config_key, "")

@@ -13,6 +13,7 @@ import functools
 import getpass
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,13 +35,8 @@ from esxcap.ssh.transport.common import (
     no_common_algorithm_error,
     refused_error,
 )
-from esxcap.ssh.transport.hostkeys import (
-    DEFAULT_PORT,
-    changed_key_error,
-    known_hosts_pattern,
-    record_host_key,
-    unknown_key_error,
-)
+from esxcap.ssh.transport.hostkeys import HostKeyCheck, PresentedKey, load_known_hosts
+from esxcap.ssh.transport.known_hosts import CERT_SUFFIX, DEFAULT_PORT, KnownHosts, parse_certificate
 from esxcap.ssh.transport.paramiko_channel import (
     MAX_PACKET_SIZE,
     SSH_ERRORS,
@@ -53,7 +49,6 @@ from esxcap.ssh.transport.paramiko_compat import (
     REKEY_LIMIT,
     EsxiTransport,
     auth_step,
-    key_algorithms,
     load_key,
     set_preferences,
 )
@@ -166,20 +161,6 @@ def _hop(spec: str, host: HostConfig, config: paramiko.SSHConfig) -> HostConfig:
     )
 
 
-def _known_keys(path: Path, names: Sequence[str], port: int) -> list[paramiko.PKey]:
-    if not path.is_file():
-        return []
-    known = paramiko.HostKeys()
-    try:
-        known.load(str(path))
-    except (OSError, paramiko.hostkeys.InvalidHostKey) as exc:
-        raise HostKeyError(f"cannot read known_hosts {path}: {exc}", "fix or remove the broken line") from exc
-    keys: list[paramiko.PKey] = []
-    for name in dict.fromkeys(names):
-        keys += (known.lookup(known_hosts_pattern(name, port)) or {}).values()
-    return keys
-
-
 class ParamikoTransport(ConfiguredTransport):
     """Opens paramiko connections."""
 
@@ -267,21 +248,23 @@ class _Session:
         if channel is None and endpoint.jumps:
             channel = await self._through_jumps()
         if channel is not None:
-            self.sock, peer = channel, endpoint.target
+            self.sock, peer = channel, None
         else:
             address = (endpoint.target, endpoint.port)
             sock = await self.threads.call(socket.create_connection, address, host.connect_timeout)
             sock.settimeout(None)
             self.sock, peer = sock, str(sock.getpeername()[0])
         self.login.tcp_connected = True
-        known = _known_keys(self.known_hosts, [endpoint.target, peer], endpoint.port)
+        where = (endpoint.target, endpoint.port)
+        check = HostKeyCheck(self.login.label, self.esxi_host, *where, self.known_hosts, self.accept_new)
+        known = load_known_hosts(self.known_hosts)
         t = self.transport = EsxiTransport(self.sock)
         t.packetizer.REKEY_BYTES = t.packetizer.REKEY_PACKETS = REKEY_LIMIT
         t.banner_timeout = t.handshake_timeout = host.connect_timeout
         t.auth_timeout = None  # the connect timeout covers the login (and pauses while the prompt is open)
-        set_preferences(t, endpoint.algorithms, [alg for key in known for alg in key_algorithms(key)])
+        set_preferences(t, endpoint.algorithms, known.host_key_types(check.name))
         await self.threads.call(t.start_client, None, host.connect_timeout)
-        self._check_host_key(t.get_remote_server_key(), known)
+        _check_host_key(t.get_remote_server_key(), check, known, peer)
         await self.threads.call(self._authenticate, t, asyncio.get_running_loop())
         return t
 
@@ -327,20 +310,6 @@ class _Session:
         self.hop_label = None
         assert channel is not None, "called only with at least one hop"
         return channel
-
-    def _check_host_key(self, key: paramiko.PKey, known: list[paramiko.PKey]) -> None:
-        label, target, port = self.login.label, self.endpoint.target, self.endpoint.port
-        if any(k.asbytes() == key.asbytes() for k in known):
-            return
-        key_type, fingerprint = str(key.get_name()), str(key.fingerprint)
-        if known:
-            known_types = sorted({str(k.get_name()) for k in known})
-            raise changed_key_error(label, target, port, key_type, fingerprint, self.known_hosts, known_types)
-        if not self.accept_new:
-            raise unknown_key_error(
-                label, self.esxi_host, target, port, key_type, fingerprint, self.known_hosts
-            )
-        record_host_key(self.known_hosts, target, port, f"{key_type} {key.get_base64()}")
 
     def _authenticate(self, t: paramiko.Transport, loop: asyncio.AbstractEventLoop) -> None:
         """publickey (identity_file, else ssh-agent and default keys), then keyboard-interactive, then
@@ -402,3 +371,25 @@ class _Session:
             with contextlib.suppress(OSError, paramiko.SSHException, ValueError, TypeError):
                 keys.append(load_key(path))
         return keys
+
+
+def _check_host_key(key: paramiko.PKey, check: HostKeyCheck, known: KnownHosts, peer: str | None) -> None:
+    """The shared verdict on the host's key or certificate; a certificate's CA signature is checked here."""
+    blob = key.public_blob
+    if blob is not None:
+        cert, signed, signature = parse_certificate(blob.key_blob)
+        ca = paramiko.PKey.from_type_string(_blob_type(cert.ca_blob), cert.ca_blob)
+        if not ca.verify_ssh_sig(signed, paramiko.Message(signature)):
+            raise HostKeyError(
+                f"{check.label}: the host's certificate carries a bad signature; refusing to connect",
+                "have the host's certificate reissued",
+            )
+        decision = known.check_certificate(check.name, check.target, cert, time.time(), peer)
+    else:
+        decision = known.check_key(check.name, key.asbytes(), peer)
+    key_type = str(key.get_name()).removesuffix(CERT_SUFFIX)
+    check.settle(decision, PresentedKey(key_type, str(key.fingerprint), f"{key_type} {key.get_base64()}"))
+
+
+def _blob_type(blob: bytes) -> str:
+    return str(paramiko.Message(blob).get_text())
