@@ -66,7 +66,13 @@ class Simulator:
         client = state.client_key(state_dir)
         traffic = TrafficModel(topology)
         hosts = {
-            h.name: SimHost(h, state.host_keys(state_dir, h.name, h.legacy_ssh), client, traffic)
+            h.name: SimHost(
+                h,
+                state.host_keys(state_dir, h.name, h.legacy_ssh),
+                client,
+                traffic,
+                state.host_certificates(state_dir, h.name),
+            )
             for h in topology.hosts
         }
         sim = cls(topology, state_dir, hosts, port_base)

@@ -67,11 +67,17 @@ def host_key_algorithms(host: Host) -> tuple[str, ...]:
     return LEGACY_HOST_KEY_ALGS if host.legacy_ssh else MODERN_HOST_KEY_ALGS
 
 
-def _host_keypairs(keys: Sequence[asyncssh.SSHKey], host: Host) -> list[asyncssh.SSHKeyPair]:
-    """The host keys, each limited to the persona's host key algorithms (asyncssh offers every
-    algorithm a key supports, e.g. ssh-rsa and rsa-sha2-* for one RSA key)."""
-    allowed = {alg.encode() for alg in host_key_algorithms(host)}
-    pairs = asyncssh.load_keypairs(list(keys))
+def _host_keypairs(
+    keys: Sequence[asyncssh.SSHKey], certificates: Sequence[asyncssh.SSHCertificate], host: Host
+) -> list[asyncssh.SSHKeyPair]:
+    """The host keys (with their certificates, if any), each limited to the persona's host key algorithms
+    (asyncssh offers every algorithm a key supports, e.g. ssh-rsa and rsa-sha2-* for one RSA key)."""
+    plain = host_key_algorithms(host)
+    allowed = {alg.encode() for alg in plain} | {f"{alg}-cert-v01@openssh.com".encode() for alg in plain}
+    certified = {cert.key.public_data: cert for cert in certificates}
+    pairs = asyncssh.load_keypairs(
+        [(key, certified[key.public_data]) if key.public_data in certified else key for key in keys]
+    )
     for pair in pairs:
         pair.host_key_algorithms = tuple(a for a in pair.host_key_algorithms if a in allowed)
     return [pair for pair in pairs if pair.host_key_algorithms]
@@ -86,10 +92,12 @@ class SimHost:
         host_keys: Sequence[asyncssh.SSHKey],
         client_key: asyncssh.SSHKey,
         traffic: TrafficModel | None = None,
+        host_certificates: Sequence[asyncssh.SSHCertificate] = (),
     ) -> None:
         self.name = topology.name
         self.topology = topology
         self.host_keys = tuple(host_keys)
+        self.host_certificates = tuple(host_certificates)
         self.client_key = client_key
         self.port = 0
         self.connections = 0
@@ -123,7 +131,7 @@ class SimHost:
             lambda: _Server(self),
             "127.0.0.1",
             port,
-            server_host_keys=_host_keypairs(self.host_keys, self.topology),
+            server_host_keys=_host_keypairs(self.host_keys, self.host_certificates, self.topology),
             process_factory=self._serve,
             encoding=None,
             allow_scp=False,

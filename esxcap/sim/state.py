@@ -4,6 +4,8 @@ Layout (paths in the inventory are relative to the state dir):
   inventory.yaml, known_hosts, client_key (+ .pub, ECDSA nistp256: old ESXi refuses ed25519),
   hostkeys/<host>/ssh_host_ecdsa_key, hostkeys/<host>/ssh_host_rsa_key.
 Keys are generated on first use and reused afterwards, so a restarted simulator keeps its identity.
+A host certificate placed next to its key (`ssh_host_ecdsa_key-cert.pub`, as sshd's HostCertificate)
+is served too.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def host_keys(state_dir: Path, host: str, legacy: bool) -> list[asyncssh.SSHKey]
             continue
         keys.append(_load_or_generate(state_dir / "hostkeys" / host / f"ssh_host_{kind}_key", alg))
     return keys
+
+
+def host_certificates(state_dir: Path, host: str) -> list[asyncssh.SSHCertificate]:
+    """The host certificates placed next to a host's keys (none unless someone signed one)."""
+    folder = state_dir / "hostkeys" / host
+    return [asyncssh.read_certificate(path) for path in sorted(folder.glob("ssh_host_*_key-cert.pub"))]
 
 
 def known_hosts_text(entries: Sequence[tuple[int, Sequence[asyncssh.SSHKey]]]) -> str:

@@ -100,17 +100,12 @@ class _Attempt(Login):
         if is_certificate(self.presented):
             cert, _signed, _signature = parse_certificate(self.presented)
             decision: Decision = self.known.check_certificate(name, target, cert, time.time(), addr)
-            plain = asyncssh.import_public_key(cert.key_blob)
+            plain = cert.key_blob
         else:
-            plain = key
-            decision = self.known.check_key(name, key.public_data, addr)
-        shown = PresentedKey(
-            plain.get_algorithm(),
-            plain.get_fingerprint("sha256"),
-            plain.export_public_key("openssh").decode("ascii"),
-        )
+            plain = key.public_data
+            decision = self.known.check_key(name, plain, addr)
         try:
-            self.check.settle(decision, shown)
+            self.check.settle(decision, PresentedKey.from_blob(plain))
         except HostKeyError as exc:
             self.key_problem = exc
             return False

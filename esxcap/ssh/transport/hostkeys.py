@@ -7,12 +7,14 @@ verdict from `known_hosts.KnownHosts`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from esxcap.errors import HostKeyError
-from esxcap.ssh.transport.known_hosts import Decision, KnownHosts, Verdict, lookup_name
+from esxcap.ssh.transport.known_hosts import Decision, KnownHosts, Verdict, key_blob_type, lookup_name
 
 
 def load_known_hosts(path: Path) -> KnownHosts:
@@ -52,6 +54,13 @@ class PresentedKey:
     key_type: str
     fingerprint: str
     public_key: str
+
+    @classmethod
+    def from_blob(cls, blob: bytes) -> PresentedKey:
+        """A plain key from its wire blob: `SHA256:...` fingerprint as ssh-keygen -l shows it."""
+        key_type = key_blob_type(blob)
+        digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+        return cls(key_type, f"SHA256:{digest}", f"{key_type} {base64.b64encode(blob).decode()}")
 
 
 @dataclass(frozen=True)

@@ -257,9 +257,14 @@ def certificate_problem(cert: HostCertificate, host: str, now: float) -> str:
     return ""
 
 
+def key_blob_type(blob: bytes) -> str:
+    """The type name a key (or certificate) wire blob starts with."""
+    return b"".join(_wire_strings(blob, 1)).decode("ascii", "replace")
+
+
 def is_certificate(blob: bytes) -> bool:
     """Whether a host key wire blob is an OpenSSH certificate."""
-    return any(name.endswith(CERT_SUFFIX.encode()) for name in _wire_strings(blob, 1))
+    return key_blob_type(blob).endswith(CERT_SUFFIX)
 
 
 def parse_certificate(blob: bytes) -> tuple[HostCertificate, bytes, bytes]:

@@ -36,7 +36,7 @@ from esxcap.ssh.transport.common import (
     refused_error,
 )
 from esxcap.ssh.transport.hostkeys import HostKeyCheck, PresentedKey, load_known_hosts
-from esxcap.ssh.transport.known_hosts import CERT_SUFFIX, DEFAULT_PORT, KnownHosts, parse_certificate
+from esxcap.ssh.transport.known_hosts import DEFAULT_PORT, KnownHosts, key_blob_type, parse_certificate
 from esxcap.ssh.transport.paramiko_channel import (
     MAX_PACKET_SIZE,
     SSH_ERRORS,
@@ -378,18 +378,15 @@ def _check_host_key(key: paramiko.PKey, check: HostKeyCheck, known: KnownHosts, 
     blob = key.public_blob
     if blob is not None:
         cert, signed, signature = parse_certificate(blob.key_blob)
-        ca = paramiko.PKey.from_type_string(_blob_type(cert.ca_blob), cert.ca_blob)
+        ca = paramiko.PKey.from_type_string(key_blob_type(cert.ca_blob), cert.ca_blob)
         if not ca.verify_ssh_sig(signed, paramiko.Message(signature)):
             raise HostKeyError(
                 f"{check.label}: the host's certificate carries a bad signature; refusing to connect",
                 "have the host's certificate reissued",
             )
         decision = known.check_certificate(check.name, check.target, cert, time.time(), peer)
+        plain = cert.key_blob
     else:
-        decision = known.check_key(check.name, key.asbytes(), peer)
-    key_type = str(key.get_name()).removesuffix(CERT_SUFFIX)
-    check.settle(decision, PresentedKey(key_type, str(key.fingerprint), f"{key_type} {key.get_base64()}"))
-
-
-def _blob_type(blob: bytes) -> str:
-    return str(paramiko.Message(blob).get_text())
+        plain = key.asbytes()
+        decision = known.check_key(check.name, plain, peer)
+    check.settle(decision, PresentedKey.from_blob(plain))

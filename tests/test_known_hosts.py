@@ -1,0 +1,280 @@
+"""known_hosts as OpenSSH reads it, over both transports against a simulated host reached as `localhost`:
+names, `[name]:port`, hashed entries, wildcards and negation, @revoked, @cert-authority host certificates,
+ssh_config HostName, and the pure matcher underneath. Every case runs on asyncssh and paramiko and must
+give the same answer."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh  # noqa: TID251 - the test plays the certificate authority that signs the host's key
+import pytest
+
+from esxcap.errors import HostKeyError
+from esxcap.inventory import HostConfig, load_inventory
+from esxcap.sim import SimulatorThread, state, topology_from_data
+from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
+from esxcap.ssh.transport.known_hosts import KnownHosts, Verdict, hashed_name, host_matches
+from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
+
+TRANSPORTS = {"asyncssh": AsyncsshTransport, "paramiko": ParamikoTransport}
+HOST = "esx-a"
+ALIAS = "esx-alias"
+TOPOLOGY = {
+    "hosts": {
+        HOST: {
+            "version": "8.0.2",
+            "build": "22380479",
+            "uplinks": [
+                {
+                    "name": "vmnic0",
+                    "pci": "0000:03:00.0",
+                    "driver": "ixgben",
+                    "mac": "a4:bf:01:4e:37:14",
+                    "description": "NIC",
+                }
+            ],
+            "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"], "portgroups": [{"name": "Mgmt"}]}],
+        }
+    }
+}
+
+
+def public(key: asyncssh.SSHKey) -> str:
+    """`type base64` of a key."""
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The served host (its port and keys), the CA that signed its certificate, and keys it does not hold."""
+
+    port: int
+    ecdsa: str
+    rsa: str
+    ca: str
+    other_ca: str
+    foreign: str
+
+
+@dataclass(frozen=True)
+class Served:
+    sim: SimulatorThread
+    keys: Keys
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A host whose ECDSA key carries a certificate for principal `localhost` (as sshd's HostCertificate)."""
+    state_dir = tmp_path_factory.mktemp("certsim")
+    ecdsa, rsa = state.host_keys(state_dir, HOST, legacy=False)
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    cert = ca.generate_host_certificate(ecdsa, HOST, principals=["localhost"])
+    cert.write_certificate(state_dir / "hostkeys" / HOST / "ssh_host_ecdsa_key-cert.pub")
+    other_ca = asyncssh.generate_private_key("ssh-ed25519")
+    foreign = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    with SimulatorThread(topology_from_data(TOPOLOGY, "<cert topology>"), state_dir) as running:
+        port = running.sim.hosts[HOST].port
+        keys = Keys(port, public(ecdsa), public(rsa), public(ca), public(other_ca), public(foreign))
+        yield Served(running, keys)
+
+
+@dataclass(frozen=True)
+class Case:
+    """known_hosts lines (from the keys), how the host is named, and the answer both transports must give."""
+
+    id: str
+    lines: Callable[[Keys], list[str]]
+    expect: str
+    """"ok", or the refusal: "unknown", "changed", "revoked", "ca-revoked", "cert-invalid"."""
+    hostname: str = "localhost"
+    via_ssh_config: str | None = None
+    """Name the host `esx-alias` in the inventory and let a test ssh_config say `HostName` this."""
+    accept_new: bool = False
+    records: bool = False
+    """Whether --accept-new appends the host's key (as `[name]:port`)."""
+
+
+def named(pattern: str) -> Callable[[Keys], list[str]]:
+    """One line listing the host's ECDSA key under `pattern` ({p} = the port)."""
+    return lambda k: [f"{pattern.format(p=k.port)} {k.ecdsa}"]
+
+
+def hashed(name: str) -> Callable[[Keys], list[str]]:
+    return lambda k: [f"{hashed_name(name.format(p=k.port), os.urandom(20))} {k.ecdsa}"]
+
+
+CASES = [
+    Case("name", named("[localhost]:{p}"), "ok"),
+    Case("name-case-insensitive", named("[LocalHost]:{p}"), "ok"),
+    Case("name-in-list", named("esx99,[localhost]:{p},10.0.0.9"), "ok"),
+    Case("ip-entry-for-ip", named("[127.0.0.1]:{p}"), "ok", hostname="127.0.0.1"),
+    Case("ip-entry-does-not-vouch-for-name", named("[127.0.0.1]:{p}"), "unknown"),
+    Case("port-22-form-does-not-match", named("localhost"), "unknown"),
+    Case("hashed", hashed("[localhost]:{p}"), "ok"),
+    Case("hashed-other-name", hashed("[esx99]:{p}"), "unknown"),
+    Case("wildcard-star", named("*"), "ok"),
+    Case("wildcard-pattern", named("[local*]:*"), "ok"),
+    Case("wildcard-question-mark", named("[localhos?]:{p}"), "ok"),
+    Case("wildcard-no-match", named("[esx*]:*"), "unknown"),
+    Case("negation-wins", named("*,![localhost]:{p}"), "unknown"),
+    Case("negation-of-another", named("*,![esx99]:{p}"), "ok"),
+    Case("changed", lambda k: [f"[localhost]:{k.port} {k.foreign}"], "changed"),
+    Case("changed-not-replaced", lambda k: [f"[localhost]:{k.port} {k.foreign}"], "changed", accept_new=True),
+    Case("other-key-type-listed", lambda k: [f"[localhost]:{k.port} {k.rsa}"], "ok"),
+    Case(
+        "revoked-beats-listed",
+        lambda k: [f"[localhost]:{k.port} {k.ecdsa}", f"@revoked * {k.ecdsa}"],
+        "revoked",
+    ),
+    Case("revoked-by-name", lambda k: [f"@revoked [localhost]:{k.port} {k.ecdsa}"], "revoked"),
+    Case("revoked-never-recorded", lambda k: [f"@revoked * {k.ecdsa}"], "revoked", accept_new=True),
+    Case("unknown-recorded", lambda k: [], "ok", accept_new=True, records=True),
+    Case("unknown-refused", lambda k: [], "unknown"),
+    Case("ssh-config-hostname", named("[localhost]:{p}"), "ok", via_ssh_config="localhost"),
+    Case("ssh-config-alias-not-looked-up", named("[esx-alias]:{p}"), "unknown", via_ssh_config="localhost"),
+    Case("ca", lambda k: [f"@cert-authority [localhost]:* {k.ca}"], "ok"),
+    Case("ca-wildcard-and-hashed-lines", lambda k: [f"@cert-authority * {k.ca}", "garbage", "#x"], "ok"),
+    Case("ca-for-other-names", lambda k: [f"@cert-authority [esx*]:* {k.ca}"], "unknown"),
+    Case("ca-revoked", lambda k: [f"@cert-authority * {k.ca}", f"@revoked * {k.ca}"], "ca-revoked"),
+    Case("ca-key-revoked", lambda k: [f"@cert-authority * {k.ca}", f"@revoked * {k.ecdsa}"], "revoked"),
+    Case("ca-other-falls-back-to-key", lambda k: [f"@cert-authority * {k.other_ca}"], "unknown"),
+    Case(
+        "ca-other-falls-back-to-listed-key",
+        lambda k: [f"@cert-authority * {k.other_ca}", f"[localhost]:{k.port} {k.ecdsa}"],
+        "ok",
+    ),
+    Case(
+        "ca-principal-mismatch",
+        lambda k: [f"@cert-authority * {k.ca}"],
+        "cert-invalid",
+        via_ssh_config="127.0.0.1",
+    ),
+]
+
+
+def outcome(error: HostKeyError | None) -> str:
+    if error is None:
+        return "ok"
+    text = str(error)
+    for word, answer in (
+        ("REVOKED HOST KEY", "revoked"),
+        ("certificate authority that", "ca-revoked"),
+        ("signed by a listed certificate authority", "cert-invalid"),
+        ("HOST KEY CHANGED", "changed"),
+        ("unknown host key", "unknown"),
+    ):
+        if word in text:
+            return answer
+    return text
+
+
+def attempt(case: Case, text: str, served: Served, kind: str, tmp_path: Path) -> tuple[str, str]:
+    """Connect as the case says with `text` in known_hosts; the outcome and the file afterwards."""
+    known = tmp_path / f"known_hosts-{kind}"
+    known.write_text(text)
+    base = load_inventory(served.sim.sim.inventory_path).hosts[HOST]
+    host = dataclasses.replace(
+        base, hostname=ALIAS if case.via_ssh_config else case.hostname, known_hosts=known
+    )
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host {ALIAS}\n  HostName {case.via_ssh_config}\n" if case.via_ssh_config else "")
+
+    async def go() -> None:
+        transport = TRANSPORTS[kind](ssh_config=[config])
+        conn = await transport.connect(host, password=lambda _p: None, accept_new=case.accept_new)
+        try:
+            assert (await conn.run(["hostname"], timeout=10)).exit_status == 0
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(go())
+    except HostKeyError as exc:
+        return outcome(exc), known.read_text()
+    return "ok", known.read_text()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_both_transports_give_openssh_answer(case: Case, served: Served, tmp_path: Path) -> None:
+    before = "".join(line + "\n" for line in case.lines(served.keys))
+    answers = {kind: attempt(case, before, served, kind, tmp_path) for kind in sorted(TRANSPORTS)}
+    assert {kind: answer for kind, (answer, _text) in answers.items()} == dict.fromkeys(
+        TRANSPORTS, case.expect
+    )
+    recorded = before + f"[localhost]:{served.keys.port} {served.keys.ecdsa}\n"
+    for _answer, after in answers.values():
+        assert after == (recorded if case.records else before)
+
+
+def test_refusals_name_the_key_and_the_next_step(served: Served, tmp_path: Path) -> None:
+    revoked = next(c for c in CASES if c.id == "revoked-never-recorded")
+    for kind in sorted(TRANSPORTS):
+        known = tmp_path / f"known_hosts-{kind}"
+        base = load_inventory(served.sim.sim.inventory_path).hosts[HOST]
+        known.write_text("".join(line + "\n" for line in revoked.lines(served.keys)))
+        host: HostConfig = dataclasses.replace(base, hostname="localhost", known_hosts=known)
+
+        async def go(kind: str = kind, host: HostConfig = host) -> None:
+            await TRANSPORTS[kind](ssh_config=[]).connect(host, password=lambda _p: None, accept_new=True)
+
+        with pytest.raises(HostKeyError) as info:
+            asyncio.run(go())
+        text = f"{info.value} {info.value.hint}"
+        assert f"{HOST} (localhost:{served.keys.port})" in text
+        assert "ecdsa-sha2-nistp256 SHA256:" in text and str(known) in text and "--accept-new" in text
+
+
+# --- the matcher alone ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "name", "expected"),
+    [
+        ("esx01.corp.local", "esx01.corp.local", True),
+        ("ESX01.corp.local", "esx01.CORP.local", True),
+        ("*.corp.local", "esx01.corp.local", True),
+        ("*.corp.local", "esx01.corp.local.evil", False),
+        ("esx0?", "esx01", True),
+        ("esx0?", "esx011", False),
+        ("esx*,!esx02", "esx02", False),
+        ("!esx02,esx*", "esx03", True),
+        ("!esx02", "esx03", False),
+        ("[esx01]:2222", "[esx01]:2222", True),
+        ("[esx01]:2222", "esx01", False),
+        ("[esx[01]]:22", "[esx[01]]:22", True),
+        ("|1|broken", "esx01", False),
+    ],
+)
+def test_host_patterns(patterns: str, name: str, expected: bool) -> None:
+    assert host_matches(patterns, name) is expected
+
+
+def test_hashed_entry_matches_only_its_name() -> None:
+    entry = hashed_name("esx01.corp.local", b"0123456789abcdefghij")
+    assert host_matches(entry, "esx01.corp.local")
+    assert not host_matches(entry, "esx02.corp.local")
+
+
+def test_unreadable_lines_are_skipped_not_fatal() -> None:
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIFbq8fyImUu2kcvOI4q5rWktwQ2GnS2yN3xBdVVvVoN2"
+    text = "\n".join(
+        [
+            "# comment",
+            "",
+            "esx01 ssh-ed25519 not-base64!",
+            "esx01 ssh-rsa " + key,  # the blob says ssh-ed25519
+            "@unknown-marker esx01 ssh-ed25519 " + key,
+            "esx01",
+            "esx01 ssh-ed25519 " + key,
+        ]
+    )
+    known = KnownHosts.from_text(text)
+    assert [line.line_no for line in known.lines] == [7]
+    assert known.keys("esx01")[0].key_type == "ssh-ed25519"
+    assert known.check_key("esx02", known.lines[0].key_blob).verdict is Verdict.UNKNOWN
