@@ -33,6 +33,7 @@ from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
 from esxcap.plan.planner import Stream
 from esxcap.ssh.transport import Connection, RemoteProcess
+from esxcap.ssh.transport.common import session_ended_error
 
 MAX_CHANNELS_PER_HOST = 8
 """Under sshd's MaxSessions (10 by default, on ESXi too), leaving room for a cleanup channel."""
@@ -191,6 +192,8 @@ def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_st
     run.exit_status = reported_exit(stderr)
     if run.exit_status is None:
         run.exit_status = status
+        if run.error is None and run.iface is not None and not asked_to_stop:
+            run.error = session_ended_error(run.stream.target.host, run.packets, _ran_for(run), run.sink.path)
     if run.error is None and run.iface is None:
         said = [line for line in run.host_stderr.splitlines() if line.strip()]
         run.error = RemoteCommandError(
@@ -208,6 +211,10 @@ def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_st
             f"the packets received before are kept{kept}; check that the target still exists on the "
             "host (a VM that moved or powered off takes its port with it) and capture again",
         )
+
+
+def _ran_for(run: StreamRun) -> float:
+    return (run.ended_at or time.time()) - (run.started_at or time.time())
 
 
 def _host_said(run: StreamRun, proc: RemoteProcess, what: str, exc: Exception) -> HostError:

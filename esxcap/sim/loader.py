@@ -282,6 +282,9 @@ def _faults(f: _Fields) -> Faults:
         hang_commands=f.flag("hang_commands", False),
         pktcap_garbage=f.flag("pktcap_garbage", False),
         pktcap_fail_after=f.opt_number("pktcap_fail_after"),
+        session_timeout_s=f.opt_number("session_timeout_s", lo=1),
+        password_method=f.flag("password_method", False),
+        password_retry_prompt=f.flag("password_retry_prompt", False),
     )
     f.done()
     return faults

@@ -102,6 +102,8 @@ class SimHost:
         self.port = 0
         self.connections = 0
         self.exec_requests = 0
+        self.failed_logins = 0
+        """Wrong passwords received, keyboard-interactive and password alike (ESXi locks after a few)."""
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
         self._silent: asyncio.Server | None = None
@@ -198,7 +200,12 @@ class SimHost:
             process.exit(1)
             return
         self.exec_requests += 1
-        await capture_exec.serve(self._runtime, process, command)
+        timeout = self.topology.faults.session_timeout_s
+        serving = asyncio.create_task(capture_exec.serve(self._runtime, process, command))
+        done, _pending = await asyncio.wait([serving], timeout=timeout)
+        if not done:
+            process.channel.close()  # the session ends under the command, as a shell timeout ends it
+            await serving
 
 
 class _Server(asyncssh.SSHServer):
@@ -224,7 +231,10 @@ class _Server(asyncssh.SSHServer):
         return username == ROOT and key.public_data == self._host.client_key.public_data
 
     def password_auth_supported(self) -> bool:
-        return False
+        return self._host.topology.faults.password_method
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return self._login(username, [password])
 
     def kbdint_auth_supported(self) -> bool:
         return True
@@ -234,8 +244,21 @@ class _Server(asyncssh.SSHServer):
     ) -> tuple[str, str, str, list[tuple[str, bool]]]:
         return "", "", "", [(PASSWORD_PROMPT, False)]
 
-    def validate_kbdint_response(self, username: str, responses: Sequence[str]) -> bool:
-        return username == ROOT and list(responses) == [self._host.topology.password]
+    def validate_kbdint_response(
+        self, username: str, responses: Sequence[str]
+    ) -> bool | tuple[str, str, str, list[tuple[str, bool]]]:
+        if self._login(username, responses):
+            return True
+        if self._host.topology.faults.password_retry_prompt:
+            return "", "", "", [(PASSWORD_PROMPT, False)]
+        return False
+
+    def _login(self, username: str, answers: Sequence[str]) -> bool:
+        """Whether the answers are root's password; every wrong one counts as a failed login."""
+        if username == ROOT and list(answers) == [self._host.topology.password]:
+            return True
+        self._host.failed_logins += 1
+        return False
 
 
 async def start_hosts(hosts: Sequence[SimHost], port_base: int) -> None:

@@ -168,13 +168,20 @@ class Faults:
     `silent`: accepts TCP connections but never speaks SSH. `hang_commands`: every command except a
     capture never returns (its channel stays open until the client closes it). `pktcap_garbage`:
     pktcap-uw prints its console text dump on stdout instead of pcap. `pktcap_fail_after`: pktcap-uw
-    exits 1 with an error once it has written at least this many packets.
+    exits 1 with an error once it has written at least this many packets. `session_timeout_s`: every
+    SSH session is ended by the host this many seconds after it started, without an exit status (as an
+    ESXi shell timeout does). `password_method`: the SSH `password` method is offered besides
+    keyboard-interactive. `password_retry_prompt`: a wrong keyboard-interactive answer is followed by
+    another `Password: ` prompt in the same exchange (as PAM may do).
     """
 
     silent: bool = False
     hang_commands: bool = False
     pktcap_garbage: bool = False
     pktcap_fail_after: int | None = None
+    session_timeout_s: int | None = None
+    password_method: bool = False
+    password_retry_prompt: bool = False
 
 
 @dataclass(frozen=True)

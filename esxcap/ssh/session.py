@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from esxcap.errors import HostError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.ssh.transport import Connection, PasswordSource, Transport
+from esxcap.ssh.transport.passwords import Passwords
 
 T = TypeVar("T")
 
@@ -29,9 +30,10 @@ class HostResult(Generic[T]):
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """How to reach hosts: transport, whether new host keys may be recorded, where passwords come from."""
+    """How to reach hosts: transport, whether new host keys may be recorded, where passwords come from
+    (one Passwords for the whole command, so that a host is asked, and refused, at most once)."""
 
-    password: PasswordSource
+    password: PasswordSource | Passwords
     accept_new: bool = False
     transport: str | None = None
 
@@ -91,13 +93,14 @@ async def open_hosts(
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}", "use --parallel 10")
     limit = asyncio.Semaphore(parallel)
+    passwords = Passwords.of(options.password)
 
     async def one(host: HostConfig) -> OpenHost[T] | HostResult[T]:
         async with limit:
             conn: Connection | None = None
             try:
                 transport = make_transport(options.transport or host.transport)
-                conn = await transport.connect(host, password=options.password, accept_new=options.accept_new)
+                conn = await transport.connect(host, password=passwords, accept_new=options.accept_new)
                 return OpenHost(host, conn, await prepare(host, conn))
             except HostError as error:
                 if conn is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
+    from esxcap.ssh.transport.passwords import Passwords
 
 PasswordSource = Callable[[str], str | None]
 """Given a prompt naming the host, return the password or None (never logged, never in argv)."""
@@ -78,5 +79,5 @@ class Transport(Protocol):
     """Opens connections; raises ConnectError, AuthError or HostKeyError with a hint."""
 
     async def connect(
-        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+        self, host: HostConfig, *, password: PasswordSource | Passwords, accept_new: bool
     ) -> Connection: ...

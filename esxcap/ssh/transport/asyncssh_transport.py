@@ -51,6 +51,7 @@ from esxcap.ssh.transport.known_hosts import (
     is_certificate,
     parse_certificate,
 )
+from esxcap.ssh.transport.passwords import Passwords
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -291,7 +292,7 @@ class AsyncsshTransport(ConfiguredTransport):
     """Opens asyncssh connections."""
 
     async def connect(
-        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+        self, host: HostConfig, *, password: PasswordSource | Passwords, accept_new: bool
     ) -> AsyncsshConnection:
         fast_receive = asyncssh_receive.install()
         options = _connect_options(host, self.config_paths())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Self
 from esxcap.errors import AuthError, CommandTimeout, ConnectError
 from esxcap.ssh.transport import PasswordSource
 from esxcap.ssh.transport.known_hosts import CERT_SUFFIX
+from esxcap.ssh.transport.passwords import Passwords
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -117,35 +118,38 @@ class ClosingConnection(ABC):
 class Login:
     """What one login learns along the way: the methods the server offered, whether the password went out.
 
-    The password comes from $password_env, else from the prompt, asked at most once; while the prompt is
-    open the connect timeout (if any) is paused.
+    The password comes from the command's Passwords, asked at most once per login and sent at most once
+    (keyboard-interactive or password, never both), and not at all to a host that rejected it before;
+    while the prompt is open the connect timeout (if any) is paused.
     """
 
     host: HostConfig
     label: str
-    password_source: PasswordSource
+    password_source: PasswordSource | Passwords
     timeout: asyncio.Timeout | None = None
     tcp_connected: bool = False
     offered: list[str] = field(default_factory=list)
     password_asked: bool = False
     password_value: str | None = field(default=None, repr=False)
+    password_withheld: bool = False
     kbdint_answered: bool = False
     password_sent: bool = False
+
+    def __post_init__(self) -> None:
+        self.passwords = Passwords.of(self.password_source)
 
     async def password(self) -> str | None:
         if self.password_asked:
             return self.password_value
         self.password_asked = True
-        env = self.host.password_env
-        if env and env in os.environ:
-            self.password_value = os.environ[env]
-            return self.password_value
+        if self.passwords.rejected(self.host):
+            self.password_withheld = True
+            return None
         loop = asyncio.get_running_loop()
         if self.timeout is not None:
             self.timeout.reschedule(None)
         try:
-            prompt = f"Password for {self.label}: "
-            self.password_value = await asyncio.to_thread(self.password_source, prompt)
+            self.password_value = await self.passwords.get(self.host, self.label)
         finally:
             if self.timeout is not None:
                 self.timeout.reschedule(loop.time() + self.host.connect_timeout)
@@ -157,14 +161,26 @@ class Login:
                 self.offered.append(method)
 
     def auth_error(self, user: str) -> AuthError:
+        """Permission denied; a password the host rejected is remembered so that it is not sent again."""
         methods = ", ".join(self.offered) if self.offered else "none that esxcap supports"
         tried = self.password_value is not None and (self.kbdint_answered or self.password_sent)
-        rejected = "; the password was rejected" if tried else ""
+        if tried:
+            self.passwords.reject(self.host)
+        rejected = (
+            "; the password was rejected (not retried: ESXi locks the account after a few failures)"
+            if tried
+            else "; the password it rejected earlier in this run was not sent again"
+            if self.password_withheld
+            else ""
+        )
         return AuthError(
             f"{self.label}: permission denied for user '{user}' (server offered: {methods}){rejected}",
             "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
             f"/etc/ssh/keys-{user}/authorized_keys on the host), or set password_env in the inventory "
-            "to a variable holding the password, or answer the password prompt",
+            "to a variable holding the password, or answer the password prompt. If the host is in "
+            f"lockdown mode, only its exception users may log in over SSH: add '{user}' under Lockdown "
+            "Mode > Exception Users (vSphere Client: host > Configure > Security Profile) or leave "
+            "lockdown from the DCUI. After repeated failures ESXi locks the account (900 s by default)",
         )
 
     def timeout_error(self, port: int) -> ConnectError:
@@ -262,8 +278,27 @@ def stream_lost_error(label: str, reason: str) -> ConnectError:
     )
 
 
+SHELL_TIMEOUT_HINT = (
+    "an ESXi shell timeout ends SSH sessions: see UserVars.ESXiShellInteractiveTimeOut and "
+    "UserVars.ESXiShellTimeOut on the host (esxcli system settings advanced list -o "
+    "/UserVars/ESXiShellInteractiveTimeOut; 0 = no timeout), or capture for a shorter -d"
+)
+
+
+def session_ended_error(host: str, packets: int, seconds: float, kept: Path | None) -> ConnectError:
+    """The host closed a capture's session without the capture's exit status (nobody asked it to stop)."""
+    where = f" in {kept}" if kept else ""
+    return ConnectError(
+        f"{host}: the host ended the SSH session after {seconds:.0f} s, mid-capture ({packets} packets), "
+        "before the capture reported its end",
+        f"the {packets} packets received are kept{where}; {SHELL_TIMEOUT_HINT}",
+    )
+
+
 def _down_hint(port: int) -> str:
     return (
-        f"is SSH enabled on the host and listening on port {port}? Enable it in the host client "
-        "(Manage > Services > TSM-SSH) or with 'vim-cmd hostsvc/enable_ssh' on the console"
+        f"is SSH enabled on the host and listening on port {port}? ESXi ships with SSH off; start the "
+        "SSH service (TSM-SSH) in the Host Client (Manage > Services), in the vSphere Client (host > "
+        "Configure > Services), or from the DCUI shell with 'vim-cmd hostsvc/enable_ssh' and "
+        "'vim-cmd hostsvc/start_ssh'"
     )

@@ -52,6 +52,7 @@ from esxcap.ssh.transport.paramiko_compat import (
     load_key,
     set_preferences,
 )
+from esxcap.ssh.transport.passwords import Passwords
 
 if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
@@ -165,7 +166,7 @@ class ParamikoTransport(ConfiguredTransport):
     """Opens paramiko connections."""
 
     async def connect(
-        self, host: HostConfig, *, password: PasswordSource, accept_new: bool
+        self, host: HostConfig, *, password: PasswordSource | Passwords, accept_new: bool
     ) -> ParamikoConnection:
         endpoint = _Endpoint.resolve(host, self.config_paths())
         target, port = endpoint.target, endpoint.port
@@ -277,7 +278,7 @@ class _Session:
             where = _address(endpoint.target, endpoint.port)
             self.hop_label = f"{hop.name} ({where})"
             login = Login(
-                hop, f"jump host {self.hop_label}", self.login.password_source, timeout=self.login.timeout
+                hop, f"jump host {self.hop_label}", self.login.passwords, timeout=self.login.timeout
             )
             session = _Session(hop, endpoint, login, self.threads, self.accept_new, self.esxi_host)
             try:
@@ -329,13 +330,18 @@ class _Session:
             return asyncio.run_coroutine_threadsafe(login.password(), loop).result()
 
         def answer(_title: str, _instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
+            """The password for the first prompt round; anything else ends the exchange unanswered
+            (raising here ends paramiko's connection), since every answer, even an empty one, is a
+            login attempt that counts towards ESXi's account lockout."""
             if not prompts:
                 return []
             if login.kbdint_answered or any(echo for _prompt, echo in prompts):
-                return []
+                raise paramiko.AuthenticationException("keyboard-interactive: not answering again")
             secret = password()
             login.kbdint_answered = True
-            return [] if secret is None else [secret for _prompt in prompts]
+            if secret is None:
+                raise paramiko.AuthenticationException("keyboard-interactive: no password")
+            return [secret for _prompt in prompts]
 
         with contextlib.suppress(paramiko.AuthenticationException):
             if "keyboard-interactive" in login.offered:
