@@ -43,6 +43,17 @@ def _keygen(path: Path) -> None:
     )
 
 
+def _certify(public_key: Path, ca: Path) -> None:
+    """Sign a host key with `ca`: `KEY-cert.pub` beside it, for localhost and 127.0.0.1."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-s", str(ca), "-I", "esxcap-bench", "-h", "-n", "localhost,127.0.0.1",
+         str(public_key)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )  # fmt: skip
+
+
 def _free_ports(count: int) -> tuple[int, ...]:
     with contextlib.ExitStack() as stack:
         ports = []
@@ -100,9 +111,12 @@ class OpenSshd:
         return self.workdir / "known_hosts"
 
     @classmethod
-    def start(cls, workdir: Path, ports: int = 1, extra_config: Sequence[str] = ()) -> OpenSshd:
+    def start(
+        cls, workdir: Path, ports: int = 1, extra_config: Sequence[str] = (), host_ca: Path | None = None
+    ) -> OpenSshd:
         """Generate keys and config in `workdir`, start sshd on `ports` free ports and wait until each
-        answers SSH."""
+        answers SSH. With `host_ca` (a private key), the host key is certified by it for the principals
+        localhost and 127.0.0.1, and sshd serves the certificate (HostCertificate)."""
         missing = [tool for tool in (SSHD, "ssh", "ssh-keygen") if shutil.which(tool) is None]
         if missing:
             raise SshdUnavailable(f"{', '.join(missing)} not found; {INSTALL_HINT}")
@@ -112,6 +126,9 @@ class OpenSshd:
         user = getpass.getuser()
         _keygen(workdir / "host_key")
         _keygen(workdir / "client_key")
+        if host_ca is not None:
+            _certify(workdir / "host_key.pub", host_ca)
+            extra_config = [*extra_config, f"HostCertificate {workdir / 'host_key-cert.pub'}"]
         shutil.copyfile(workdir / "client_key.pub", workdir / "authorized_keys")
         host_pub = (workdir / "host_key.pub").read_text().split()
         last_error = ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import asyncssh  # noqa: TID251 - the test plays the certificate authority that signs the host's key
 import pytest
 
+from bench.sshd import OpenSshd, SshdUnavailable
 from esxcap.errors import HostKeyError
 from esxcap.inventory import HostConfig, load_inventory
 from esxcap.sim import SimulatorThread, state, topology_from_data
@@ -278,3 +280,68 @@ def test_unreadable_lines_are_skipped_not_fatal() -> None:
     assert [line.line_no for line in known.lines] == [7]
     assert known.keys("esx01")[0].key_type == "ssh-ed25519"
     assert known.check_key("esx02", known.lines[0].key_blob).verdict is Verdict.UNKNOWN
+
+
+# --- OpenSSH's own host certificates ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certified_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OpenSshd, str, str]]:
+    """OpenSSH's sshd serving a host certificate made by ssh-keygen; with the CA's and the host's
+    public keys (`type base64`)."""
+    workdir = tmp_path_factory.mktemp("certsshd")
+    ca = workdir / "host_ca"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True, capture_output=True
+    )
+    try:
+        sshd = OpenSshd.start(workdir / "sshd", host_ca=ca)
+    except SshdUnavailable as exc:
+        pytest.skip(f"needs OpenSSH's sshd: {exc}")
+    host_key = " ".join((workdir / "sshd" / "host_key.pub").read_text().split()[:2])
+    yield sshd, " ".join(ca.with_suffix(".pub").read_text().split()[:2]), host_key
+    sshd.stop()
+
+
+@pytest.mark.parametrize(
+    ("lines", "expect"),
+    [
+        (lambda ca, key: [f"@cert-authority [localhost]:* {ca}"], "ok"),
+        (lambda ca, key: [f"@cert-authority * {ca}", f"@revoked * {key}"], "revoked"),
+        (lambda ca, key: [f"@cert-authority * {ca}", f"@revoked * {ca}"], "ca-revoked"),
+    ],
+    ids=["accepted", "key-revoked", "ca-revoked"],
+)
+def test_openssh_host_certificate(
+    lines: Callable[[str, str], list[str]],
+    expect: str,
+    certified_sshd: tuple[OpenSshd, str, str],
+    tmp_path: Path,
+) -> None:
+    sshd, ca, key = certified_sshd
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(line + "\n" for line in lines(ca, key)))
+    host = HostConfig(
+        name="certified",
+        hostname="localhost",
+        port=sshd.port,
+        username=sshd.user,
+        identity_file=sshd.client_key,
+        known_hosts=known,
+        explicit=frozenset({"hostname", "port", "username"}),
+    )
+
+    async def go(kind: str) -> str:
+        try:
+            conn = await TRANSPORTS[kind](ssh_config=[]).connect(
+                host, password=lambda _p: None, accept_new=False
+            )
+        except HostKeyError as exc:
+            return outcome(exc)
+        try:
+            assert (await conn.run(["true"], timeout=10)).exit_status == 0
+        finally:
+            await conn.close()
+        return "ok"
+
+    assert {kind: asyncio.run(go(kind)) for kind in sorted(TRANSPORTS)} == dict.fromkeys(TRANSPORTS, expect)
