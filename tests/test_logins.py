@@ -8,10 +8,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import fcntl
+import os
+import pty
+import select
 import socket
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 from clirun import esxcap, isolated_env
 from conftest import FAST_TOPOLOGY, MakeSim
 
@@ -171,3 +180,58 @@ def test_shell_timeout_mid_capture_is_reported_as_such(make_sim: MakeSim, tmp_pa
     assert "new: the host ended the SSH session after 2 s, mid-capture" in stream["error"]
     assert "ESXiShellInteractiveTimeOut" in stream["hint"] and str(out) in stream["hint"]
     assert stream["packets"] > 0
+
+
+def test_cli_same_password_prompts_once_on_the_terminal(kind: str, make_sim: MakeSim, tmp_path: Path) -> None:
+    """The real CLI on a terminal (a pty as its controlling tty): one prompt for both hosts."""
+    st = make_sim(two_hosts())
+    data = yaml.safe_load(st.sim.inventory_path.read_text(encoding="utf-8"))
+    for host in data["hosts"].values():
+        host.pop("identity_file", None)
+    data.get("defaults", {}).pop("identity_file", None)
+    inventory = st.sim.state_dir / "password-inventory.yaml"  # beside the known_hosts it names
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    inventory.chmod(0o600)
+    argv = ["-i", str(inventory), "discover", "mid", "new", "--same-password", "--transport", kind]
+    shown, result = on_terminal(argv, isolated_env(tmp_path), answer=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert shown.count("Password") == 1 and "every host (--same-password)" in shown
+    assert st.sim.hosts["mid"].failed_logins == st.sim.hosts["new"].failed_logins == 0
+
+
+def on_terminal(
+    argv: list[str], env: dict[str, str], answer: str
+) -> tuple[str, subprocess.CompletedProcess[bytes]]:
+    """Run the CLI with a new pty as its controlling terminal, answer every password prompt with
+    `answer`; what the terminal showed, and the result."""
+    leader, follower = pty.openpty()
+
+    def take_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esxcap", *argv],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=take_terminal,  # noqa: PLW1509 - the child needs the pty as its controlling tty
+    )
+    os.close(follower)
+    shown = b""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _w, _x = select.select([leader], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        shown += chunk
+        if chunk.rstrip().endswith(b":"):
+            os.write(leader, answer.encode() + b"\n")
+    stdout, stderr = proc.communicate(timeout=60)
+    os.close(leader)
+    return shown.decode(errors="replace"), subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)

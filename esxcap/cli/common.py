@@ -25,6 +25,7 @@ from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import ConfigError
 from esxcap.inventory import HostConfig, Inventory, find_inventory, load_inventory
 from esxcap.ssh.session import HostResult, SessionOptions
+from esxcap.ssh.transport.passwords import Passwords
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,6 +79,14 @@ TransportOpt = Annotated[
     str | None,
     typer.Option(
         "--transport", help="SSH library: asyncssh (default) or paramiko.", metavar="asyncssh|paramiko"
+    ),
+]
+SamePasswordOpt = Annotated[
+    bool,
+    typer.Option(
+        "--same-password",
+        help="Ask once for one password for every host without password_env (a host that rejects it "
+        "is not asked again: ESXi locks accounts after a few failures).",
     ),
 ]
 
@@ -168,9 +177,15 @@ class Connect(OptionGroup):
 
     accept_new: AcceptNewOpt = False
     transport: TransportOpt = None
+    same_password: SamePasswordOpt = False
+
+    @functools.cached_property
+    def passwords(self) -> Passwords:
+        """The command's one set of passwords: each asked once, none sent twice to a host."""
+        return Passwords(prompt_password, same_password=self.same_password)
 
     def session(self) -> SessionOptions:
-        return SessionOptions(password=prompt_password, accept_new=self.accept_new, transport=self.transport)
+        return SessionOptions(password=self.passwords, accept_new=self.accept_new, transport=self.transport)
 
 
 def exit_code(results: Sequence[HostResult[Any]]) -> int:
