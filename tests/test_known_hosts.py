@@ -15,6 +15,8 @@ from pathlib import Path
 
 import asyncssh  # noqa: TID251 - the test plays the certificate authority that signs the host's key
 import pytest
+import yaml
+from clirun import esxcap, isolated_env
 
 from bench.sshd import OpenSshd, SshdUnavailable
 from esxcap.errors import HostKeyError
@@ -345,3 +347,20 @@ def test_openssh_host_certificate(
         return "ok"
 
     assert {kind: asyncio.run(go(kind)) for kind in sorted(TRANSPORTS)} == dict.fromkeys(TRANSPORTS, expect)
+
+
+def test_cli_reaches_a_host_by_dns_name_with_a_hashed_known_hosts(served: Served, tmp_path: Path) -> None:
+    """What a real inventory looks like: a DNS name and the hashed known_hosts Debian's ssh writes."""
+    keys = served.keys
+    known = served.sim.sim.state_dir / "hashed_known_hosts"
+    known.write_text(f"{hashed_name(f'[localhost]:{keys.port}', os.urandom(20))} {keys.ecdsa}\n")
+    data = yaml.safe_load(served.sim.sim.inventory_path.read_text(encoding="utf-8"))
+    data["hosts"][HOST].update(hostname="localhost", known_hosts=known.name)
+    inventory = served.sim.sim.state_dir / "dns-inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    inventory.chmod(0o600)
+    for kind in sorted(TRANSPORTS):
+        result = esxcap("-i", str(inventory), "discover", HOST, "--transport", kind, "--json",
+                        env=isolated_env(tmp_path))  # fmt: skip
+        assert result.code == 0, result.stderr
+        assert result.json()["hosts"][0]["host"] == HOST
