@@ -40,6 +40,16 @@ def sim(tmp_path: Path) -> Iterator[SimulatorThread]:
 
 
 @pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No default keys, no agent: only what a test hands over (a key, a password) can log in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home
+
+
+@pytest.fixture
 def make_sim(tmp_path: Path) -> Iterator[MakeSim]:
     started: list[SimulatorThread] = []
 

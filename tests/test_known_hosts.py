@@ -17,6 +17,7 @@ import asyncssh  # noqa: TID251 - the test plays the certificate authority that 
 import pytest
 import yaml
 from clirun import esxcap, isolated_env
+from conftest import FAST_TOPOLOGY
 
 from bench.sshd import OpenSshd, SshdUnavailable
 from esxcap.errors import HostKeyError
@@ -29,24 +30,8 @@ from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
 TRANSPORTS = {"asyncssh": AsyncsshTransport, "paramiko": ParamikoTransport}
 HOST = "esx-a"
 ALIAS = "esx-alias"
-TOPOLOGY = {
-    "hosts": {
-        HOST: {
-            "version": "8.0.2",
-            "build": "22380479",
-            "uplinks": [
-                {
-                    "name": "vmnic0",
-                    "pci": "0000:03:00.0",
-                    "driver": "ixgben",
-                    "mac": "a4:bf:01:4e:37:14",
-                    "description": "NIC",
-                }
-            ],
-            "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"], "portgroups": [{"name": "Mgmt"}]}],
-        }
-    }
-}
+TOPOLOGY = {"hosts": {HOST: FAST_TOPOLOGY["hosts"]["new"]}}
+"""One 8.0 host (it offers ECDSA host keys, which the test certifies)."""
 
 
 def public(key: asyncssh.SSHKey) -> str:

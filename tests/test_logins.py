@@ -42,16 +42,6 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No default keys, no agent: only passwords can log in."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
-
-
 def two_hosts(**faults: object) -> dict[str, object]:
     data = copy.deepcopy(FAST_TOPOLOGY)
     data["flows"] = []

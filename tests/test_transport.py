@@ -41,16 +41,6 @@ def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThr
         yield st
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No default keys, no agent: only what a test hands over is tried."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
-
-
 def no_password(prompt: str) -> str | None:
     return None
 
