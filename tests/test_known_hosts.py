@@ -30,8 +30,9 @@ from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
 TRANSPORTS = {"asyncssh": AsyncsshTransport, "paramiko": ParamikoTransport}
 HOST = "esx-a"
 ALIAS = "esx-alias"
-TOPOLOGY = {"hosts": {HOST: FAST_TOPOLOGY["hosts"]["new"]}}
-"""One 8.0 host (it offers ECDSA host keys, which the test certifies)."""
+RSA_HOST = "esx-b"
+TOPOLOGY = {"hosts": {HOST: FAST_TOPOLOGY["hosts"]["new"], RSA_HOST: FAST_TOPOLOGY["hosts"]["mid"]}}
+"""An 8.0 host whose ECDSA key is certified, and a 6.7 host whose RSA key is."""
 
 
 def public(key: asyncssh.SSHKey) -> str:
@@ -46,6 +47,8 @@ class Keys:
     port: int
     ecdsa: str
     rsa: str
+    rsa_host_key: str
+    """The RSA key of RSA_HOST (certified there)."""
     ca: str
     other_ca: str
     foreign: str
@@ -59,17 +62,27 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A host whose ECDSA key carries a certificate for principal `localhost` (as sshd's HostCertificate)."""
+    """Hosts whose keys carry certificates for principal `localhost` (as sshd's HostCertificate)."""
     state_dir = tmp_path_factory.mktemp("certsim")
     ecdsa, rsa = state.host_keys(state_dir, HOST, legacy=False)
+    _unused, rsa_host_key = state.host_keys(state_dir, RSA_HOST, legacy=False)
     ca = asyncssh.generate_private_key("ssh-ed25519")
-    cert = ca.generate_host_certificate(ecdsa, HOST, principals=["localhost"])
-    cert.write_certificate(state_dir / "hostkeys" / HOST / "ssh_host_ecdsa_key-cert.pub")
+    for host, key, kind in ((HOST, ecdsa, "ecdsa"), (RSA_HOST, rsa_host_key, "rsa")):
+        cert = ca.generate_host_certificate(key, host, principals=["localhost"])
+        cert.write_certificate(state_dir / "hostkeys" / host / f"ssh_host_{kind}_key-cert.pub")
     other_ca = asyncssh.generate_private_key("ssh-ed25519")
     foreign = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
     with SimulatorThread(topology_from_data(TOPOLOGY, "<cert topology>"), state_dir) as running:
         port = running.sim.hosts[HOST].port
-        keys = Keys(port, public(ecdsa), public(rsa), public(ca), public(other_ca), public(foreign))
+        keys = Keys(
+            port,
+            public(ecdsa),
+            public(rsa),
+            public(rsa_host_key),
+            public(ca),
+            public(other_ca),
+            public(foreign),
+        )
         yield Served(running, keys)
 
 
@@ -87,6 +100,7 @@ class Case:
     accept_new: bool = False
     records: bool = False
     """Whether --accept-new appends the host's key (as `[name]:port`)."""
+    host: str = HOST
 
 
 def named(pattern: str) -> Callable[[Keys], list[str]]:
@@ -138,6 +152,13 @@ CASES = [
         lambda k: [f"@cert-authority * {k.other_ca}", f"[localhost]:{k.port} {k.ecdsa}"],
         "ok",
     ),
+    Case("ca-rsa-certificate", lambda k: [f"@cert-authority * {k.ca}"], "ok", host=RSA_HOST),
+    Case(
+        "ca-rsa-certificate-key-revoked",
+        lambda k: [f"@cert-authority * {k.ca}", f"@revoked * {k.rsa_host_key}"],
+        "revoked",
+        host=RSA_HOST,
+    ),
     Case(
         "ca-principal-mismatch",
         lambda k: [f"@cert-authority * {k.ca}"],
@@ -167,7 +188,7 @@ def attempt(case: Case, text: str, served: Served, kind: str, tmp_path: Path) ->
     """Connect as the case says with `text` in known_hosts; the outcome and the file afterwards."""
     known = tmp_path / f"known_hosts-{kind}"
     known.write_text(text)
-    base = load_inventory(served.sim.sim.inventory_path).hosts[HOST]
+    base = load_inventory(served.sim.sim.inventory_path).hosts[case.host]
     host = dataclasses.replace(
         base, hostname=ALIAS if case.via_ssh_config else case.hostname, known_hosts=known
     )

@@ -236,7 +236,15 @@ class KnownHosts:
 
 
 def _cert_key_types() -> tuple[str, ...]:
-    return ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
+    """Certificate algorithms asked for, less their suffix (no SHA-1 `ssh-rsa` certificates)."""
+    return (
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    )
 
 
 def _with_address(name: str, address: str | None) -> list[str]:
