@@ -133,14 +133,19 @@ def test_hosts_sharing_password_env_are_asked_once_when_it_is_unset(
     ]
 
 
-def test_permission_denied_hint_mentions_lockdown_and_exception_users(
+def test_lockdown_refuses_key_and_password_and_the_hint_says_so(
     kind: str, make_sim: MakeSim, clean_env: Path
 ) -> None:
-    st = make_sim(two_hosts())
-    errors = connect_all(password_hosts(st)[:1], kind, Passwords(Prompts(None)))
-    error = errors["mid"]
-    assert isinstance(error, AuthError) and error.hint is not None
-    assert "lockdown mode" in error.hint and "Exception Users" in error.hint
+    st = make_sim(two_hosts(lockdown=True))
+    hosts = load_inventory(st.sim.inventory_path).hosts
+    with_key = dataclasses.replace(hosts["mid"], transport=kind)
+    prompts = Prompts(PASSWORD)
+    errors = connect_all([with_key, *password_hosts(st)[1:]], kind, Passwords(prompts))
+    for name in ("mid", "new"):
+        error = errors[name]
+        assert isinstance(error, AuthError) and error.hint is not None, error
+        assert "lockdown mode" in error.hint and "Exception Users" in error.hint
+    assert st.sim.hosts["new"].failed_logins == 1 and len(prompts.asked) == 2
 
 
 def test_ssh_off_hint_names_every_way_to_start_it(kind: str, tmp_path: Path) -> None:

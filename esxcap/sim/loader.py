@@ -285,6 +285,7 @@ def _faults(f: _Fields) -> Faults:
         session_timeout_s=f.opt_number("session_timeout_s", lo=1),
         password_method=f.flag("password_method", False),
         password_retry_prompt=f.flag("password_retry_prompt", False),
+        lockdown=f.flag("lockdown", False),
     )
     f.done()
     return faults

@@ -228,7 +228,8 @@ class _Server(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return username == ROOT and key.public_data == self._host.client_key.public_data
+        admitted = username == ROOT and not self._host.topology.faults.lockdown
+        return admitted and key.public_data == self._host.client_key.public_data
 
     def password_auth_supported(self) -> bool:
         return self._host.topology.faults.password_method
@@ -254,8 +255,10 @@ class _Server(asyncssh.SSHServer):
         return False
 
     def _login(self, username: str, answers: Sequence[str]) -> bool:
-        """Whether the answers are root's password; every wrong one counts as a failed login."""
-        if username == ROOT and list(answers) == [self._host.topology.password]:
+        """Whether the answers are root's password (and lockdown lets root in); every refusal counts as a
+        failed login."""
+        right = username == ROOT and list(answers) == [self._host.topology.password]
+        if right and not self._host.topology.faults.lockdown:
             return True
         self._host.failed_logins += 1
         return False

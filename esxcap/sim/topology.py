@@ -172,7 +172,8 @@ class Faults:
     SSH session is ended by the host this many seconds after it started, without an exit status (as an
     ESXi shell timeout does). `password_method`: the SSH `password` method is offered besides
     keyboard-interactive. `password_retry_prompt`: a wrong keyboard-interactive answer is followed by
-    another `Password: ` prompt in the same exchange (as PAM may do).
+    another `Password: ` prompt in the same exchange (as PAM may do). `lockdown`: the host is in lockdown
+    mode and root is no exception user: every login is refused, the right key and password included.
     """
 
     silent: bool = False
@@ -182,6 +183,7 @@ class Faults:
     session_timeout_s: int | None = None
     password_method: bool = False
     password_retry_prompt: bool = False
+    lockdown: bool = False
 
 
 @dataclass(frozen=True)

@@ -271,18 +271,19 @@ def start_failed_error(label: str, program: str, reason: str) -> ConnectError:
     )
 
 
-def stream_lost_error(label: str, reason: str) -> ConnectError:
-    return ConnectError(
-        f"{label}: connection lost while streaming: {reason}",
-        "everything received so far was kept; check the host and the network, then capture again",
-    )
-
-
 SHELL_TIMEOUT_HINT = (
     "an ESXi shell timeout ends SSH sessions: see UserVars.ESXiShellInteractiveTimeOut and "
     "UserVars.ESXiShellTimeOut on the host (esxcli system settings advanced list -o "
     "/UserVars/ESXiShellInteractiveTimeOut; 0 = no timeout), or capture for a shorter -d"
 )
+
+
+def stream_lost_error(label: str, reason: str) -> ConnectError:
+    return ConnectError(
+        f"{label}: connection lost while streaming: {reason}",
+        "everything received so far was kept; check the host and the network, then capture again "
+        f"(also: {SHELL_TIMEOUT_HINT})",
+    )
 
 
 def session_ended_error(host: str, packets: int, seconds: float, kept: Path | None) -> ConnectError:

@@ -348,7 +348,7 @@ class _Session:
                 auth_step(t, "auth_interactive", user, answer)
                 return
         with contextlib.suppress(paramiko.AuthenticationException):
-            if "password" in login.offered and not login.kbdint_answered:
+            if "password" in login.offered and not login.kbdint_answered and t.is_active():
                 secret = password()
                 login.password_sent = True
                 if secret is not None:
