@@ -33,7 +33,9 @@ CERT_TYPE_HOST = 2
 
 
 def lookup_name(host: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: `host` on port 22, `[host]:port` otherwise."""
+    """How OpenSSH names a host in known_hosts: `host` (lower case, as ssh looks it up and hashes it) on
+    port 22, `[host]:port` otherwise."""
+    host = host.lower()
     return host if port == DEFAULT_PORT else f"[{host}]:{port}"
 
 
@@ -248,7 +250,7 @@ def _cert_key_types() -> tuple[str, ...]:
 
 
 def _with_address(name: str, address: str | None) -> list[str]:
-    if address is None:
+    if not address:
         return [name]
     port = name.rpartition("]:")[2] if name.startswith("[") else ""
     return [name, f"[{address}]:{port}" if port else address]
