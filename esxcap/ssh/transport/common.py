@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Self
 
 from esxcap.errors import AuthError, CommandTimeout, ConnectError
 from esxcap.ssh.transport import PasswordSource
-from esxcap.ssh.transport.known_hosts import CERT_SUFFIX
+from esxcap.ssh.transport.known_hosts import CERT_SUFFIX, CERTIFICATES
 from esxcap.ssh.transport.passwords import Passwords
 
 if TYPE_CHECKING:
@@ -68,10 +68,10 @@ def supported(names: Sequence[str], available: Iterable[str]) -> list[str]:
 
 def host_key_preference(known_key_types: Sequence[str]) -> list[str]:
     """Host key algorithms, the types known_hosts lists for the host first (so a known key is checked):
-    certificate types when a certificate authority is listed, then the listed keys' types (an RSA key
-    signs as rsa-sha2-512, rsa-sha2-256 or ssh-rsa)."""
+    certificate algorithms when a certificate authority is listed (no SHA-1 `ssh-rsa` certificates), then
+    the listed keys' types (an RSA key signs as rsa-sha2-512, rsa-sha2-256 or ssh-rsa)."""
     wanted = {alg for t in known_key_types for alg in (RSA_SIGNATURES if t == "ssh-rsa" else (t,))}
-    first = [t for t in known_key_types if t.endswith(CERT_SUFFIX)]
+    first = [a + CERT_SUFFIX for a in HOST_KEY] if CERTIFICATES in known_key_types else []
     first += [a for a in HOST_KEY if a in wanted]
     return first + [a for a in HOST_KEY + HOST_KEY_OLD if a not in first]
 

@@ -30,6 +30,8 @@ DEFAULT_PORT = 22
 HASH_MAGIC = "|1|"
 CERT_SUFFIX = "-cert-v01@openssh.com"
 CERT_TYPE_HOST = 2
+CERTIFICATES = "certificates"
+"""In `KnownHosts.host_key_types`: ask for host certificates first (a certificate authority is listed)."""
 
 
 def lookup_name(host: str, port: int) -> str:
@@ -232,21 +234,9 @@ class KnownHosts:
         return Decision(Verdict.CERT_INVALID, reason=problem) if problem else authority
 
     def host_key_types(self, name: str) -> list[str]:
-        """Key types to ask the host for first: certificate types when a CA is listed, then listed keys."""
-        cert_types = [t + CERT_SUFFIX for line in self.authorities(name) for t in _cert_key_types()]
-        return list(dict.fromkeys(cert_types + [line.key_type for line in self.keys(name)]))
-
-
-def _cert_key_types() -> tuple[str, ...]:
-    """Certificate algorithms asked for, less their suffix (no SHA-1 `ssh-rsa` certificates)."""
-    return (
-        "ssh-ed25519",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "rsa-sha2-512",
-        "rsa-sha2-256",
-    )
+        """Key types to ask the host for first: CERTIFICATES when a CA is listed, then the listed keys'."""
+        wanted = [CERTIFICATES] if self.authorities(name) else []
+        return list(dict.fromkeys(wanted + [line.key_type for line in self.keys(name)]))
 
 
 def _with_address(name: str, address: str | None) -> list[str]:
