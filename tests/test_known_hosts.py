@@ -154,6 +154,12 @@ CASES = [
         lambda k: [f"@cert-authority * {k.other_ca}", f"[localhost]:{k.port} {k.ecdsa}"],
         "ok",
     ),
+    Case(
+        "ca-through-ssh-config-hostname",
+        lambda k: [f"@cert-authority * {k.ca}"],
+        "ok",
+        via_ssh_config="localhost",
+    ),
     Case("ca-rsa-certificate", lambda k: [f"@cert-authority * {k.ca}"], "ok", host=RSA_HOST),
     Case(
         "ca-rsa-certificate-key-revoked",
