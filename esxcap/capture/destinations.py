@@ -5,6 +5,8 @@ stream an interface; the sinks' reorder window, 1 s, puts them in time order): b
 named `<UTC time>-<host>-<target>.pcapng` for one target, `<UTC time>-<name>.pcapng` for several
 (`merged-<H>hosts-<S>streams` unless a recipe names it). `--split` also keeps one file per stream,
 written from the merged file when the capture ends (`<merged name>-<host>-<target>-<point>.pcapng`).
+`-o` naming a FIFO or character device (Wireshark's extcap FIFO, /dev/null) writes straight into it, like
+a stream: no `.part`, no rename, no chmod, no sidecar.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from esxcap import __version__
-from esxcap.capture.sinks import CaptureSink, create_private
+from esxcap.capture.sinks import CaptureSink, create_private, open_stream_file, publish, stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFile, PcapngWriter, Record
@@ -32,13 +34,15 @@ _UNSAFE = re.compile(r"[^\w.-]+")
 
 @dataclass(frozen=True)
 class OutputChoice:
-    """The user's -o/--live choice: a file, a directory, stdout, or a live viewer."""
+    """The user's -o/--live choice: a file, a directory, stdout, a live viewer, or a FIFO or character
+    device (`device`) written as a stream."""
 
     file: Path | None = None
     directory: Path | None = None
     stdout: bool = False
     live: bool = False
     split: bool = False
+    device: Path | None = None
 
     @property
     def paths(self) -> bool:
@@ -49,8 +53,11 @@ def choose_output(
     out: str | None, live: bool, stdout_is_tty: bool, split: bool = False, path: bool = False
 ) -> OutputChoice:
     """Check -o/--live/--split/--path and say where packets go."""
+    device = Path(out).expanduser() if out not in (None, "-") else None
+    if device is not None and stream_file_kind(device) is None:
+        device = None
     for wanted, option in ((split, "--split"), (path, "--path")):
-        if wanted and (live or out == "-"):
+        if wanted and (live or out == "-" or device is not None):
             raise UsageError(
                 f"{option} reads the finished file; a live stream leaves none",
                 f"drop {option}, or write -o FILE",
@@ -68,6 +75,8 @@ def choose_output(
         return OutputChoice(stdout=True)
     if out is None:
         return OutputChoice(directory=DEFAULT_DIR, split=split)
+    if device is not None:
+        return OutputChoice(device=device)
     where = Path(out).expanduser()
     if out.endswith(("/", "\\")) or where.is_dir():
         return OutputChoice(directory=where, split=split)
@@ -124,8 +133,12 @@ class Outputs:
     sinks: list[CaptureSink]
     viewer: subprocess.Popen[bytes] | None = None
     console: ConsoleView | None = None
+    device: IO[bytes] | None = None
 
     def close(self) -> None:
+        if self.device is not None:
+            with contextlib.suppress(OSError):
+                self.device.close()
         if self.viewer is not None and self.viewer.stdin is not None:
             with contextlib.suppress(OSError):
                 self.viewer.stdin.close()
@@ -158,6 +171,10 @@ def sinks_for(
         assert sink_to is not None
         shared = CaptureSink(sink_to, comments, max_bytes, view, flush_each=True)
         return Outputs([shared] * len(planned), viewer, view)
+    if choice.device is not None:
+        device = open_stream_file(choice.device)
+        shared = CaptureSink(device, comments, max_bytes, view, flush_each=True)
+        return Outputs([shared] * len(planned), None, view, device)
     if choice.file is not None:
         return Outputs([CaptureSink(choice.file, comments, max_bytes, view)] * len(planned), None, view)
     assert choice.directory is not None
@@ -201,5 +218,5 @@ def split_file(merged: Path) -> list[Path]:
             for _path, fileobj, _writer in made.values():
                 fileobj.close()
     for path, _f, _w in made.values():
-        path.with_name(path.name + ".part").replace(path)
+        publish(path.with_name(path.name + ".part"), path)
     return [path for path, _f, _w in made.values()]

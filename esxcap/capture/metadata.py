@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esxcap import __version__
-from esxcap.capture.sinks import OutputError
+from esxcap.capture.sinks import OutputError, publish
 from esxcap.errors import UsageError
 from esxcap.esxi.models import HostFacts
 from esxcap.esxi.pktcap import FlowFilter
@@ -175,7 +175,7 @@ def write_sidecar(capture: Path, document: Mapping[str, Any]) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
-        part.replace(path)
+        publish(part, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             part.unlink()

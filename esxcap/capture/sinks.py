@@ -1,5 +1,6 @@
 """Where captured packets go: a pcapng file (written as `NAME.part`, mode 0600, renamed when done) or a
-byte stream (stdout, a viewer's stdin), with one interface per stream and packets in time order.
+byte stream (stdout, a viewer's stdin, a FIFO or character device named with -o, written straight into),
+with one interface per stream and packets in time order.
 
 A sink fed by one stream writes its packets straight through (one pktcap-uw stream is already in time
 order), from PcapngTranscoder batches or records. A sink fed by several streams orders them in a reorder
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from esxcap.errors import HostError
+from esxcap.errors import HostError, UsageError
 from esxcap.pcap import EpbBatch, Interface, InterfaceStatistics, PcapngWriter, Record, ReorderWindow
 
 REORDER_WINDOW_NS = 1_000_000_000
@@ -52,6 +54,51 @@ class _StreamCounters:
     dropped: int | None = None
     first_ns: int | None = None
     last_ns: int | None = None
+
+
+def stream_file_kind(path: Path) -> str | None:
+    """The kind ("FIFO" or "character device") when `path` is one: written straight into, never replaced.
+    None when it is missing, a regular file or a folder. Any other special file (block device, socket) is
+    refused: a capture never replaces or writes over it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    raise UsageError(
+        f"{path} is neither a file nor a FIFO nor a character device; it is left alone",
+        "write to a file, a folder, a FIFO or -",
+    )
+
+
+def open_stream_file(path: Path) -> IO[bytes]:
+    """Open a FIFO or character device for writing as it is: no `.part`, no truncation, no chmod (opening
+    a FIFO waits for its reader)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise OutputError(f"cannot open {path}: {exc.strerror or exc}", "check who may write to it") from exc
+    return os.fdopen(fd, "wb", buffering=0)
+
+
+def publish(part: Path, path: Path) -> None:
+    """Rename the finished `part` to `path`, only over a regular file or nothing: a FIFO, device, socket or
+    folder that appeared at `path` meanwhile is never replaced (the finished file stays as `part`)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(
+            f"{path} is no longer a regular file; the capture is kept as {part}",
+            f"move {part} where you want it",
+        )
+    part.replace(path)
 
 
 def create_private(path: Path) -> IO[bytes]:
@@ -275,5 +322,5 @@ class CaptureSink:
                 if self._failed:
                     self._cut_to_whole_blocks(self.part)
         if self.part and self.path:
-            self.part.replace(self.path)
+            publish(self.part, self.path)
         return self.path

@@ -171,7 +171,7 @@ def merge(
     out: Annotated[Path, typer.Option("--output", "-o", help="The merged pcapng file.")],
 ) -> None:
     """Merge captures into one time-ordered pcapng, one interface per input interface."""
-    from esxcap.capture.sinks import create_private
+    from esxcap.capture.sinks import create_private, open_stream_file, publish, stream_file_kind
     from esxcap.pcap import CaptureFile, PcapngWriter
     from esxcap.pcap import merge as merge_files
 
@@ -179,10 +179,11 @@ def merge(
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise UsageError(f"no such file: {', '.join(missing)}", "check the paths")
+        into_stream = stream_file_kind(out) is not None
         part = out.with_name(out.name + ".part")
         handles = [f.open("rb") for f in files]
         try:
-            with create_private(part) as sink:
+            with open_stream_file(out) if into_stream else create_private(part) as sink:
                 result = merge_files(
                     [CaptureFile(h, f.name) for h, f in zip(handles, files, strict=True)],
                     PcapngWriter(sink, comments=(f"merged by esxcap from {len(files)} files",)),
@@ -190,7 +191,8 @@ def merge(
         finally:
             for h in handles:
                 h.close()
-        part.replace(out)
+        if not into_stream:
+            publish(part, out)
         output.info(f"{out}: {result.packets} packets from {len(files)} files")
         return ExitCode.OK
 
