@@ -2,8 +2,9 @@
 
 Reads a Nornir-like YAML file (`defaults`, `groups`, `hosts`) into frozen `HostConfig`s with precedence
 host > groups (first listed wins) > defaults, and turns `[user@]address[:port]` on the command line into
-ad-hoc hosts. Every mistake in the file is a `ConfigError` naming file, line and key. Apart from reading
-the file (and the permission bits of the private keys it names) nothing here does I/O.
+ad-hoc hosts. `recipes:` names saved recipe runs (`web-db: vm-to-vm web01 db01`), each shown in Wireshark
+as its own extcap interface. Every mistake in the file is a `ConfigError` naming file, line and key. Apart
+from reading the file (and the permission bits of the private keys it names) nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import difflib
 import ipaddress
 import os
 import re
+import shlex
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +50,14 @@ TRANSPORTS = ("asyncssh", "paramiko")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 INVENTORY_ENV = "ESXCAP_INVENTORY"
 
+RECIPE_ARGUMENTS = {
+    "vm-to-vm": ("VM_A", "VM_B"),
+    "vmk": ("HOST", "VMK"),
+    "dvfilter": ("VM",),
+    "uplink": ("HOST", "VMNIC"),
+}
+"""Recipe kind -> the arguments a saved recipe gives it, as `esxcap recipe KIND ...` takes them."""
+_RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
 _ADHOC = re.compile(
@@ -111,6 +121,19 @@ class VcenterConfig:
 
 
 @dataclass(frozen=True)
+class SavedRecipe:
+    """A `recipes:` entry: a name and the recipe it runs (`vm-to-vm web01 db01`)."""
+
+    name: str
+    kind: str
+    arguments: tuple[str, ...]
+
+    @property
+    def command(self) -> str:
+        return shlex.join((self.kind, *self.arguments))
+
+
+@dataclass(frozen=True)
 class Inventory:
     """The hosts of one inventory file (or none: then only ad-hoc hosts exist), and its vCenter."""
 
@@ -119,6 +142,7 @@ class Inventory:
     groups: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    recipes: Mapping[str, SavedRecipe] = field(default_factory=dict)
     vcenter: VcenterConfig | None = None
 
     def with_vcenter_hosts(self, hosts: Sequence[tuple[str, str | None]]) -> Inventory:
@@ -280,7 +304,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     top = {
         key: value
         for key, (_k, value) in reader.mapping(
-            root, "the file", allowed=("defaults", "groups", "hosts", "vcenter")
+            root, "the file", allowed=("defaults", "groups", "hosts", "vcenter", "recipes")
         ).items()
     }
     vcenter = _vcenter(reader, top["vcenter"]) if "vcenter" in top else None
@@ -309,7 +333,13 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         hostname = settings.pop("hostname", None)
         explicit = frozenset(settings) | ({"hostname"} if hostname else set())
         hosts[name] = _make_host(name, hostname or name, settings, tuple(member_of), explicit)
-    return Inventory(hosts=hosts, path=path, groups=tuple(groups), defaults=defaults, vcenter=vcenter)
+    recipes = {
+        name: reader.recipe(name, node)
+        for name, node in reader.named(reader.mapping(top.get("recipes"), "recipes"))
+    }
+    return Inventory(
+        hosts=hosts, path=path, groups=tuple(groups), defaults=defaults, vcenter=vcenter, recipes=recipes
+    )
 
 
 def _vcenter(reader: _Reader, node: yaml.Node) -> VcenterConfig:
@@ -411,6 +441,38 @@ class _Reader:
             value = self._constructor.construct_object(value_node, deep=True)
             result[key] = self._check(key, value, value_node, f"{where}.{key}")
         return result
+
+    def recipe(self, name: str, node: yaml.Node) -> SavedRecipe:
+        """One `recipes:` entry: `NAME: KIND ARG...` as one line or a list."""
+        value = self._constructor.construct_object(node, deep=True)
+        example = "e.g. 'web-db: vm-to-vm web01 db01'"
+        if not _RECIPE_NAME.match(name):
+            raise self.error(
+                node, f"recipes.{name}", "a recipe name is letters, digits, '.', '_' or '-'", example
+            )
+        if isinstance(value, str):
+            try:
+                words = shlex.split(value)
+            except ValueError as exc:
+                raise self.error(node, f"recipes.{name}", f"cannot read {value!r}: {exc}", example) from exc
+        elif isinstance(value, list) and all(isinstance(word, str) for word in value):
+            words = value
+        else:
+            raise self.error(node, f"recipes.{name}", f"must be a recipe line, not {value!r}", example)
+        kind, *arguments = words or [""]
+        if kind not in RECIPE_ARGUMENTS:
+            raise self.error(
+                node, f"recipes.{name}", f"unknown recipe '{kind}'", f"recipes: {', '.join(RECIPE_ARGUMENTS)}"
+            )
+        wanted = RECIPE_ARGUMENTS[kind]
+        if len(arguments) != len(wanted) or not all(a.strip() for a in arguments):
+            raise self.error(
+                node,
+                f"recipes.{name}",
+                f"{kind} takes {' '.join(wanted)}, not {shlex.join(arguments) or 'nothing'}",
+                f"e.g. '{name}: {kind} {' '.join(wanted)}'",
+            )
+        return SavedRecipe(name, kind, tuple(arguments))
 
     def _check(self, key: str, value: Any, node: yaml.Node, label: str) -> Any:
         def bad(problem: str, hint: str) -> ConfigError:

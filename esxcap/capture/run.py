@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from esxcap.capture.sinks import CaptureSink
+from esxcap.capture.sinks import CaptureSink, ReaderClosed
 from esxcap.errors import HostError, RemoteCommandError
 from esxcap.esxi.lifecycle import (
     GRACE_SECONDS,
@@ -167,6 +167,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         run.error = _host_said(run, proc, "did not send a pcap stream", exc)
     except CaptureFormatError as exc:
         run.error = _host_said(run, proc, f"sent a corrupt pcap stream ({exc.message})", exc)
+    except ReaderClosed:
+        control.stop("the reader closed the output")
     except HostError as exc:
         if not control.abort.is_set():
             run.error = exc

@@ -47,6 +47,10 @@ class OutputError(HostError):
     """Writing a capture file failed (disk full, permissions); what was written stays readable."""
 
 
+class ReaderClosed(OutputError):
+    """The reader of a stream output (Wireshark's FIFO, a pipe) closed it: the capture is over, not failed."""
+
+
 @dataclass
 class _StreamCounters:
     name: str
@@ -272,6 +276,9 @@ class CaptureSink:
             if self.part is not None:
                 self._boundaries.append(self._file.tell())
             return result
+        except BrokenPipeError as exc:
+            self._failed = ReaderClosed("the reader closed the output stream", None)
+            raise self._failed from exc
         except OSError as exc:
             where = self.path or "the output stream"
             self._failed = OutputError(

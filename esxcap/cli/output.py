@@ -74,18 +74,35 @@ def text(content: str) -> None:
     sys.stdout.write(content)
 
 
+class _Mode:
+    errors_only = False
+
+
+def errors_only() -> None:
+    """For a reader that shows every stderr line as an error (Wireshark with an extcap): from now on each
+    error is one plain line, and warnings and notices are not shown."""
+    _Mode.errors_only = True
+
+
 def error(message: str, hint: str | None = None) -> None:
+    if _Mode.errors_only:
+        line = f"{message} (next: {hint})" if hint else message
+        sys.stderr.write(" ".join(line.split()) + "\n")
+        sys.stderr.flush()
+        return
     _stderr().print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         _stderr().print(f"  [dim]next:[/] {escape(hint)}")
 
 
 def warning(message: str) -> None:
-    _stderr().print(f"[yellow]warning:[/] {escape(message)}")
+    if not _Mode.errors_only:
+        _stderr().print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def info(message: str) -> None:
-    _stderr().print(escape(message))
+    if not _Mode.errors_only:
+        _stderr().print(escape(message))
 
 
 def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
