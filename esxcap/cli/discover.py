@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -102,6 +103,7 @@ def discover(
 
     async def job() -> int:
         from esxcap.esxi.facts import host_dict
+        from esxcap.ssh.discovery_cache import cache_dir, remember
 
         chosen = (
             (await _vcenter_inventory(connect))[0].select(list(host or ()), group)
@@ -109,6 +111,7 @@ def discover(
             else select_hosts(host, group)
         )
         results = await _discover(chosen, connect.session(), parallel)
+        remember(cache_dir(os.environ, Path.home()), [(r.host.name, r.value) for r in results if r.value])
         if json_out:
             output.print_json(
                 {

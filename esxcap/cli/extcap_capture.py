@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 from pathlib import Path
 
@@ -23,20 +22,10 @@ from esxcap.inventory import HostConfig, Inventory, SavedRecipe
 from esxcap.plan import recipes
 from esxcap.plan.choices import request_for
 from esxcap.plan.planner import CaptureOptions, HostView, Stream, resolve, streams
-from esxcap.ssh.discovery_cache import CachedHost, cached_host, save
-from esxcap.ssh.session import HostResult, OpenHost, SessionOptions, close_hosts, open_hosts
+from esxcap.ssh.discovery_cache import CachedHost, remember
+from esxcap.ssh.session import HostResult, SessionOptions, close_hosts, open_hosts
 
 NO_PROMPT = SessionOptions(password=lambda _prompt: None)
-
-
-def _remember(folder: Path, opened: list[OpenHost[HostView]]) -> dict[str, CachedHost]:
-    """Save what was just discovered; a cache that cannot be written only costs the next dialog."""
-    entries = {}
-    for host in opened:
-        entries[host.host.name] = entry = cached_host(host.host.name, host.value.facts)
-        with contextlib.suppress(OSError):
-            save(folder, entry)
-    return entries
 
 
 def _first_error(failed: list[HostResult[HostView]]) -> int:
@@ -54,7 +43,7 @@ def rediscover(host: HostConfig, folder: Path) -> CachedHost:
         await close_hosts(opened)
         if failed and failed[0].error is not None:
             raise failed[0].error
-        return _remember(folder, opened)[host.name]
+        return remember(folder, [(o.host.name, o.value.facts) for o in opened])[host.name]
 
     return asyncio.run(job())
 
@@ -134,7 +123,7 @@ def capture_into(
         try:
             if not opened:
                 return _first_error(failed)
-            _remember(folder, opened)
+            remember(folder, [(o.host.name, o.value.facts) for o in opened])
             planned = plan([o.value for o in opened])
             return await capture_streams(
                 opened, failed, planned, OutputChoice(device=fifo), duration, max_bytes,

@@ -72,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.ticket",
         "Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems.",
     ),
+    "extcap": (
+        "cli.extcap_install",
+        "Install esxcap as a Wireshark extcap: every inventory host in Wireshark's interface list.",
+    ),
 }
 """Command name -> (module under esxcap that defines it, one-line summary as in its own --help)."""
 
@@ -109,6 +113,12 @@ def read_front(args: list[str]) -> FrontRequest:
             continue
         if arg == "--" and position + 1 < len(args):
             arg = args[position + 1]
+        elif arg.startswith("--extcap-"):
+            return FrontRequest(
+                "error",
+                message=f"{arg} is Wireshark's: the extcap runs as python -m esxcap.cli.extcap",
+                hint=f"{PROG} extcap install puts it where Wireshark looks",
+            )
         elif arg.startswith("-"):
             return FrontRequest("error", message=f"no such option: {arg}", hint=f"{PROG} --help lists them")
         if arg not in COMMANDS:

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,3 +109,13 @@ def load(folder: Path, host: str) -> CachedHost | None:
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def remember(folder: Path, discovered: Iterable[tuple[str, HostFacts]]) -> dict[str, CachedHost]:
+    """Save freshly discovered hosts; a cache that cannot be written only costs the next dialog a reload."""
+    entries = {}
+    for host, facts in discovered:
+        entries[host] = entry = cached_host(host, facts)
+        with contextlib.suppress(OSError):
+            save(folder, entry)
+    return entries
