@@ -12,7 +12,6 @@ nothing else is written there.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from esxcap.cli import output
+from esxcap.cli.exitcodes import ExitCode
 from esxcap.cli.extcap_dialog import (
     FLOW_FILTERS,
     TARGET_OPTION,
@@ -30,7 +30,7 @@ from esxcap.cli.extcap_dialog import (
     interfaces,
     target_lines,
 )
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_OK, EXIT_USAGE
+from esxcap.cli.main import report
 from esxcap.errors import ConfigError, EsxcapError, UsageError
 from esxcap.inventory import Inventory, find_inventory, load_inventory
 from esxcap.ssh.discovery_cache import cache_dir, load
@@ -64,35 +64,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _number(args: argparse.Namespace, name: str, whole: bool, least: float) -> float | None:
-    text = str(getattr(args, name.replace("-", "_"))).strip()
-    if not text:
-        return None
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= least):
-        raise UsageError(
-            f"--{name} {text}: not a number of {least:g} or more", f"fix {name} in the capture options"
-        )
-    return value
-
-
-def stop_conditions(args: argparse.Namespace) -> tuple[int | None, float | None, int | None, int]:
-    """(count, duration, max bytes, snaplen) as the dialog set them; esxcap's defaults where it did not."""
-    count = _number(args, "count", True, 1)
-    duration = _number(args, "duration", False, 0.001)
-    max_bytes = _number(args, "max-bytes", True, 1)
-    snaplen = _number(args, "snaplen", True, 0)
-    return (
-        None if count is None else int(count),
-        duration,
-        None if max_bytes is None else int(max_bytes),
-        int(snaplen or 0),
-    )
-
-
 def load_extcap_inventory() -> Inventory:
     inventory = load_inventory(find_inventory(None, os.environ, Path.cwd(), Path.home()))
     if not inventory.hosts and not inventory.recipes:
@@ -123,7 +94,7 @@ def run(argv: Sequence[str]) -> int:
     inventory = load_extcap_inventory()
     if args.extcap_interfaces:
         _show(interface_lines(inventory))
-        return EXIT_OK
+        return ExitCode.OK
     interface = _interface(inventory, args.extcap_interface)
     folder = cache_dir(os.environ, Path.home())
     cached = load(folder, interface.host.name) if interface.host else None
@@ -131,7 +102,7 @@ def run(argv: Sequence[str]) -> int:
         _show(dlt_lines(interface))
     elif args.extcap_config and args.extcap_reload_option:
         if args.extcap_reload_option != TARGET_OPTION or interface.host is None:
-            return EXIT_OK
+            return ExitCode.OK
         from esxcap.cli.extcap_capture import rediscover
 
         _show(target_lines(0, rediscover(interface.host, folder)))
@@ -142,26 +113,24 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError("--capture needs --fifo PATH", "start the capture from Wireshark")
         from esxcap.cli.extcap_capture import capture_into
 
-        output.errors_only()
-        return capture_into(Path(args.fifo), interface, inventory, args, folder)
+        return capture_into(Path(args.fifo), interface, args, folder)
     else:
         raise UsageError(
             "nothing asked: give --extcap-interfaces, --extcap-config or --capture",
             "Wireshark runs this; install it with esxcap extcap install",
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     import warnings
 
     warnings.simplefilter("ignore")  # Wireshark shows every stderr line as an error
+    output.errors_only()
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except EsxcapError as error:
-        output.errors_only()
-        output.error(error.message, error.hint)
-        code = EXIT_USAGE if isinstance(error, UsageError | ConfigError) else EXIT_ALL_FAILED
+        code = report(error)
     sys.exit(code)
 
 

@@ -23,8 +23,8 @@ import typer
 
 from esxcap.cli import output
 from esxcap.cli.common import app, state
+from esxcap.cli.exitcodes import ExitCode
 from esxcap.cli.extcap_dialog import HOST_PREFIX
-from esxcap.cli.main import EXIT_ALL_FAILED, EXIT_OK
 from esxcap.errors import ConfigError, UsageError
 from esxcap.inventory import find_inventory
 
@@ -172,7 +172,7 @@ def status(wireshark_dir: DirOpt = None) -> None:
     listing = _tshark("-D")
     if listing is None:
         output.text("tshark: not found, cannot ask which interfaces Wireshark sees\n")
-        raise typer.Exit(EXIT_OK if installed else EXIT_ALL_FAILED)
+        raise typer.Exit(ExitCode.OK if installed else ExitCode.ALL_FAILED)
     seen = [line.strip() for line in listing.stdout.splitlines() if f". {HOST_PREFIX}" in line]
     output.text(f"tshark -D lists {len(seen)} esxcap interface(s)\n" + "".join(f"  {s}\n" for s in seen))
-    raise typer.Exit(EXIT_OK if installed and seen else EXIT_ALL_FAILED)
+    raise typer.Exit(ExitCode.OK if installed and seen else ExitCode.ALL_FAILED)
