@@ -320,8 +320,8 @@ class CaptureSink:
                         )
                     )
                 self._file.flush()
-        except OSError:
-            pass
+        except (OSError, ReaderClosed):
+            pass  # a failed write is kept in self._failed; a reader that left has read whole blocks
         finally:
             if self.part:
                 with contextlib.suppress(OSError):
