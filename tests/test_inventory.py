@@ -123,6 +123,12 @@ ERRORS = [
     ("hosts:\n  esx01: {hostname: 1.2.3.4\n", 3, "YAML syntax error", "indentation"),
     ("hosts:\n  esx01:\n    hostname: [a\n", 4, "YAML syntax error", "quoting"),
     ("- a\n- b\n", 1, "the file", "indent the entries"),
+    ("recipes:\n  web-db: vm-2-vm a b\n", 2, "recipes.web-db", "recipes: vm-to-vm, vmk, dvfilter, uplink"),
+    ("recipes:\n  web-db: vm-to-vm a\n", 2, "recipes.web-db", "web-db: vm-to-vm VM_A VM_B"),
+    ("recipes:\n  mgmt: [vmk, esx01, vmk0, extra]\n", 2, "recipes.mgmt", "vmk HOST VMK"),
+    ("recipes:\n  bad: 5\n", 2, "recipes.bad", "vm-to-vm web01 db01"),
+    ("recipes:\n  'a b': dvfilter web01\n", 2, "recipes.a b", "letters, digits"),
+    ("recipes:\n  q: vm-to-vm 'web 01 db01\n", 2, "recipes.q", "cannot read"),
 ]
 
 
@@ -258,3 +264,13 @@ def test_host_config_is_frozen() -> None:
     host = HostConfig(name="a", hostname="a")
     with pytest.raises(AttributeError):
         host.port = 23  # type: ignore[misc]
+
+
+def test_saved_recipes_are_read_as_lines_or_lists(tmp_path: Path) -> None:
+    text = "recipes:\n  web-db: vm-to-vm 'web 01' db01\n  mgmt: [vmk, esx01, vmk0]\n"
+    recipes = load_inventory(write(tmp_path, text)).recipes
+    assert [(r.name, r.kind, r.arguments) for r in recipes.values()] == [
+        ("web-db", "vm-to-vm", ("web 01", "db01")),
+        ("mgmt", "vmk", ("esx01", "vmk0")),
+    ]
+    assert recipes["web-db"].command == "vm-to-vm 'web 01' db01"
