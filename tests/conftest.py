@@ -39,6 +39,13 @@ def sim(tmp_path: Path) -> Iterator[SimulatorThread]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThread]:
+    """The packaged default topology's simulator, shared by the tests of one module."""
+    with SimulatorThread(load_topology(), tmp_path_factory.mktemp("sim")) as sim_thread:
+        yield sim_thread
+
+
 @pytest.fixture
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No default keys, no agent: only what a test hands over (a key, a password) can log in."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,3 +131,17 @@ def capinfos(path: Path) -> CapInfo:
             key, value = line.split(":", 1)
             info.general.setdefault(key.strip(), []).append(value.strip())
     return info
+
+
+class FifoReader(threading.Thread):
+    """Reads a FIFO to its end in the background, as Wireshark reads an extcap's FIFO; `start()` it
+    before the writer opens the FIFO."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.data = b""
+
+    def run(self) -> None:
+        with self.path.open("rb") as handle:
+            self.data = handle.read()

@@ -11,18 +11,16 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from clirun import esxcap, isolated_env
-from pcaptools import TSHARK, requires_tools
+from pcaptools import TSHARK, FifoReader, requires_tools
 from polling import wait_until
 
 from esxcap.pcap import CaptureFile
-from esxcap.sim import SimulatorThread, load_topology
+from esxcap.sim import SimulatorThread
 
 RECIPES = 'recipes:\n  web-db: vm-to-vm "web 01" データベース01\n  mgmt: [vmk, esx02, vmk0]\n'
 WEB01 = "vm:1:web 01"
@@ -32,12 +30,6 @@ ARG_TYPES = {
 }  # fmt: skip
 LINE = re.compile(r"(extcap|interface|dlt|arg|value) ((?:\{[a-z]+=[^{}\n]*\})+)\Z")
 FIELD = re.compile(r"\{([a-z]+)=([^{}\n]*)\}")
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThread]:
-    with SimulatorThread(load_topology(), tmp_path_factory.mktemp("sim")) as sim_thread:
-        yield sim_thread
 
 
 @pytest.fixture(scope="module")
@@ -177,16 +169,6 @@ def test_a_recipe_interface_merges_both_ends_of_a_conversation(installed, runnin
     assert wait_until(
         lambda: not remote_pktcaps(running, "esx02") and not remote_pktcaps(running, "esx03"), 30
     )
-
-
-class FifoReader(threading.Thread):
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path, self.data = path, b""
-
-    def run(self) -> None:
-        with self.path.open("rb") as handle:
-            self.data = handle.read()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -7,42 +7,21 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import threading
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from clirun import CliResult, esxcap, isolated_env
-from pcaptools import pcap_stream, sample_records
+from pcaptools import FifoReader, pcap_stream, sample_records
 
 from esxcap.capture.sinks import OutputError, publish
 from esxcap.pcap import CaptureFile
-from esxcap.sim import SimulatorThread, load_topology
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorThread]:
-    with SimulatorThread(load_topology(), tmp_path_factory.mktemp("sim")) as sim_thread:
-        yield sim_thread
+from esxcap.sim import SimulatorThread
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
-
-
-class FifoReader(threading.Thread):
-    """Reads a FIFO to its end, as Wireshark does with an extcap's FIFO."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.data = b""
-
-    def run(self) -> None:
-        with self.path.open("rb") as handle:
-            self.data = handle.read()
 
 
 def packets_in(data: bytes) -> tuple[list[str], int]:

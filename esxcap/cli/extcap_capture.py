@@ -21,7 +21,7 @@ from esxcap.errors import UsageError
 from esxcap.inventory import HostConfig, SavedRecipe
 from esxcap.plan import recipes
 from esxcap.plan.choices import request_for
-from esxcap.plan.planner import HostView, Stream, resolve, streams
+from esxcap.plan.planner import CaptureOptions, HostView, Stream, resolve, streams
 from esxcap.ssh.discovery_cache import CachedHost, remember
 from esxcap.ssh.session import close_hosts, open_hosts
 
@@ -67,6 +67,22 @@ def stop_when(args: argparse.Namespace) -> StopWhen:
     )
 
 
+def _request(
+    hosts: list[str] | None, host_bound: bool, delivery: Delivery, stop: StopWhen, options: CaptureOptions
+) -> CaptureRequest:
+    """The request `capture` would build: reached as on the command line, never accepting a new key."""
+    return CaptureRequest(
+        hosts=hosts,
+        group=None,
+        parallel=10,
+        host_bound=host_bound,
+        connect=Connect(),
+        delivery=delivery,
+        stop=stop,
+        options=options,
+    )
+
+
 def _host_request(
     host: HostConfig, args: argparse.Namespace, delivery: Delivery
 ) -> tuple[CaptureRequest, Planner]:
@@ -80,16 +96,7 @@ def _host_request(
     points = Points(direction=args.dir or "both", point=ticked or None)
     filters = Filters(**{name: getattr(args, name) or None for name in FILTER_FIELDS})
     stop = stop_when(args)
-    request = CaptureRequest(
-        hosts=[host.name],
-        group=None,
-        parallel=1,
-        host_bound=True,
-        connect=Connect(),
-        delivery=delivery,
-        stop=stop,
-        options=capture_options(stop, points, filters),
-    )
+    request = _request([host.name], True, delivery, stop, capture_options(stop, points, filters))
 
     def plan(views: list[HostView]) -> tuple[list[Stream], str | None]:
         resolved = resolve(targets, views, True)
@@ -114,16 +121,8 @@ def _recipe_request(
 ) -> tuple[CaptureRequest, Planner]:
     on_one_host = recipe.kind in ("vmk", "uplink")
     stop = stop_when(args)
-    request = CaptureRequest(
-        hosts=[recipe.arguments[0]] if on_one_host else None,
-        group=None,
-        parallel=10,
-        host_bound=on_one_host,
-        connect=Connect(),
-        delivery=delivery,
-        stop=stop,
-        options=capture_options(stop),
-    )
+    hosts = [recipe.arguments[0]] if on_one_host else None
+    request = _request(hosts, on_one_host, delivery, stop, capture_options(stop))
 
     def plan(views: list[HostView]) -> tuple[list[Stream], str | None]:
         return recipes.plan(_recipe(recipe, views), views, request.options), recipe.name
