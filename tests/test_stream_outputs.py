@@ -124,3 +124,16 @@ def test_a_finished_file_is_never_renamed_over_a_fifo(tmp_path) -> None:
     path.unlink()
     publish(part, path)
     assert path.read_bytes() == b"done" and not part.exists()
+
+
+def test_bundle_refuses_a_fifo_or_a_device_and_leaves_it(env, tmp_path) -> None:
+    [capture, _] = _two_inputs(tmp_path)
+    fifo = tmp_path / "bundle.fifo"
+    os.mkfifo(fifo)
+    device = null_device(tmp_path / "null")
+    for out, kind in ((fifo, "FIFO"), (device, "character device")):
+        before = out.lstat()
+        result = esxcap("bundle", "--ticket", "SR-1", capture, "-o", str(out), env=env)
+        assert result.code == 2 and f"is a {kind}" in result.stderr, result.stderr
+        after = out.lstat()
+        assert (after.st_mode, after.st_rdev) == (before.st_mode, before.st_rdev) and left_beside(out) == []

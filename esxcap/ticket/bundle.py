@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from esxcap import __version__
 from esxcap.capture.metadata import operator, read_sidecar, utc
-from esxcap.capture.sinks import create_private
+from esxcap.capture.sinks import create_private, publish, stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, Interface, InterfaceStatistics, PcapngWriter, Record, Section, merge
 from esxcap.pcap.anonymize import Anonymizer
@@ -330,6 +330,10 @@ def build_bundle(
     missing = [str(c) for c in captures if not c.is_file()]
     if missing or not captures:
         raise UsageError(f"no such capture file: {', '.join(missing) or '(none given)'}", "check the paths")
+    if stream_file_kind(out) is not None:
+        raise UsageError(
+            f"{out} is a {stream_file_kind(out)}; a bundle is written as a file", "give -o a file name"
+        )
     anon = Anonymizer() if options.anonymize else None
     staging = out.with_name(out.name + ".files")
     staging.mkdir(parents=True, exist_ok=True)
@@ -366,7 +370,7 @@ def build_bundle(
         members += [(MANIFEST, manifest_bytes), (README, readme), (SUMS, sums_text(sums).encode())]
         part = out.with_name(out.name + ".part")
         _write_archive(part, options.fmt, out.name.removesuffix("." + options.fmt), members)
-        part.replace(out)
+        publish(part, out)
     finally:
         for staged in staging.glob("*"):
             staged.unlink()
