@@ -191,6 +191,22 @@ def test_wiresharks_stop_signals_end_the_remote_capture(env, running, tmp_path, 
     assert wait_until(lambda: remote_pktcaps(running, "esx03") == [], 30)
 
 
+def test_a_closed_fifo_ends_the_capture_cleanly(env, running, tmp_path) -> None:
+    """Wireshark on Windows cannot signal an extcap: it closes the FIFO."""
+    fifo = tmp_path / "wireshark.fifo"
+    os.mkfifo(fifo)
+    argv = ["--capture", "--extcap-interface", "esxcap-esx03", "--fifo", str(fifo), "--target", "vmk:vmk0"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "esxcap.cli.extcap", *argv], env=env, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        with fifo.open("rb") as reader:
+            assert reader.read(4) == b"\x0a\x0d\x0d\x0a"  # a pcapng section starts
+            assert wait_until(lambda: remote_pktcaps(running, "esx03") != [], 60)
+        assert proc.wait(60) == 0
+        assert proc.stderr is not None and proc.stderr.read() == ""
+    assert wait_until(lambda: remote_pktcaps(running, "esx03") == [], 30)
+
+
 def test_reload_discovers_the_host_then_the_dialog_needs_no_ssh(env, running, inventory, tmp_path) -> None:
     before = check_dialog(
         extcap("--extcap-config", "--extcap-interface", "esxcap-esx02", env=env).stdout.splitlines()
