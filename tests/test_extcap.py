@@ -147,15 +147,18 @@ def test_tshark_captures_a_vm_with_esxcap_interface_names(installed, running, tm
 
 @requires_tools
 def test_tshark_stopping_at_a_packet_count_leaves_nothing_running(installed, running, tmp_path) -> None:
-    out = tmp_path / "five.pcapng"
+    out, copy = tmp_path / "five.pcapng", tmp_path / "also saved.pcapng"
     result = tshark(
         "-i", "esxcap-esx02", "-o", f"extcap.esxcap_esx02.target:{WEB01}", "-o", "extcap.esxcap_esx02.dir:in",
-        "-a", "packets:5", "-w", str(out), env=installed,
+        "-o", f"extcap.esxcap_esx02.alsosave:{copy}", "-a", "packets:5", "-w", str(out), env=installed,
     )  # fmt: skip
     assert "Error by extcap" not in result.stderr, result.stderr
     names, packets = read_back(out.read_bytes())
     assert names == ["esx02:web 01 eth0:VnicRx:in"] and len(packets) == 5
     assert wait_until(lambda: remote_pktcaps(running, "esx02") == [], 30)
+    assert wait_until(copy.exists, 30) and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    saved_names, saved = read_back(copy.read_bytes())
+    assert saved_names == names and len(saved) >= 5
 
 
 @requires_tools

@@ -19,10 +19,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from esxcap import __version__
-from esxcap.capture.sinks import CaptureSink, create_private, open_stream_file, publish, stream_file_kind
+from esxcap.capture.sinks import (
+    CaptureSink,
+    CopyingStream,
+    create_private,
+    open_stream_file,
+    publish,
+    stream_file_kind,
+)
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFile, PcapngWriter, Record
@@ -43,6 +50,8 @@ class OutputChoice:
     live: bool = False
     split: bool = False
     device: Path | None = None
+    copy: Path | None = None
+    """With `device`: a file that also gets everything written into it (the extcap's "also save to")."""
 
     @property
     def paths(self) -> bool:
@@ -173,6 +182,8 @@ def sinks_for(
         return Outputs([shared] * len(planned), viewer, view)
     if choice.device is not None:
         device = open_stream_file(choice.device)
+        if choice.copy is not None:
+            device = cast(IO[bytes], CopyingStream(device, choice.copy))
         shared = CaptureSink(device, comments, max_bytes, view, flush_each=True)
         return Outputs([shared] * len(planned), None, view, device)
     if choice.file is not None:

@@ -13,6 +13,7 @@ as late.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import struct
@@ -20,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from esxcap.errors import HostError, UsageError
 from esxcap.pcap import EpbBatch, Interface, InterfaceStatistics, PcapngWriter, Record, ReorderWindow
@@ -103,6 +104,42 @@ def publish(part: Path, path: Path) -> None:
             f"move {part} where you want it",
         )
     part.replace(path)
+
+
+class CopyingStream(io.RawIOBase):
+    """A stream output (FIFO, device) that also keeps a file copy of everything written to it: each
+    write goes to the copy first (`COPY.part`, 0600), and `close` renames the copy to its name."""
+
+    def __init__(self, stream: IO[bytes], copy: Path) -> None:
+        super().__init__()
+        self._stream, self._copy_path = stream, copy
+        self._part = copy.with_name(copy.name + ".part")
+        try:
+            self._copy = create_private(self._part)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {copy}: {exc.strerror or exc}", "choose another file to save to"
+            ) from exc
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._copy.write(data)
+        return self._stream.write(data)
+
+    def flush(self) -> None:
+        self._copy.flush()
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        with contextlib.suppress(OSError):
+            self._stream.close()
+        self._copy.close()
+        publish(self._part, self._copy_path)
 
 
 def create_private(path: Path) -> IO[bytes]:

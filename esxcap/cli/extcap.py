@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", default="")
     for call, _label in FLOW_FILTERS:
         parser.add_argument(f"--{call}", default="")
-    for option in ("--count", "--duration", "--max-bytes", "--snaplen"):
+    for option in ("--count", "--duration", "--max-bytes", "--snaplen", "--also-save"):
         parser.add_argument(option, default="")
     return parser
 

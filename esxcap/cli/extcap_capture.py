@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import math
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from esxcap.capture.destinations import OutputChoice
 from esxcap.capture.job import prepare_host
 from esxcap.cli.common import Connect
 from esxcap.cli.extcap_dialog import FLOW_FILTERS, Interface
@@ -27,6 +29,17 @@ from esxcap.ssh.session import close_hosts, open_hosts
 
 FILTER_FIELDS = tuple(call.replace("-", "_") for call, _label in FLOW_FILTERS)
 """The dialog's flow filter fields as the `Filters` group (and argparse) name them."""
+
+
+@dataclass(frozen=True)
+class IntoFifo(Delivery):
+    """`-o FIFO`, with the dialog's "also save to" file."""
+
+    copy: Path | None = None
+
+    def choice(self, stdout_is_tty: bool) -> OutputChoice | None:
+        chosen = super().choice(stdout_is_tty)
+        return replace(chosen, copy=self.copy) if chosen is not None else None
 
 
 def rediscover(host: HostConfig, folder: Path) -> CachedHost:
@@ -137,7 +150,8 @@ def capture_into(fifo: Path, interface: Interface, args: argparse.Namespace, fol
             "esxcap does not take Wireshark capture filters",
             "clear the capture filter; use the flow filters in the interface's options",
         )
-    delivery = Delivery(out=str(fifo))
+    also = args.also_save.strip()
+    delivery = IntoFifo(out=str(fifo), copy=Path(also).expanduser() if also else None)
     if interface.host is not None:
         request, plan = _host_request(interface.host, args, delivery)
     else:

@@ -178,4 +178,12 @@ def config_lines(interface: Interface, cached: CachedHost | None) -> list[str]:
     dialog.arg("duration", "Duration (seconds)", "double", "Stop after this many seconds", "Stop")
     dialog.arg("max-bytes", "Packet bytes", "long", "Stop once this many packet bytes were written", "Stop")
     dialog.arg("snaplen", "Snap length", "unsigned", "Bytes kept per packet (0 = all)", "Stop", default=0)
+    dialog.arg(
+        "also-save",
+        "Also save to",
+        "fileselect",
+        "A pcapng file that also gets every packet Wireshark is shown (written when the capture ends)",
+        "Output",
+        mustexist="false",
+    )
     return dialog.lines
