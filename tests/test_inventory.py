@@ -274,3 +274,9 @@ def test_saved_recipes_are_read_as_lines_or_lists(tmp_path: Path) -> None:
         ("mgmt", "vmk", ("esx01", "vmk0")),
     ]
     assert recipes["web-db"].command == "vm-to-vm 'web 01' db01"
+
+
+def test_the_example_inventory_loads_with_its_recipes() -> None:
+    example = load_inventory(Path(__file__).resolve().parents[1] / "inventory.example.yaml")
+    assert set(example.hosts) == {"esx01", "esx02", "esx-lab"}
+    assert example.recipes["esx01-mgmt"].command == "vmk esx01 vmk0"
