@@ -105,7 +105,7 @@ def run(argv: Sequence[str]) -> int:
             return ExitCode.OK
         from esxcap.cli.extcap_capture import rediscover
 
-        _show(target_lines(0, rediscover(interface.host, folder)))
+        _show(target_lines(rediscover(interface.host, folder)))
     elif args.extcap_config:
         _show(config_lines(interface, cached))
     elif args.capture:

@@ -23,6 +23,8 @@ HOST_PREFIX = "esxcap-"
 RECIPE_PREFIX = "esxcap-recipe-"
 HELP_URL = "https://pypi.org/project/esxcap/"
 TARGET_OPTION = "target"
+TARGET_ARG = 0
+"""The target selector is the dialog's first field: Wireshark's reload asks for its values by number."""
 
 FLOW_FILTERS = (
     ("srcmac", "Source MAC"),
@@ -121,10 +123,10 @@ class _Dialog:
             self.lines.append(_line("value", arg=arg, value=choice.value, display=choice.display, **extra))
 
 
-def target_lines(arg: int, cached: CachedHost | None) -> list[str]:
+def target_lines(cached: CachedHost | None) -> list[str]:
     """The target selector's values (also the answer to Wireshark's reload)."""
     dialog = _Dialog()
-    dialog.values(arg, cached.targets if cached else ())
+    dialog.values(TARGET_ARG, cached.targets if cached else ())
     return dialog.lines
 
 
@@ -147,7 +149,8 @@ def config_lines(interface: Interface, cached: CachedHost | None) -> list[str]:
             placeholder="Discover the host",
             required="true",
         )
-        dialog.lines += target_lines(target, cached)
+        assert target == TARGET_ARG
+        dialog.lines += target_lines(cached)
         points = dialog.arg(
             "point",
             "Capture points",
