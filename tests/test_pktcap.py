@@ -16,6 +16,7 @@ from esxcap.esxi.capabilities import (
     render_available_points,
 )
 from esxcap.esxi.pktcap import CaptureSpec, FlowFilter, Selector, StreamPlan, build_argv, points_for
+from esxcap.esxi.pktcap_output import Trailer, parse_trailer, read_available_points
 from esxcap.esxi.remote import command_line
 
 V55, V60, V65, V67, V70, V80 = (5, 5, 0), (6, 0, 0), (6, 5, 0), (6, 7, 0), (7, 0, 3), (8, 0, 2)
@@ -203,15 +204,23 @@ REFUSALS = [
         "PreDVFilter",
     ),
     (V80, CaptureSpec(PORT, ("PostDVFilter",)), "need --dvfilter", "--dvfilter"),
-    (V80, CaptureSpec(Selector("vmk", "vmk0"), ("Drop",)), "Drop", "by itself"),
-    (V80, CaptureSpec(Selector("none"), ("Drop", "PktFree")), "Drop", "by itself"),
+    (V80, CaptureSpec(Selector("vmk", "vmk0"), ("Drop",)), "Drop point takes --switchport", "switch port"),
+    (V70, CaptureSpec(PORT, ("Drop",)), "before ESXi 8.0", "host-wide"),
+    (V80, CaptureSpec(Selector("none"), ("Drop", "PktFree")), "no other point", "own stream"),
+    (V67, CaptureSpec(PORT, filters=FlowFilter(rcf="host 10.0.0.5")), "--rcf", "flow-filter options"),
+    (V80, CaptureSpec(Selector("uplink", "vmnic0"), ("UplinkRcv",)), "obsolete", "UplinkRcvKernel"),
     (V80, CaptureSpec(Selector("none"), ("PortInput",)), "need a selector", "--switchport"),
     (V80, CaptureSpec(Selector("none")), "no capture point", "--capture"),
     (V80, CaptureSpec(Selector("lifID", "1388"), ("PortInput",)), "Vdr* point", "VdrRxLeaf"),
     (V80, CaptureSpec(PORT, ("VdrTxLeaf",)), "need --lifID", "--lifID"),
     (V80, CaptureSpec(Selector("vmk", "vmk0"), ("VnicRx",)), "--switchport", "--switchport"),
     (V80, CaptureSpec(PORT, ("UplinkSndKernel",)), "need --uplink", "vmnicN"),
-    (V80, CaptureSpec(Selector("dvfilter", "f.1"), stage=0, kernelside=True), "--kernelside", "--kernelside"),
+    (
+        V80,
+        CaptureSpec(Selector("dvfilter", "f.1"), stage=0, kernelside=True),
+        "--kernelside",
+        "drop --kernelside",
+    ),
     (V80, CaptureSpec(Selector("none"), ("Dynamic",)), "needs a function", "-f"),
     (V80, CaptureSpec(PORT, ("PortInput",), function="Fn"), "-f applies", "drop -f"),
     (V80, CaptureSpec(PORT, filters=FlowFilter(tcpport=80, udpport=53)), "never match", "one protocol"),
@@ -301,7 +310,15 @@ def test_capability_table_follows_the_reference() -> None:
     assert {"Vmxnet3Rx", "Vmxnet3Tx"} <= set(old.points)
     assert not {"VnicRx", "UplinkRcvKernel"} & set(old.points)
     assert {"VnicRx", "VnicTx", "UplinkRcvKernel", "TcpipRx", "EnsPortReaderRx"} <= set(v67.points)
-    assert "Vmxnet3Rx" not in v67.points
+    # Renamed within 6.7: both names are possible there (the host's -A decides), only VnicRx/Tx later.
+    assert {"Vmxnet3Rx", "Vmxnet3Tx"} <= set(v67.points)
+    assert not {"Vmxnet3Rx", "Vmxnet3Tx"} & set(Capabilities.for_version(V70).points)
+    assert points_for("vnic", "in", v67)[0].points == ("VnicRx",)
+    # 8.x: ENSInput is new, UplinkRcv is obsolete (UplinkRcvKernel stays), Drop takes a switch port.
+    assert "ENSInput" in NEW.points and ("UplinkRcv", "UplinkRcvKernel") in NEW.obsolete
+    assert "UplinkRcv" in Capabilities.for_version(V70).points
+    assert (Capabilities.for_version(V70).drop_with_port, NEW.drop_with_port) == (False, True)
+    assert (v67.rcf, Capabilities.for_version(V70).rcf, NEW.rcf) == (False, True, True)
     # `-A` order: PreDVFilter/PostDVFilter are entries 12 and 13 on 8.0.
     assert NEW.points.index("PreDVFilter") == 11 and NEW.points.index("PostDVFilter") == 12
     assert NEW.points[0] == "Dynamic"
@@ -432,3 +449,76 @@ def test_available_points_parser_refuses_garbage(text: str, line_no: int) -> Non
         parse_available_points(text)
     assert caught.value.command == "pktcap-uw -A"
     assert caught.value.line_no == line_no
+
+
+def test_evidence_combinations_build_on_the_versions_that_have_them() -> None:
+    drop = build_argv(CaptureSpec(PORT, ("Drop",)), NEW, "esx01")
+    assert drop[:4] == ["pktcap-uw", "--switchport", "50331657", "--capture"] and "Drop" in drop
+    kernel = build_argv(CaptureSpec(PORT, ("PortOutput",), kernelside=True), OLD, "esx01")
+    assert "--kernelside" in kernel and kernel[1] == "--switchport"
+    v70 = Capabilities.for_version(V70)
+    assert "UplinkRcv" in build_argv(CaptureSpec(Selector("uplink", "vmnic0"), ("UplinkRcv",)), v70, "h")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["host 10.0.0.5 and tcp port 443", "geneve and host 10.1.1.5", "not (port 22); rm -rf / $(id) `x` 'q'"],
+)
+def test_filter_expression_is_one_argv_element_on_7_and_later(expression: str) -> None:
+    for version in (V70, V80):
+        argv = build_argv(
+            CaptureSpec(PORT, filters=FlowFilter(rcf=expression)), Capabilities.for_version(version), "h"
+        )
+        assert argv[argv.index("--rcf") + 1] == expression
+        assert shlex.split(command_line(argv)) == argv
+
+
+@pytest.mark.parametrize("expression", ["", "   ", "-o /tmp/x", "host a\nhost b", "x" * 1025])
+def test_filter_expression_refuses_what_cannot_be_one_expression(expression: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        build_argv(CaptureSpec(PORT, filters=FlowFilter(rcf=expression)), NEW, "esx01")
+    assert "--filter" in caught.value.message and "pcap filter expression" in (caught.value.hint or "")
+
+
+def test_filter_expression_refused_before_7_names_host_version_and_flow_filters() -> None:
+    with pytest.raises(UsageError) as caught:
+        build_argv(
+            CaptureSpec(PORT, filters=FlowFilter(rcf="tcp port 443")), Capabilities.for_version(V67), "esx03"
+        )
+    assert caught.value.message.startswith("esx03 (ESXi 6.7.0): pktcap-uw has no --rcf")
+    assert "--tcpport" in (caught.value.hint or "") and "--ip" in (caught.value.hint or "")
+
+
+def test_lenient_listing_skips_what_it_cannot_read_and_says_so() -> None:
+    text = (
+        "Supported capture points:\n"
+        "\t1: Dynamic -- d\n"
+        "pktcap: \t2: UplinkRcv -- (obsoleted) d\n"
+        "pktcap: Listen on port 7799.\n"
+        "\n"
+        "Warning: something odd\n"
+        "\t3: ENSInput -- e\n"
+        "\t4: Dynamic -- again\n"
+    )
+    listing = read_available_points(text)
+    assert listing.points == ("Dynamic", "UplinkRcv", "ENSInput")
+    assert [s.split(" (")[0] for s in listing.skipped] == ["line 4", "line 6", "line 8"]
+    assert "listed twice" in listing.skipped[2]
+    said = listing.warnings("esx01")
+    assert len(said) == 3 and said[1].startswith("esx01: pktcap-uw -A: skipped line 6")
+    empty = read_available_points("-sh: pktcap-uw: not found\n")
+    assert empty.points == () and "using the table for its ESXi version" in empty.warnings("esx01")[-1]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (b"Dump thread exiting... \nDumped 3 packet to console, dropped 0 packets.\nDone.\n", Trailer(3, 0)),
+        (b"pktcap: Dumped 57 packets to file -, dropped 4 packets.\n", Trailer(57, 4)),
+        (b"Dump: 10, broken : 0, drop: 0, file err: 0\nDump: 42, broken : 1, drop: 7, file err: 2\n",
+         Trailer(42, 7, 1, 2)),
+        (b"Accept...Vsock connection from port 1027 cid 2\n", None),
+    ],
+)  # fmt: skip
+def test_trailer_in_both_forms(stderr: bytes, expected: Trailer | None) -> None:
+    assert parse_trailer(stderr) == expected

@@ -12,7 +12,6 @@ tcpdump does); an abort exits 130, within ABORT_WAIT_S even when a host no longe
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from esxcap.esxi.lifecycle import (
     strip_wrapper_lines,
     wrapper_argv,
 )
+from esxcap.esxi.pktcap_output import parse_trailer
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
 from esxcap.plan.planner import Stream
@@ -41,7 +41,6 @@ DEFAULT_DEADLINE_S = 4 * 3600
 """The remote hard stop when no --duration is given: nothing outlives this, whatever fails."""
 START_TIMEOUT_S = 30.0
 ABORT_WAIT_S = 1.0
-_DUMPED = re.compile(rb"Dumped (\d+) packets? to .*?, dropped (\d+) packets?")
 
 
 @dataclass
@@ -186,9 +185,9 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
 def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool) -> None:
     stderr = proc.stderr()
     run.host_stderr = strip_wrapper_lines(stderr).decode("utf-8", "replace").strip()
-    dumped = _DUMPED.search(stderr)
-    if dumped:
-        run.dropped = int(dumped.group(2))
+    trailer = parse_trailer(stderr)
+    if trailer is not None:
+        run.dropped = trailer.dropped
     if run.iface is not None:
         run.sink.set_dropped(run.iface, run.dropped)
     run.exit_status = reported_exit(stderr)

@@ -1,9 +1,23 @@
 """What pktcap-uw can do on a given ESXi version, and the `pktcap-uw -A` capture-point listing.
 
-The table follows REFERENCE.md §1.1/§1.5. Where the reference marks a feature [INFERRED] or [REPORTED]
+The table follows REFERENCE.md §1.1/§1.5/§9. Where the reference marks a feature [INFERRED] or [REPORTED]
 (`--dir 2`, several points per `--capture`, the Tcpip/UplinkKernel/overlay/ENS points, the later port
 filters), this table enables it from 6.7, the first version with evidence. A host that lists its points
 (`pktcap-uw -A`) overrides the point list: `Capabilities.with_points`.
+
+Evidence behind the rows that changed with later sources (REFERENCE §9):
+
+* Vmxnet3Rx/Tx was renamed VnicRx/Tx *within* 6.7 (the 6.7 English guide says Vmxnet3Rx/Tx, 6.7 U2+
+  transcripts use VnicRx): the 6.7 row lists both, the planner prefers VnicRx, and a host's own `-A`
+  listing decides. 8.0's guide mixes both names; 7.0+ hosts are only seen with VnicRx/Tx.
+* 8.x lists about 45 points with `-A`, e.g. `ENSInput` (the only new name seen in public output; the
+  others are known only from a host's own listing, which then wins).
+* `UplinkRcv` is reported "marked obsoleted" in 8.x's `-A` listing (still listed: PreDVFilter and
+  PostDVFilter are entries 12 and 13 on 8.0.3 only with it): `obsolete` names it and its successor
+  UplinkRcvKernel, and esxcap neither plans nor accepts it there.
+* `--capture Drop --switchport X` is used on 8.x (`drop_with_port`); before, Drop stands alone.
+* `-K/--kernelside` is used with `--switchport` as well as with `--uplink`.
+* `--rcf '<pcap filter expression>'` exists from vSphere 7 (`rcf`).
 
 The real `-A` text was never seen; `render_available_points` prints the inferred layout (a header, then
 `\\tN: Name -- description`) and the simulator uses it, so parser and simulator agree by construction.
@@ -22,6 +36,7 @@ Version = tuple[int, ...]
 PKTCAP_FIRST = (5, 5)
 V6_0 = (6, 0)
 V6_7 = (6, 7)
+V7_0 = (7, 0)
 V8_0 = (8, 0)
 
 # (name, first version, last version or None, description) in `pktcap-uw -A` order.
@@ -29,8 +44,8 @@ _POINTS: tuple[tuple[str, Version, Version | None, str], ...] = (
     ("Dynamic", PKTCAP_FIRST, None, "The dynamic inserted runtime capture point."),
     ("UplinkRcv", PKTCAP_FIRST, None, "The function that receives packets from uplink dev."),
     ("UplinkSnd", PKTCAP_FIRST, None, "Function to Tx packets on uplink."),
-    ("Vmxnet3Tx", PKTCAP_FIRST, (6, 5), "Function in vnic backend to Tx packets from guest."),
-    ("Vmxnet3Rx", PKTCAP_FIRST, (6, 5), "Function in vnic backend to Rx packets to guest."),
+    ("Vmxnet3Tx", PKTCAP_FIRST, V6_7, "Function in vnic backend to Tx packets from guest."),
+    ("Vmxnet3Rx", PKTCAP_FIRST, V6_7, "Function in vnic backend to Rx packets to guest."),
     ("VnicTx", V6_7, None, "Function in vnic backend to Tx packets from guest."),
     ("VnicRx", V6_7, None, "Function in vnic backend to Rx packets to guest."),
     ("PortInput", PKTCAP_FIRST, None, "Port_Input function of any given port."),
@@ -59,7 +74,11 @@ _POINTS: tuple[tuple[str, Version, Version | None, str], ...] = (
     ("EnsPortWriterTx", V6_7, None, "ENS port writer Tx point."),
     ("EnsPortWriterQueue", V6_7, None, "ENS port writer queue point."),
     ("EnsPortWriterFlush", V6_7, None, "ENS port writer flush point."),
+    ("ENSInput", V8_0, None, "ENS input point."),
 )
+
+# point -> (first version where it is marked obsolete, the point to use instead)
+_OBSOLETE: dict[str, tuple[Version, str]] = {"UplinkRcv": (V8_0, "UplinkRcvKernel")}
 
 KNOWN_POINTS: tuple[str, ...] = tuple(name for name, *_ in _POINTS)
 DESCRIPTIONS: dict[str, str] = {name: text for name, _, _, text in _POINTS}
@@ -87,6 +106,10 @@ class Capabilities:
     later_port_filters: bool
     pcapng: bool
     function_offset: bool
+    drop_with_port: bool
+    rcf: bool
+    obsolete: tuple[tuple[str, str], ...]
+    """(point, successor) for points this version marks obsolete."""
 
     @classmethod
     def for_version(cls, version: Version) -> Capabilities:
@@ -106,6 +129,9 @@ class Capabilities:
             later_port_filters=version >= V6_7,
             pcapng=version >= V6_0,
             function_offset=version >= V8_0,
+            drop_with_port=version >= V8_0,
+            rcf=version >= V7_0,
+            obsolete=tuple((name, new) for name, (first, new) in _OBSOLETE.items() if version >= first),
         )
 
     def with_points(self, points: Iterable[str]) -> Capabilities:
@@ -132,10 +158,22 @@ def render_available_points(points: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def point_name(line: str) -> str | None:
+    """The point a `pktcap-uw -A` line names (`N: Name -- description` or a bare `Name`), else None."""
+    match = _NUMBERED.fullmatch(line) or _BARE.fullmatch(line)
+    return match.group("name") if match else None
+
+
+def is_listing_header(line: str) -> bool:
+    """A `...:` title line such as `Supported capture points:`."""
+    return line.rstrip().endswith(":") and "--" not in line
+
+
 def parse_available_points(text: str) -> tuple[str, ...]:
     """Point names from `pktcap-uw -A`: `N: Name -- desc` or bare `Name` lines, an optional `...:` header.
 
-    Anything else, a repeated name or an empty list raises ParseError.
+    Anything else, a repeated name or an empty list raises ParseError (the strict reading; discovery uses
+    the tolerant `esxcap.esxi.pktcap_output.read_available_points`).
     """
     command = "pktcap-uw -A"
     names: list[str] = []
@@ -143,14 +181,13 @@ def parse_available_points(text: str) -> tuple[str, ...]:
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        match = _NUMBERED.fullmatch(line) or _BARE.fullmatch(line)
-        if match is None:
-            if not seen_content and line.rstrip().endswith(":") and "--" not in line:
+        name = point_name(line)
+        if name is None:
+            if not seen_content and is_listing_header(line):
                 seen_content = True
                 continue
             raise ParseError(command, line_no, line, "not a capture point line")
         seen_content = True
-        name = match.group("name")
         if name in names:
             raise ParseError(command, line_no, line, f"capture point {name} listed twice")
         names.append(name)

@@ -33,6 +33,7 @@ EQUIVALENT_POINTS = {
     "Vmxnet3Tx": "VnicTx",
     "UplinkRcvKernel": "UplinkRcv",
     "UplinkSndKernel": "UplinkSnd",
+    "UplinkRcv": "UplinkRcvKernel",
 }
 TCP_FILTERS = ("srcport", "dstport", "tcpport", "srctcpport", "dsttcpport")
 UDP_FILTERS = ("udpport", "srcudpport", "dstudpport")
@@ -69,6 +70,8 @@ class FlowFilter:
     udpport: int | str | None = None
     srcudpport: int | str | None = None
     dstudpport: int | str | None = None
+    rcf: str | None = None
+    """A pcap filter expression for `--rcf` (7.0+), passed as one argv element."""
 
 
 # Filter field -> validator, in the order the options go into the argv.
@@ -195,6 +198,9 @@ def _points(spec: CaptureSpec, caps: Capabilities, refuse: _Refusal) -> tuple[st
     known = (*caps.points, *KNOWN_POINTS)
     points = tuple(validate.capture_point(point, "--capture", known) for point in spec.points)
     for point in points:
+        successor = dict(caps.obsolete).get(point)
+        if successor:
+            raise refuse(f"capture point {point} is marked obsolete", f"use {successor} instead")
         if not caps.has_point(point):
             other = EQUIVALENT_POINTS.get(point)
             if other and caps.has_point(other):
@@ -209,17 +215,23 @@ def _points(spec: CaptureSpec, caps: Capabilities, refuse: _Refusal) -> tuple[st
             "pktcap-uw takes one capture point per run before ESXi 6.7",
             "capture each point in its own stream and merge them",
         )
-    _check_combination(spec, points, refuse)
+    _check_combination(spec, points, caps, refuse)
     return points
 
 
-def _check_combination(spec: CaptureSpec, points: tuple[str, ...], refuse: _Refusal) -> None:
+def _check_combination(
+    spec: CaptureSpec, points: tuple[str, ...], caps: Capabilities, refuse: _Refusal
+) -> None:
     kind = spec.selector.kind
     given = set(points)
-    if "Drop" in given and (kind != "none" or len(points) > 1):
+    if "Drop" in given and len(points) > 1:
+        raise refuse("the Drop point takes no other point", "capture 'Drop' in its own stream")
+    if "Drop" in given and kind != "none" and not (kind == "switchport" and caps.drop_with_port):
+        if caps.drop_with_port:
+            raise refuse("the Drop point takes --switchport or no selector", "select a switch port or none")
         raise refuse(
-            "the Drop point stands alone: no selector and no other point",
-            "capture 'Drop' by itself, in its own stream",
+            "the Drop point stands alone before ESXi 8.0: no selector",
+            "capture 'Drop' host-wide without a selector (--capture Drop --switchport N is from 8.0)",
         )
     if kind == "none" and not given <= {"Drop", "Dynamic", "PktFree"}:
         raise refuse(
@@ -251,8 +263,11 @@ def _check_combination(spec: CaptureSpec, points: tuple[str, ...], refuse: _Refu
         raise refuse("PortInput/PortOutput need a port", "add --switchport, --vmk or --uplink")
     if not points and kind not in ("switchport", "vmk", "uplink", "dvfilter"):
         raise refuse(f"no capture point given for selector {kind}", "name the point with --capture")
-    if spec.kernelside and kind != "uplink":
-        raise refuse("--kernelside applies to --uplink only", "drop --kernelside or select an uplink")
+    if spec.kernelside and kind not in ("uplink", "switchport"):
+        raise refuse(
+            "--kernelside applies to --uplink and --switchport only",
+            "drop --kernelside or select an uplink or switch port",
+        )
     if "Dynamic" in given and spec.function is None:
         raise refuse("the Dynamic point needs a function (-f)", "give -f [module.]function")
     if spec.function is not None and not given & FUNCTION_POINTS:
@@ -290,6 +305,14 @@ def _filter_args(filters: FlowFilter, caps: Capabilities, refuse: _Refusal) -> l
         raise refuse(
             f"--{tcp[0]} (TCP) and --{udp[0]} (UDP) together never match", "keep one protocol's ports"
         )
+    if filters.rcf is not None:
+        if not caps.rcf:
+            raise refuse(
+                "pktcap-uw has no --rcf (pcap filter expressions) before ESXi 7.0",
+                "use the flow-filter options instead (--ip/--srcip/--dstip, --mac, --proto, --tcpport, "
+                "--srcport/--dstport, --vlan, --ethtype) and narrow further when reading the capture",
+            )
+        args += ["--rcf", validate.filter_expression(filters.rcf, "--filter")]
     wanted = "0x06" if tcp else "0x11" if udp else None
     if wanted and values.get("proto", wanted) != wanted:
         ports = (tcp or udp)[0]

@@ -12,6 +12,7 @@ Chosen forms, stricter than pktcap-uw where a loose form is ambiguous:
 * Uplink: `vmnicN`, and `vusbN` (USB NICs of the USB network driver are uplinks too).
 * Switch port id: decimal or `0x` hex (pktcap-uw echoes ids in hex) -> decimal, unsigned 32-bit.
 * snaplen: 0 (whole packet) or 24..262144; count: 1..2^32-1.
+* Filter expression (`--rcf`): one printable line, passed on as typed; pktcap-uw parses it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ IP_PROTOCOLS = {"icmp": 0x01, "igmp": 0x02, "tcp": 0x06, "udp": 0x11, "gre": 0x2
 U32_MAX = 2**32 - 1
 SNAPLEN_MIN = 24
 SNAPLEN_MAX = 262144
+MAX_FILTER_EXPRESSION = 1024
 
 _MAC = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -206,6 +208,25 @@ def function(value: str, option: str) -> str:
     text = _text(value)
     if not _FUNCTION.fullmatch(text):
         raise _bad(option, value, "[module.]function[:offset], like vmkernel.IOChain_Resume or Net_Fn:0x10")
+    return text
+
+
+def filter_expression(value: str, option: str) -> str:
+    """A pcap filter expression for pktcap-uw's `--rcf`: one line of printable text, kept as typed (it
+    travels as one argv element, quoted once by esxi/remote.py); not empty, not option-like."""
+    text = value if isinstance(value, str) else str(value)
+    if (
+        not text.strip()
+        or len(text) > MAX_FILTER_EXPRESSION
+        or text.lstrip().startswith("-")
+        or any(not (ch.isprintable() or ch == "\t") for ch in text)
+    ):
+        raise _bad(
+            option,
+            value,
+            f"a pcap filter expression such as 'host 10.0.0.5 and tcp port 443' (one line, at most "
+            f"{MAX_FILTER_EXPRESSION} characters, not starting with '-')",
+        )
     return text
 
 
