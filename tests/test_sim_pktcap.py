@@ -65,7 +65,7 @@ V55_STDERR = re.compile(
     r"The output file is -\nLocal CID 2\nListen on port \d+\n"
     r"Accept\.\.\.Vsock connection from port \d+ cid 2\n"
     r"Receive thread exiting\.\.\. \nDump thread exiting\.\.\. \nDestroying session \d+ \n\n"
-    r"Dumped 5 packet to file -, dropped 0 packets\.\nDone\.\n"
+    r"Dump: 5, broken : 0, drop: 0, file err: 0\nDone\.\n"
 )
 
 

@@ -276,6 +276,9 @@ def _host(name: str, node: object, path: str, source: str) -> Host:
     return build_ports(host, plan)
 
 
+POINTS_LISTINGS = ("table", "noisy", "unreadable")
+
+
 def _faults(f: _Fields) -> Faults:
     faults = Faults(
         silent=f.flag("silent", False),
@@ -286,6 +289,13 @@ def _faults(f: _Fields) -> Faults:
         password_method=f.flag("password_method", False),
         password_retry_prompt=f.flag("password_retry_prompt", False),
         lockdown=f.flag("lockdown", False),
+        vms_gone=f.names("vms_gone"),
+        stray_lines=f.names("stray_lines"),
+        net_stats_odd_row=f.flag("net_stats_odd_row", False),
+        net_stats_bare_names=f.flag("net_stats_bare_names", False),
+        points_listing=f.text("points_listing", "table", check=lambda v: v in POINTS_LISTINGS),
+        pktcap_drops=f.number("pktcap_drops", 0),
+        date_nanoseconds=f.flag("date_nanoseconds", True),
     )
     f.done()
     return faults

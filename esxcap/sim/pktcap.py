@@ -3,10 +3,11 @@
 Options are parsed like getopt_long_only (REFERENCE §1.4: `-dir 0` works; `--opt=value` too), for the
 host's version persona (`esxcap.esxi.capabilities`): several points per `--capture`, `--dir 2` and word forms
 from 6.7, `--stage pre|post` from 8.0, the later port filters from 6.7, `--ng` from 6.0, `-f` offsets
-from 8.0. Without `--capture` the point follows the selector: vmk/switchport PortInput (`--dir 0`),
-PortOutput (1), both (2); uplink EtherswitchDispath (0) or EtherswitchOutput (1), Uplink*Kernel with
-`-K`; dvfilter PreDVFilter (stage 0) or PostDVFilter (1). Error texts other than the unknown capture
-point are INFERRED (never seen verbatim); they all start with `error: ` and exit 1.
+from 8.0, `--rcf` expressions (esxcap.sim.rcf) from 7.0. Without `--capture` the point follows the
+selector: vmk/switchport PortInput (`--dir 0`), PortOutput (1), both (2); uplink EtherswitchDispath (0)
+or EtherswitchOutput (1), Uplink*Kernel with `-K`; dvfilter PreDVFilter (stage 0) or PostDVFilter (1).
+Error texts other than the unknown capture point are INFERRED (never seen verbatim); they all start with
+`error: ` and exit 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from esxcap.esxi.capabilities import Capabilities, render_available_points
 from esxcap.sim import pktcap_text
 from esxcap.sim.frames import PROTO_TCP, PROTO_UDP, Fields
+from esxcap.sim.rcf import Predicate, RcfError, compile_filter
 from esxcap.sim.topology import Host
 from esxcap.sim.traffic import DROP, Place, dvfilter_name
 
@@ -56,9 +58,13 @@ class Filter:
     """The flow filters, parsed; all set ones must match (pktcap-uw ANDs them)."""
 
     values: tuple[tuple[str, str], ...] = ()
+    expression: Predicate | None = field(default=None, compare=False)
+    """The compiled `--rcf` expression (7.0+), ANDed with the flow filters."""
 
     def matches(self, f: Fields) -> bool:
-        return all(_match(name, value, f) for name, value in self.values)
+        return all(_match(name, value, f) for name, value in self.values) and (
+            self.expression is None or self.expression(f)
+        )
 
 
 def _match(name: str, value: str, f: Fields) -> bool:
@@ -123,10 +129,29 @@ def parse(host: Host, argv: list[str] | tuple[str, ...]) -> Session | Answer:
         if "h" in opts:
             return Answer(stdout=pktcap_text.help_text(caps))
         if "availpoints" in opts:
-            return Answer(stdout=render_available_points(caps.points))
+            return Answer(stdout=_listing(host, caps))
         return _session(host, caps, tuple(argv), opts)
     except PktcapError as exc:
         return Answer(stderr=exc.text, status=ERROR_STATUS)
+
+
+NOISY_LISTING_LINES = ("pktcap: Main thread: 330745392000.", "Warning: some points are marked obsoleted")
+UNREADABLE_LISTING = "Capture point listing is not available in this mode.\n"  # INFERRED
+
+
+def _listing(host: Host, caps: Capabilities) -> str:
+    """`pktcap-uw -A` as the host's `points_listing` fault asks: the table layout, the same with noise
+    (7.x `pktcap: ` prefixes, blank and unknown lines), or nothing esxcap can read."""
+    mode = host.faults.points_listing
+    if mode == "unreadable":
+        return UNREADABLE_LISTING
+    text = render_available_points(caps.points)
+    if mode == "noisy":
+        lines = text.splitlines()
+        prefixed = ["pktcap: " + line for line in lines[1:3]]
+        lines = [lines[0], NOISY_LISTING_LINES[0], "", *prefixed, *lines[3:]]
+        text = "\n".join([*lines, NOISY_LISTING_LINES[1]]) + "\n"
+    return text
 
 
 def _options(args: list[str], caps: Capabilities) -> dict[str, str]:
@@ -138,6 +163,8 @@ def _options(args: list[str], caps: Capabilities) -> dict[str, str]:
         flags.discard("ng")
     if caps.version < (8, 0):
         valued -= {"fcport", "overlay"}
+    if not caps.rcf:
+        valued.discard("rcf")
     while args:
         arg = args.pop(0)
         if not arg.startswith("-") or arg == "-":
@@ -268,7 +295,13 @@ def _filters(opts: dict[str, str], say: pktcap_text.Says) -> Filter:
             raise PktcapError(f"error: Invalid {name} value: {value}\n")  # INFERRED
         say.line(pktcap_text.filter_echo(name, value))
         values.append((name, value))
-    return Filter(tuple(values))
+    expression = None
+    if "rcf" in opts:
+        try:
+            expression = compile_filter(opts["rcf"])
+        except RcfError as exc:
+            raise PktcapError(f"error: Failed to compile the rcf filter: {exc}\n") from None  # INFERRED
+    return Filter(tuple(values), expression)
 
 
 def _points(

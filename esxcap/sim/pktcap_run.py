@@ -121,7 +121,9 @@ class PktcapRun:
             if fail_after is not None and output.count >= fail_after:
                 await self._err([pktcap_text.PORT_GONE], prefix)
                 return ERROR_STATUS
-        lines = pktcap_text.trailer(s.new_style, session_no, s.outfile, output.count, 0)
+        drops = self.host.faults.pktcap_drops
+        v55 = self.host.version_tuple < (6, 0)
+        lines = pktcap_text.trailer(s.new_style, session_no, s.outfile, output.count, drops, v55)
         await self._err(lines, prefix)
         return 0
 

@@ -226,9 +226,14 @@ def startup(
     return lines
 
 
-def trailer(new_style: bool, session: int, outfile: str | None, packets: int, dropped: int) -> list[str]:
+def trailer(
+    new_style: bool, session: int, outfile: str | None, packets: int, dropped: int, v55: bool = False
+) -> list[str]:
+    """The closing lines; 5.5 sums up as `Dump: N, broken : B, drop: D, file err: E` (REFERENCE §9)."""
     where = "console" if outfile is None else f"file {outfile}"
     summary = [f"Dumped {packets} packet to {where}, dropped {dropped} packets.", "Done."]
+    if v55:
+        summary = [f"Dump: {packets}, broken : 0, drop: {dropped}, file err: 0", "Done."]
     if new_style:
         return [
             "Receive thread exiting...",

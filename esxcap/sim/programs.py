@@ -16,6 +16,8 @@ from esxcap.sim import render
 from esxcap.sim.shell import Output, Programs
 from esxcap.sim.topology import Host
 
+STRAY_LINE = "Warning: hostd is busy, the answer may be incomplete\n"  # INFERRED (a stray-line fault)
+
 EsxcliCommand = Callable[[Host, list[str]], Output]
 
 
@@ -55,7 +57,7 @@ def _vm_port_list(host: Host, options: list[str]) -> Output:
             f"While processing '-w'. Argument type mismatch. Expecting integer value. Got '{value}'"
         )
     vm = host.vm_by_world(int(value))
-    if vm is None:
+    if vm is None or vm.name in host.faults.vms_gone:
         return _esxcli_error(f"Unable to find a running VM with world ID {value}")  # INFERRED wording
     return Output.text(render.vm_port_list(host, vm))
 
@@ -116,13 +118,15 @@ def hostname(host: Host, args: Sequence[str]) -> Output:
 
 def date(host: Host, args: Sequence[str]) -> Output:
     """BusyBox `date` on the host's clock (true time + clock_skew_ms): `date` or `date +FORMAT`, where
-    FORMAT may use %s and %N (nanoseconds) besides strftime's conversions."""
+    FORMAT may use %s and %N (nanoseconds) besides strftime's conversions; without the host's
+    `date_nanoseconds` (BusyBox's FEATURE_DATE_NANO, off by default) `%N` is printed as is."""
     if len(args) > 1 or (args and not args[0].startswith("+")):
         return Output.text(stderr="date: setting the date is not allowed here\n", status=1)  # INFERRED
     now_ns = time.time_ns() + host.clock_skew_ms * 1_000_000
     fmt = args[0][1:] if args else "%a %b %e %H:%M:%S UTC %Y"
     seconds, nanos = divmod(now_ns, 1_000_000_000)
-    fmt = fmt.replace("%s", str(seconds)).replace("%N", f"{nanos:09d}")
+    fmt = fmt.replace("%s", str(seconds))
+    fmt = fmt.replace("%N", f"{nanos:09d}" if host.faults.date_nanoseconds else "%%N")
     return Output.text(time.strftime(fmt, time.gmtime(seconds)) + "\n")
 
 
@@ -141,6 +145,11 @@ def host_programs(host: Host) -> Programs:
 
     def run(argv: Sequence[str]) -> Output | None:
         program = PROGRAMS.get(argv[0])
-        return None if program is None else program(host, argv[1:])
+        if program is None:
+            return None
+        output = program(host, argv[1:])
+        if " ".join(argv) in host.faults.stray_lines:
+            output = Output(((2, STRAY_LINE.encode()), *output.chunks), output.status)
+        return output
 
     return run

@@ -239,11 +239,20 @@ def dvs_list(host: Host) -> str:
     return _records(host, records)
 
 
+ODD_NET_STATS_ROW = "67109999   0 0 vSwitch0 00:00:00:00:00:00 internal port"
+"""A row in other columns than net-stats' own (the `net_stats_odd_row` fault)."""
+
+
 def net_stats_l(host: Host) -> str:
+    """`net-stats -l`; with `net_stats_bare_names`, a VM's first vNIC on a standard vSwitch shows the
+    bare VM name (REFERENCE §9), and with `net_stats_odd_row` a row esxcap cannot re-render ends it."""
     lines = [layouts.NET_STATS_HEADER]
     for port in host.ports:
-        row = NetStatsPort(
-            port.port_id, port.net_stats_type, port.subtype, port.portset, port.mac, port.client
-        )
+        client = port.client
+        if host.faults.net_stats_bare_names and port.vnic_index == 0 and port.dvport is None:
+            client = client.removesuffix(".eth0")
+        row = NetStatsPort(port.port_id, port.net_stats_type, port.subtype, port.portset, port.mac, client)
         lines.append(layouts.format_net_stats_row(row))
+    if host.faults.net_stats_odd_row:
+        lines.append(ODD_NET_STATS_ROW)
     return "".join(line + "\n" for line in lines)

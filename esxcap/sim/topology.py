@@ -174,6 +174,16 @@ class Faults:
     keyboard-interactive. `password_retry_prompt`: a wrong keyboard-interactive answer is followed by
     another `Password: ` prompt in the same exchange (as PAM may do). `lockdown`: the host is in lockdown
     mode and root is no exception user: every login is refused, the right key and password included.
+
+    Output real hosts may print that esxcap must read rather than refuse (REFERENCE §9):
+    `vms_gone`: VMs that `vm list` shows but that power off before their `vm port list`.
+    `stray_lines`: commands (`esxcli network nic list`, `net-stats -l`, ...) that print a warning line
+    on stderr before their output. `net_stats_odd_row`: `net-stats -l` ends with a row whose columns
+    are not where net-stats puts them. `net_stats_bare_names`: a VM's first vNIC on a standard vSwitch
+    shows the bare VM name as ClientName (no `.eth0`). `points_listing`: `pktcap-uw -A` is `table`
+    (the inferred layout), `noisy` (7.x `pktcap: ` lines, blank and unknown lines among the points) or
+    `unreadable` (no point line at all). `pktcap_drops`: the drop count in pktcap-uw's trailer.
+    `date_nanoseconds`: false = BusyBox `date` built without FEATURE_DATE_NANO (prints `%N` as is).
     """
 
     silent: bool = False
@@ -184,6 +194,13 @@ class Faults:
     password_method: bool = False
     password_retry_prompt: bool = False
     lockdown: bool = False
+    vms_gone: tuple[str, ...] = ()
+    stray_lines: tuple[str, ...] = ()
+    net_stats_odd_row: bool = False
+    net_stats_bare_names: bool = False
+    points_listing: str = "table"
+    pktcap_drops: int = 0
+    date_nanoseconds: bool = True
 
 
 @dataclass(frozen=True)
