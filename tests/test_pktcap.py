@@ -208,7 +208,6 @@ REFUSALS = [
     (V70, CaptureSpec(PORT, ("Drop",)), "before ESXi 8.0", "host-wide"),
     (V80, CaptureSpec(Selector("none"), ("Drop", "PktFree")), "no other point", "own stream"),
     (V67, CaptureSpec(PORT, filters=FlowFilter(rcf="host 10.0.0.5")), "--rcf", "flow-filter options"),
-    (V80, CaptureSpec(Selector("uplink", "vmnic0"), ("UplinkRcv",)), "obsolete", "UplinkRcvKernel"),
     (V80, CaptureSpec(Selector("none"), ("PortInput",)), "need a selector", "--switchport"),
     (V80, CaptureSpec(Selector("none")), "no capture point", "--capture"),
     (V80, CaptureSpec(Selector("lifID", "1388"), ("PortInput",)), "Vdr* point", "VdrRxLeaf"),
@@ -314,8 +313,9 @@ def test_capability_table_follows_the_reference() -> None:
     assert {"Vmxnet3Rx", "Vmxnet3Tx"} <= set(v67.points)
     assert not {"Vmxnet3Rx", "Vmxnet3Tx"} & set(Capabilities.for_version(V70).points)
     assert points_for("vnic", "in", v67)[0].points == ("VnicRx",)
-    # 8.x: ENSInput is new, UplinkRcv is obsolete (UplinkRcvKernel stays), Drop takes a switch port.
-    assert "ENSInput" in NEW.points and ("UplinkRcv", "UplinkRcvKernel") in NEW.obsolete
+    # 8.x: ENSInput is new; UplinkRcv is still listed (marked obsolete) but UplinkRcvKernel is planned.
+    assert "ENSInput" in NEW.points and {"UplinkRcv", "UplinkRcvKernel"} <= set(NEW.points)
+    assert points_for("uplink", "in", NEW)[0].points == ("UplinkRcvKernel",)
     assert "UplinkRcv" in Capabilities.for_version(V70).points
     assert (Capabilities.for_version(V70).drop_with_port, NEW.drop_with_port) == (False, True)
     assert (v67.rcf, Capabilities.for_version(V70).rcf, NEW.rcf) == (False, True, True)
@@ -456,8 +456,7 @@ def test_evidence_combinations_build_on_the_versions_that_have_them() -> None:
     assert drop[:4] == ["pktcap-uw", "--switchport", "50331657", "--capture"] and "Drop" in drop
     kernel = build_argv(CaptureSpec(PORT, ("PortOutput",), kernelside=True), OLD, "esx01")
     assert "--kernelside" in kernel and kernel[1] == "--switchport"
-    v70 = Capabilities.for_version(V70)
-    assert "UplinkRcv" in build_argv(CaptureSpec(Selector("uplink", "vmnic0"), ("UplinkRcv",)), v70, "h")
+    assert "UplinkRcv" in build_argv(CaptureSpec(Selector("uplink", "vmnic0"), ("UplinkRcv",)), NEW, "h")
 
 
 @pytest.mark.parametrize(

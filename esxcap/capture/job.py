@@ -100,6 +100,8 @@ async def run_capture(
     used = {s.target.host for s in planned}
     conns = {o.host.name: o.conn for o in opened if o.host.name in used}
     checks = await clock.check_all(conns, {})
+    for warning in (w for o in opened if o.host.name in used for w in o.value.facts.warnings):
+        reporter.warning(warning)
     started = time.time()
     show = reporter.packet if settings.console or settings.hexdump else None
     outputs = sinks_for(

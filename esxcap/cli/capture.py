@@ -91,7 +91,8 @@ def points(
 ) -> None:
     """List a host's pktcap-uw capture points (`pktcap-uw -A`, else the table for its ESXi version)."""
     from esxcap.esxi import parsers
-    from esxcap.esxi.capabilities import Capabilities, parse_available_points
+    from esxcap.esxi.capabilities import Capabilities
+    from esxcap.esxi.pktcap_output import read_available_points
     from esxcap.ssh.discovery import AVAILABLE_POINTS_ARGV, run_batch
 
     async def job() -> int:
@@ -102,11 +103,15 @@ def points(
                 conn, cfg, [parsers.VMWARE_VL_ARGV, AVAILABLE_POINTS_ARGV], 1
             )
             version = parsers.parse_vmware_vl(version_text or "")
-            if listed:
-                return "from pktcap-uw -A", parse_available_points(listed)
-            return f"pktcap-uw -A gave nothing; ESXi {version.version} table", Capabilities.for_version(
-                version.version_tuple
-            ).points
+            listing = read_available_points(listed or "")
+            for message in listing.warnings(cfg.name) if listed else ():
+                output.warning(message)
+            if listing.points:
+                return "from pktcap-uw -A", listing.points
+            return (
+                f"pktcap-uw -A gave nothing readable; ESXi {version.version} table",
+                Capabilities.for_version(version.version_tuple).points,
+            )
 
         opened, failed = await open_hosts([target], connect.session(), ask, 1)
         await close_hosts(opened)

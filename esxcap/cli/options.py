@@ -134,7 +134,7 @@ class Delivery(OptionGroup):
 
 @dataclass(frozen=True)
 class Filters(OptionGroup):
-    """pktcap-uw's flow filters."""
+    """pktcap-uw's flow filters, and a pcap filter expression for its `--rcf` (7.0+)."""
 
     srcmac: Annotated[str | None, typer.Option(help="Filter: source MAC.", metavar="MAC")] = None
     dstmac: Annotated[str | None, typer.Option(help="Filter: destination MAC.", metavar="MAC")] = None
@@ -164,10 +164,20 @@ class Filters(OptionGroup):
         str | None, typer.Option(help="Filter: UDP port (either side; ESXi 6.7+).", metavar="PORT")
     ] = None
     vxlan: Annotated[str | None, typer.Option(help="Filter: VXLAN id.", metavar="VNI")] = None
+    expression: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="Filter: a pcap filter expression, e.g. 'host 10.0.0.5 and tcp port 443' "
+            "(pktcap-uw --rcf, ESXi 7.0+).",
+            metavar="EXPR",
+        ),
+    ] = None
 
     def flow_filter(self) -> FlowFilter:
         values = dataclasses.asdict(self)
         values["mac"] = values.pop("any_mac")
+        values["rcf"] = values.pop("expression")
         return FlowFilter(**values)
 
 

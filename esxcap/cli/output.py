@@ -121,6 +121,8 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
     from esxcap.esxi.facts import uplinks, vmknics
     from esxcap.plan.targets import vnic_label
 
+    for message in facts.warnings:
+        warning(message)
     v = facts.version
     update = f" Update {v.update}" if v.update not in (None, "0") else ""
     _stdout().print(

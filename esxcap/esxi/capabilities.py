@@ -12,9 +12,9 @@ Evidence behind the rows that changed with later sources (REFERENCE §9):
   listing decides. 8.0's guide mixes both names; 7.0+ hosts are only seen with VnicRx/Tx.
 * 8.x lists about 45 points with `-A`, e.g. `ENSInput` (the only new name seen in public output; the
   others are known only from a host's own listing, which then wins).
-* `UplinkRcv` is reported "marked obsoleted" in 8.x's `-A` listing (still listed: PreDVFilter and
-  PostDVFilter are entries 12 and 13 on 8.0.3 only with it): `obsolete` names it and its successor
-  UplinkRcvKernel, and esxcap neither plans nor accepts it there.
+* `UplinkRcv` is reported "marked obsoleted" in 8.x's `-A` listing, yet still listed (PreDVFilter and
+  PostDVFilter are entries 12 and 13 on 8.0.3 only with it): it stays in the 8.x row and is accepted
+  when asked for by name, but esxcap plans UplinkRcvKernel wherever that exists (6.7+).
 * `--capture Drop --switchport X` is used on 8.x (`drop_with_port`); before, Drop stands alone.
 * `-K/--kernelside` is used with `--switchport` as well as with `--uplink`.
 * `--rcf '<pcap filter expression>'` exists from vSphere 7 (`rcf`).
@@ -77,9 +77,6 @@ _POINTS: tuple[tuple[str, Version, Version | None, str], ...] = (
     ("ENSInput", V8_0, None, "ENS input point."),
 )
 
-# point -> (first version where it is marked obsolete, the point to use instead)
-_OBSOLETE: dict[str, tuple[Version, str]] = {"UplinkRcv": (V8_0, "UplinkRcvKernel")}
-
 KNOWN_POINTS: tuple[str, ...] = tuple(name for name, *_ in _POINTS)
 DESCRIPTIONS: dict[str, str] = {name: text for name, _, _, text in _POINTS}
 AVAILABLE_POINTS_HEADER = "Supported capture points:"
@@ -108,8 +105,6 @@ class Capabilities:
     function_offset: bool
     drop_with_port: bool
     rcf: bool
-    obsolete: tuple[tuple[str, str], ...]
-    """(point, successor) for points this version marks obsolete."""
 
     @classmethod
     def for_version(cls, version: Version) -> Capabilities:
@@ -131,7 +126,6 @@ class Capabilities:
             function_offset=version >= V8_0,
             drop_with_port=version >= V8_0,
             rcf=version >= V7_0,
-            obsolete=tuple((name, new) for name, (first, new) in _OBSOLETE.items() if version >= first),
         )
 
     def with_points(self, points: Iterable[str]) -> Capabilities:

@@ -4,6 +4,8 @@ JSON document `esxcap discover --json` prints (its keys are a published contract
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from esxcap.inventory import HostConfig
 
 UPLINK_PORT_TYPE = 4
 VMKNIC_PORT_TYPE = 3
+_VNIC_SUFFIX = re.compile(r"\.eth(0|[1-9][0-9]*)$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,21 @@ class Uplink:
 
 def _port_ids(facts: HostFacts, port_type: int) -> dict[str, int]:
     return {p.client_name: p.port_num for p in facts.netstats if p.type == port_type}
+
+
+def vnic_client(client_name: str, vm_names: Collection[str]) -> tuple[str, int] | None:
+    """(VM name, vNIC index) a `net-stats -l` ClientName stands for, or None for other clients.
+
+    `<VM>.ethN` is vNIC N; the bare VM name is its first vNIC (REFERENCE §9: seen for a VM's first vNIC
+    on a standard vSwitch while its second showed `<VM>.eth1`). A name that is itself a VM's name is
+    read as that bare form first, so a VM called `db.eth1` is not taken for vNIC 1 of `db`.
+    """
+    if client_name in vm_names:
+        return client_name, 0
+    suffix = _VNIC_SUFFIX.search(client_name)
+    if suffix and client_name[: suffix.start()] in vm_names:
+        return client_name[: suffix.start()], int(suffix.group(1))
+    return None
 
 
 def vmknics(facts: HostFacts) -> list[Vmknic]:
@@ -175,4 +193,5 @@ def host_dict(host: HostConfig, facts: HostFacts) -> dict[str, Any]:
             }
             for p in facts.netstats
         ],
+        "warnings": list(facts.warnings),
     }

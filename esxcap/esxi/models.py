@@ -178,3 +178,5 @@ class HostFacts:
     netstats: tuple[NetStatsPort, ...]
     capture_points: tuple[str, ...] | None = None
     """What `pktcap-uw -A` listed, when discovery asked (captures); None when not asked or not answered."""
+    warnings: tuple[str, ...] = ()
+    """What discovery skipped or left out (stray lines, unreadable rows, VMs gone), one sentence each."""

@@ -33,7 +33,6 @@ EQUIVALENT_POINTS = {
     "Vmxnet3Tx": "VnicTx",
     "UplinkRcvKernel": "UplinkRcv",
     "UplinkSndKernel": "UplinkSnd",
-    "UplinkRcv": "UplinkRcvKernel",
 }
 TCP_FILTERS = ("srcport", "dstport", "tcpport", "srctcpport", "dsttcpport")
 UDP_FILTERS = ("udpport", "srcudpport", "dstudpport")
@@ -198,9 +197,6 @@ def _points(spec: CaptureSpec, caps: Capabilities, refuse: _Refusal) -> tuple[st
     known = (*caps.points, *KNOWN_POINTS)
     points = tuple(validate.capture_point(point, "--capture", known) for point in spec.points)
     for point in points:
-        successor = dict(caps.obsolete).get(point)
-        if successor:
-            raise refuse(f"capture point {point} is marked obsolete", f"use {successor} instead")
         if not caps.has_point(point):
             other = EQUIVALENT_POINTS.get(point)
             if other and caps.has_point(other):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from esxcap.esxi.facts import uplinks, vmknics
+from esxcap.esxi.facts import uplinks, vmknics, vnic_client
 from esxcap.esxi.models import HostFacts, VmFacts
 
 MatchKind = Literal["vm", "vmknic", "uplink"]
@@ -50,11 +50,14 @@ def _ip(text: str) -> str | None:
 
 
 def vnic_label(facts: HostFacts, vm: VmFacts, index: int) -> str:
-    """The vNIC's name as net-stats shows it (`ethN` of `<VM>.ethN`), else `eth<index>`."""
+    """The vNIC's name as net-stats shows it (`ethN` of `<VM>.ethN`, `eth0` for the bare VM name), else
+    `eth<index>`."""
     port_id = vm.ports[index].port_id
     for port in facts.netstats:
-        if port.port_num == port_id and port.client_name.startswith(vm.entry.name + "."):
-            return port.client_name[len(vm.entry.name) + 1 :]
+        if port.port_num == port_id:
+            client = vnic_client(port.client_name, (vm.entry.name,))
+            if client is not None:
+                return f"eth{client[1]}"
     return f"eth{index}"
 
 

@@ -2,22 +2,53 @@
 
 One SSH connection and two exec round trips per host: every static command in one batch, then every
 `esxcli network vm port list -w ID` in a second. The result is cached per host for one command.
+
+A host that prints something unexpected is still discovered (REFERENCE §9, DESIGN "Parsing"): stray
+message lines and refused rows are skipped (esxcap.esxi.parsers.lenient), a section that stays
+unreadable is left empty, a VM that powered off between `vm list` and its `port list` is left out, and
+`pktcap-uw -A` is read leniently. Each of these is a warning in `HostFacts.warnings`. Only an unreadable
+ESXi version fails the host: nothing about its pktcap-uw could be known.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
-from esxcap.errors import RemoteCommandError
+from esxcap.errors import ParseError, RemoteCommandError
 from esxcap.esxi import parsers
-from esxcap.esxi.capabilities import parse_available_points
-from esxcap.esxi.models import HostFacts, VmFacts, VmPort
+from esxcap.esxi.models import HostFacts, VmEntry, VmFacts, VmPort
+from esxcap.esxi.parsers.lenient import read_leniently
+from esxcap.esxi.pktcap_output import read_available_points
 from esxcap.esxi.remote import Batch, command_line
 from esxcap.inventory import HostConfig
 from esxcap.ssh.transport import Connection
 
 AVAILABLE_POINTS_ARGV = ("pktcap-uw", "-A")
+T = TypeVar("T")
+
+# Leading lines of each section that are its own heading (never skipped as a refused row).
+_HEADING_LINES = {"vms": 2, "nics": 2, "ipv4": 2, "portgroups": 2, "netstats": 1}
+# Sections the host cannot be used without: unreadable means the host fails.
+_REQUIRED = ("version", "system_version")
+
+
+async def run_sections(
+    conn: Connection, host: HostConfig, commands: Sequence[Sequence[str]]
+) -> list[tuple[str, int | None]]:
+    """Run commands in one exec; each one's output (stderr folded in) and exit status (None: never ran)."""
+    batch = Batch(tuple(tuple(cmd) for cmd in commands), secrets.token_hex(8))
+    result = await conn.run(batch.argv(), timeout=host.command_timeout)
+    return batch.split(result.stdout.decode("utf-8", errors="replace"))
+
+
+def failure(host: HostConfig, argv: Sequence[str], output: str, status: int | None) -> str:
+    """`HOST: 'COMMAND' exited with status N: LAST LINE` for a command that failed."""
+    shown = output.strip().splitlines()[-1:]
+    reason = "did not finish" if status is None else f"exited with status {status}"
+    return f"{host.name}: '{command_line(argv)}' {reason}: {shown[0] if shown else 'no output'}"
 
 
 async def run_batch(
@@ -25,24 +56,54 @@ async def run_batch(
 ) -> list[str | None]:
     """Run commands in one exec; each one's output. A failing command raises, naming it, except the last
     `optional` ones, whose output is then None."""
-    batch = Batch(tuple(tuple(cmd) for cmd in commands), secrets.token_hex(8))
-    result = await conn.run(batch.argv(), timeout=host.command_timeout)
-    text = result.stdout.decode("utf-8", errors="replace")
+    sections = await run_sections(conn, host, commands)
     outputs: list[str | None] = []
-    required = len(batch.commands) - optional
-    for index, (cmd, (output, status)) in enumerate(zip(batch.commands, batch.split(text), strict=True)):
+    required = len(commands) - optional
+    for index, (cmd, (output, status)) in enumerate(zip(commands, sections, strict=True)):
         if status == 0:
             outputs.append(output)
         elif index >= required:
             outputs.append(None)
         else:
-            shown = output.strip().splitlines()[-1:] or [result.stderr.decode("utf-8", "replace").strip()]
-            reason = "did not finish" if status is None else f"exited with status {status}"
             raise RemoteCommandError(
-                f"{host.name}: '{command_line(cmd)}' {reason}: {shown[0] if shown else 'no output'}",
+                failure(host, cmd, output, status),
                 "check that this is an ESXi host and the account may run esxcli (root or an admin role)",
             )
     return outputs
+
+
+class _Reader:
+    """Reads one host's sections leniently, gathering what it skipped as warnings."""
+
+    def __init__(self, host: HostConfig) -> None:
+        self.host = host
+        self.warnings: list[str] = []
+
+    def section(self, name: str, argv: Sequence[str], text: str, parser: Callable[[str], T], empty: T) -> T:
+        command = command_line(argv)
+        try:
+            value, skipped = read_leniently(text, parser, heading_lines=_HEADING_LINES.get(name, 0))
+        except ParseError as exc:
+            if name in _REQUIRED:
+                raise
+            self.warnings.append(f"{self.host.name}: '{command}' unreadable, left out: {exc.message}")
+            return empty
+        self.warnings += [f"{self.host.name}: '{command}': {s}" for s in skipped]
+        return value
+
+    def ports(self, vm: VmEntry, output: str, status: int | None) -> tuple[VmPort, ...] | None:
+        """The VM's ports, or None (with a warning) when its port list failed: the VM is left out."""
+        argv = parsers.vm_port_list_argv(vm.world_id)
+        if status != 0:
+            self.warnings.append(
+                f"{failure(self.host, argv, output, status)}; VM '{vm.name}' left out "
+                "(it may have powered off or moved since 'esxcli network vm list')"
+            )
+            return None
+        none: tuple[VmPort, ...] = ()
+        return self.section(
+            "vm_ports", argv, output, partial(parsers.parse_vm_port_list, world_id=vm.world_id), none
+        )
 
 
 async def discover(conn: Connection, host: HostConfig, *, capture_points: bool = False) -> HostFacts:
@@ -51,28 +112,57 @@ async def discover(conn: Connection, host: HostConfig, *, capture_points: bool =
     names = list(parsers.COMMANDS)
     commands = [parsers.COMMANDS[n][0] for n in names]
     extra = [AVAILABLE_POINTS_ARGV] if capture_points else []
-    texts = await run_batch(conn, host, [*commands, *extra], optional=len(extra))
-    out = {name: text or "" for name, text in zip(names, texts, strict=False)}
-    parsers.parse_vmware_vl(out["version"])
-    vm_entries = parsers.parse_vm_list(out["vms"])
-    port_lists: list[tuple[VmPort, ...]] = []
-    if vm_entries:
-        argvs = [parsers.vm_port_list_argv(vm.world_id) for vm in vm_entries]
-        port_texts = await run_batch(conn, host, argvs)
-        port_lists = [
-            parsers.parse_vm_port_list(t or "", vm.world_id)
-            for t, vm in zip(port_texts, vm_entries, strict=True)
-        ]
-    points_text = texts[len(names)] if capture_points else None
+    sections = await run_sections(conn, host, [*commands, *extra])
+    by_name = dict(zip(names, zip(commands, sections, strict=False), strict=False))
+    read = _Reader(host)
+
+    def get(name: str, parser: Callable[[str], T], empty: T) -> T:
+        argv, (output, status) = by_name[name]
+        if status == 0:
+            return read.section(name, argv, output, parser, empty)
+        if name in _REQUIRED:
+            raise RemoteCommandError(
+                failure(host, argv, output, status),
+                "check that this is an ESXi host and the account may run esxcli (root or an admin role)",
+            )
+        read.warnings.append(f"{failure(host, argv, output, status)}; left out")
+        return empty
+
+    get("version", parsers.parse_vmware_vl, None)
+    version = get("system_version", parsers.parse_system_version, None)
+    assert version is not None  # a required section raises instead of coming back empty
+    vms = await _vms(conn, host, get("vms", parsers.parse_vm_list, ()), read)
+    points = None
+    if capture_points:
+        output, status = sections[len(names)]
+        listing = read_available_points(output if status == 0 else "")
+        points = listing.points or None
+        read.warnings += listing.warnings(host.name)
     return HostFacts(
-        version=parsers.parse_system_version(out["system_version"]),
-        vms=tuple(VmFacts(vm, ports) for vm, ports in zip(vm_entries, port_lists, strict=True)),
-        nics=parsers.parse_nic_list(out["nics"]),
-        ip_interfaces=parsers.parse_ip_interface_list(out["ip_interfaces"]),
-        ipv4=parsers.parse_ipv4_get(out["ipv4"]),
-        standard_switches=parsers.parse_standard_switches(out["standard_switches"]),
-        portgroups=parsers.parse_portgroups(out["portgroups"]),
-        distributed_switches=parsers.parse_dvs_list(out["distributed_switches"]),
-        netstats=parsers.parse_net_stats(out["netstats"]),
-        capture_points=parse_available_points(points_text) if points_text else None,
+        version=version,
+        vms=vms,
+        nics=get("nics", parsers.parse_nic_list, ()),
+        ip_interfaces=get("ip_interfaces", parsers.parse_ip_interface_list, ()),
+        ipv4=get("ipv4", parsers.parse_ipv4_get, ()),
+        standard_switches=get("standard_switches", parsers.parse_standard_switches, ()),
+        portgroups=get("portgroups", parsers.parse_portgroups, ()),
+        distributed_switches=get("distributed_switches", parsers.parse_dvs_list, ()),
+        netstats=get("netstats", parsers.parse_net_stats, ()),
+        capture_points=points,
+        warnings=tuple(read.warnings),
     )
+
+
+async def _vms(
+    conn: Connection, host: HostConfig, entries: tuple[VmEntry, ...], read: _Reader
+) -> tuple[VmFacts, ...]:
+    """Every listed VM with its ports (the second round trip); VMs whose port list failed are left out."""
+    if not entries:
+        return ()
+    argvs = [parsers.vm_port_list_argv(vm.world_id) for vm in entries]
+    found = []
+    for vm, (output, status) in zip(entries, await run_sections(conn, host, argvs), strict=True):
+        ports = read.ports(vm, output, status)
+        if ports is not None:
+            found.append(VmFacts(vm, ports))
+    return tuple(found)
