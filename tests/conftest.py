@@ -81,6 +81,7 @@ FAST_TOPOLOGY: dict[str, Any] = {
             "version": "5.5.0",
             "build": "3248547",
             "clock_skew_ms": 120,
+            "faults": {"date_nanoseconds": False},
             "uplinks": [
                 {
                     "name": "vmnic0",
@@ -108,6 +109,7 @@ FAST_TOPOLOGY: dict[str, Any] = {
             "version": "6.7.0",
             "build": "8169922",
             "clock_skew_ms": -35,
+            "faults": {"date_nanoseconds": False},
             "uplinks": [
                 {
                     "name": "vmnic0",
@@ -207,7 +209,8 @@ FAST_TOPOLOGY: dict[str, Any] = {
         },
     ],
 }
-"""Three hosts (5.5, 6.7, 8.0) with fast flows of every kind, so capture tests end within a second."""
+"""Three hosts (5.5, 6.7, 8.0) with fast flows of every kind, so capture tests end within a second; the
+5.5 and 6.7 hosts' `date` prints `%N` literally (BusyBox without nanoseconds), the 8.0 host's does not."""
 
 
 @pytest.fixture(scope="module")

@@ -208,3 +208,30 @@ def test_cleanup_finds_a_capture_whose_wrapper_was_killed_by_its_pidfile(
     _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert packets_in(out) > 0
+
+
+def test_clock_script_finds_sub_second_offsets_under_busybox_sh(openssh, transport, tmp_path) -> None:
+    """mid's `date` prints `%N` literally: BusyBox sh samples the second edge; new's has nanoseconds."""
+    out = tmp_path / "clock.pcapng"
+    result = cli(
+        openssh,
+        transport,
+        tmp_path,
+        "capture",
+        "--vm",
+        "m1",
+        "--vm",
+        "n1",
+        "-c",
+        "1",
+        "-o",
+        str(out),
+        "--json",
+    )
+    assert result.code == 0, result.stderr
+    clocks = {c["host"]: c for c in result.json()["clocks"]}
+    for host, skew, method in (("mid", -35, "date +%s second edge"), ("new", 0, "date +%s.%N")):
+        for reading in (clocks[host]["start"], clocks[host]["end"]):
+            assert reading["method"] == method, (host, reading)
+            assert abs(reading["offset_ms"] - skew) <= reading["bound_ms"] + 0.001, (host, reading)
+            assert reading["bound_ms"] < 400, (host, reading)

@@ -551,6 +551,13 @@ def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None
             return "-"
         return f"{reading['offset_ms']:+.3f} ms ±{reading['bound_ms']:.3f}"
 
+    def drift(check: dict[str, Any]) -> str:
+        """The change with its bound, and whether it means anything: within the bound it is noise."""
+        if check["drift_ms"] is None:
+            return "-"
+        verdict = "beyond the bounds" if check["drift_significant"] else "within the bounds"
+        return f"{check['drift_ms']:+.3f} ms ±{check['drift_bound_ms']:.3f} ({verdict})"
+
     (console or _stdout()).print(
         _table(
             "Host clocks (host - this machine)",
@@ -560,7 +567,7 @@ def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None
                     c["host"],
                     cell(c["start"]),
                     cell(c["end"]),
-                    "-" if c["drift_ms"] is None else f"{c['drift_ms']:+.3f} ms",
+                    drift(c),
                     (c["start"] or c["end"] or {}).get("method", "-"),
                     c["error"],
                 )

@@ -11,6 +11,9 @@ The command line is parsed by the shell's parser. A single command whose argv is
   status, which ends the channel - the documented intent of the script ("the stream ends when pktcap-uw
   ends"). KILL to the wrapper ends it without cleanup.
 - `sh -c LISTING_SCRIPT` prints the pidfiles, the marker line and `ps -c`;
+- `sh -c CLOCK_SCRIPT` (`esxcap.esxi.clock_script`) prints the host's `date +%s.%N` and, where `date`
+  prints `%N` literally, samples the host's seconds every `SAMPLE_STEP_S` until they tick over and
+  prints `edge S N` at once, as the script does under BusyBox;
 - `pktcap-uw ...` naming a capture streams it directly: it runs until its count or SIGINT, and when
   the channel goes it lingers until its next write fails (never, if nothing matches: an orphan).
 Output is written as produced and each write waits for the channel to drain: nothing is buffered whole.
@@ -26,16 +29,20 @@ from dataclasses import dataclass
 import asyncssh
 
 from esxcap.esxi import lifecycle
+from esxcap.esxi.clock_script import CLOCK_ARGV, MAX_SAMPLES
 from esxcap.esxi.remote import command_line
 from esxcap.sim import pktcap
 from esxcap.sim.pktcap_run import PktcapRun, Writer
 from esxcap.sim.processes import SIGNALS, ProcessTable
+from esxcap.sim.programs import date, host_clock_ns
 from esxcap.sim.shell import Output, Programs, Shell, ShellSyntaxError, parse
 from esxcap.sim.topology import Host
 from esxcap.sim.traffic import TrafficModel
 
 _WRAPPER_STOPS = (SIGNALS["HUP"], SIGNALS["INT"], SIGNALS["TERM"])
 _STREAM_ERRORS = (OSError, asyncssh.Error, asyncio.IncompleteReadError)
+SAMPLE_STEP_S = 0.002
+"""How long one `t=$(date +%s)` of the clock script takes on the simulated host (a BusyBox fork)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,28 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
     if rt.host.faults.hang_commands:
         await process.channel.wait_closed()
         return
+    if argv == list(CLOCK_ARGV):
+        await _clock(rt.host, process)
+        return
     await _finish(process, rt.shell.run(command))
+
+
+async def _clock(host: Host, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    out = ChannelWriter(process)
+    first = date(host, ["+%s.%N"]).stream(1)
+    try:
+        await out.write(1, first)
+        if not host.faults.date_nanoseconds:
+            seconds, samples = int(first.split(b".")[0]), 0
+            now = seconds
+            while now == seconds and samples < MAX_SAMPLES:
+                await asyncio.sleep(SAMPLE_STEP_S)
+                samples += 1
+                now = host_clock_ns(host) // 1_000_000_000
+            await out.write(1, f"edge {now} {samples}\n".encode())
+    except OSError:
+        return
+    _exit(process, 0)
 
 
 def _faulty(rt: HostRuntime, session: pktcap.Session) -> pktcap.Session:

@@ -116,13 +116,18 @@ def hostname(host: Host, args: Sequence[str]) -> Output:
     return Output.text(host.name + "\n")
 
 
+def host_clock_ns(host: Host) -> int:
+    """The host's clock: true time + its clock_skew_ms."""
+    return time.time_ns() + host.clock_skew_ms * 1_000_000
+
+
 def date(host: Host, args: Sequence[str]) -> Output:
     """BusyBox `date` on the host's clock (true time + clock_skew_ms): `date` or `date +FORMAT`, where
     FORMAT may use %s and %N (nanoseconds) besides strftime's conversions; without the host's
     `date_nanoseconds` (BusyBox's FEATURE_DATE_NANO, off by default) `%N` is printed as is."""
     if len(args) > 1 or (args and not args[0].startswith("+")):
         return Output.text(stderr="date: setting the date is not allowed here\n", status=1)  # INFERRED
-    now_ns = time.time_ns() + host.clock_skew_ms * 1_000_000
+    now_ns = host_clock_ns(host)
     fmt = args[0][1:] if args else "%a %b %e %H:%M:%S UTC %Y"
     seconds, nanos = divmod(now_ns, 1_000_000_000)
     fmt = fmt.replace("%s", str(seconds))
