@@ -126,7 +126,14 @@ def test_align_clocks_and_split(running, env, tmp_path) -> None:
         [iface] = interfaces_of(tmp_path / name)
         assert iface.name.endswith(":vmk0:PortInput:out")
     comments = [c for i in interfaces_of(out) for c in i.comments if parse_clock_comment(c)]
-    assert len(comments) == 2 and all(parse_clock_comment(c)[1] for c in comments)  # type: ignore[index]
+    assert len(comments) == 2
+    starts = {c["host"]: c["start"] for c in result.json()["clocks"]}
+    for comment in comments:
+        start = starts[comment.split(":")[0]]
+        beyond_bound = abs(start["offset_ms"]) > start["bound_ms"]  # only such offsets are applied
+        offset_ns, aligned = parse_clock_comment(comment) or (None, None)
+        assert offset_ns is not None and abs(offset_ns - start["offset_ms"] * 1e6) <= 1000, comment
+        assert aligned == beyond_bound, comment
     with out.open("rb") as handle:
         first = next(iter(CaptureFile(handle, out.name))).ts_ns
     assert abs(first / 1e9 - time.time()) < 30
