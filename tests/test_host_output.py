@@ -6,6 +6,7 @@ expressions. Pure readers first, then the real CLI against simulated hosts set u
 from __future__ import annotations
 
 import copy
+import ipaddress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from esxcap.esxi import parsers
 from esxcap.esxi.facts import vnic_client
 from esxcap.esxi.parsers.lenient import read_leniently
 from esxcap.pcap import CaptureFile
-from esxcap.sim.frames import fields
+from esxcap.sim import pktcap
+from esxcap.sim.frames import Fields, fields
 from esxcap.sim.loader import topology_from_data
 from esxcap.sim.programs import STRAY_LINE, host_programs
+from esxcap.sim.rcf import RcfError, compile_filter
 from esxcap.sim.render import ODD_NET_STATS_ROW
 
 DEFAULT = yaml.safe_load(
@@ -205,3 +208,64 @@ def test_filter_expression_selects_on_8_and_is_refused_on_6_7(make_sim: MakeSim,
     assert "--ip" in refused.stderr and "--tcpport" in refused.stderr
     bad = run(st, env, "capture", "--vm", "web02", "--filter", "tcp prot 5432", "-c", "1", "-o", str(out))
     assert bad.code != 0 and "rcf" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("names", "point"), [("Vnic", "VnicRx"), ("Vmxnet3", "Vmxnet3Rx"), ("both", "VnicRx")]
+)
+def test_6_7_vnic_points_follow_what_the_host_lists(make_sim: MakeSim, env, tmp_path, names, point) -> None:
+    st = make_sim(topology(esx02={"vnic_points": names}))
+    out = str(tmp_path / "web.pcapng")
+    result = run(st, env, "capture", "--vm", "web 01", "--dir", "in", "-c", "1", "-o", out, "--json")
+    assert result.code == 0, result.stderr
+    [stream] = result.json()["streams"]
+    assert stream["point"] == point and f"--capture {point}" in stream["remote_command"]
+    assert stream["packets"] == 1
+
+
+def _frame(src: str, dst: str, proto: int, sport: int | None, dport: int | None, vlan: int = 0) -> Fields:
+    ips = (int(ipaddress.IPv4Address(src)), int(ipaddress.IPv4Address(dst)))
+    return Fields("00:50:56:00:00:01", "00:50:56:00:00:02", vlan, 0x0800, *ips, proto, sport, dport)
+
+
+WEB = _frame("10.0.0.5", "10.0.1.9", 6, 40000, 443)
+DNS = _frame("10.0.1.9", "10.0.0.53", 17, 5353, 53, vlan=20)
+PING = _frame("10.0.0.5", "10.0.0.6", 1, None, None)
+
+
+@pytest.mark.parametrize(
+    ("expression", "matches"),
+    [
+        ("tcp port 443", {WEB}),
+        ("host 10.0.0.5 and not icmp", {WEB}),
+        ("src host 10.0.0.5", {WEB, PING}),
+        ("dst net 10.0.0.0/24", {DNS, PING}),
+        ("net 10.0.1.0 mask 255.255.255.0 && udp", {DNS}),
+        ("(udp dst port 53 or icmp) and not vlan 20", {PING}),
+        ("vlan", {DNS}),
+        ("! ip", set()),
+        ("ether src host 00:50:56:00:00:01", {WEB, DNS, PING}),
+    ],
+)
+def test_simulated_rcf_applies_a_pcap_filter_subset(expression: str, matches: set[Fields]) -> None:
+    predicate = compile_filter(expression)
+    assert {f for f in (WEB, DNS, PING) if predicate(f)} == matches
+
+
+@pytest.mark.parametrize(
+    "expression", ["tcp prot 443", "host 10.0.0.300", "(tcp", "port 70000", "portrange 1-2", ""]
+)
+def test_simulated_rcf_refuses_what_it_cannot_compile(expression: str) -> None:
+    with pytest.raises(RcfError):
+        compile_filter(expression)
+
+
+def test_simulated_pktcap_takes_rcf_from_7_0_only() -> None:
+    hosts = {h.name: h for h in topology_from_data(topology(), "t").hosts}
+    argv = ["pktcap-uw", "--vmk", "vmk0", "--rcf", "tcp port 80", "-o", "-"]
+    old = pktcap.parse(hosts["esx02"], argv)
+    assert isinstance(old, pktcap.Answer) and old.status != 0 and "unrecognized option '--rcf'" in old.stderr
+    bad = pktcap.parse(hosts["esx03"], [*argv[:4], "tcp prot 80", "-o", "-"])
+    assert isinstance(bad, pktcap.Answer) and "Failed to compile the rcf filter" in bad.stderr
+    good = pktcap.parse(hosts["esx03"], argv)
+    assert isinstance(good, pktcap.Session) and good.filter.expression is not None

@@ -296,6 +296,7 @@ def _faults(f: _Fields) -> Faults:
         points_listing=f.text("points_listing", "table", check=lambda v: v in POINTS_LISTINGS),
         pktcap_drops=f.number("pktcap_drops", 0),
         date_nanoseconds=f.flag("date_nanoseconds", True),
+        vnic_points=f.text("vnic_points", "both", check=lambda v: v in ("both", "Vnic", "Vmxnet3")),
     )
     f.done()
     return faults

@@ -13,7 +13,7 @@ Error texts other than the unknown capture point are INFERRED (never seen verbat
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from esxcap.esxi.capabilities import Capabilities, render_available_points
 from esxcap.sim import pktcap_text
@@ -121,9 +121,21 @@ class Answer:
     status: int = 0
 
 
+def capabilities(host: Host) -> Capabilities:
+    """The host's pktcap-uw: its version's table, with only one pair of vNIC point names where the
+    host's `vnic_points` says so (6.7 had either, REFERENCE §9)."""
+    caps = Capabilities.for_version(host.version_tuple)
+    dropped = {"Vnic": ("Vmxnet3Rx", "Vmxnet3Tx"), "Vmxnet3": ("VnicRx", "VnicTx")}.get(
+        host.faults.vnic_points
+    )
+    if not dropped:
+        return caps
+    return replace(caps, points=tuple(p for p in caps.points if p not in dropped))
+
+
 def parse(host: Host, argv: list[str] | tuple[str, ...]) -> Session | Answer:
     """What `pktcap-uw ARGS` does on `host` (argv[0] is the program name)."""
-    caps = Capabilities.for_version(host.version_tuple)
+    caps = capabilities(host)
     try:
         opts = _options(list(argv[1:]), caps)
         if "h" in opts:

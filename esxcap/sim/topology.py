@@ -184,6 +184,8 @@ class Faults:
     (the inferred layout), `noisy` (7.x `pktcap: ` lines, blank and unknown lines among the points) or
     `unreadable` (no point line at all). `pktcap_drops`: the drop count in pktcap-uw's trailer.
     `date_nanoseconds`: false = BusyBox `date` built without FEATURE_DATE_NANO (prints `%N` as is).
+    `vnic_points`: on 6.7, which names pktcap-uw has for the vNIC points - `both` (the table),
+    `Vnic` (VnicRx/Tx, 6.7 U2+ transcripts) or `Vmxnet3` (Vmxnet3Rx/Tx, the 6.7 guide).
     """
 
     silent: bool = False
@@ -201,6 +203,7 @@ class Faults:
     points_listing: str = "table"
     pktcap_drops: int = 0
     date_nanoseconds: bool = True
+    vnic_points: str = "both"
 
 
 @dataclass(frozen=True)

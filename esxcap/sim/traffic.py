@@ -122,7 +122,8 @@ def _routed(a: Address, b: Address) -> bool:
 
 
 def _name(host: Host, new: str, old: str) -> str:
-    return new if host.version_tuple[:2] >= NEW_NAMES else old
+    """The vNIC point's name on this host (a 6.7 host may keep the Vmxnet3 names: `vnic_points`)."""
+    return new if host.version_tuple[:2] >= NEW_NAMES and host.faults.vnic_points != "Vmxnet3" else old
 
 
 class _PathBuilder:
