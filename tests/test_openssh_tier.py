@@ -213,21 +213,8 @@ def test_cleanup_finds_a_capture_whose_wrapper_was_killed_by_its_pidfile(
 def test_clock_script_finds_sub_second_offsets_under_busybox_sh(openssh, transport, tmp_path) -> None:
     """mid's `date` prints `%N` literally: BusyBox sh samples the second edge; new's has nanoseconds."""
     out = tmp_path / "clock.pcapng"
-    result = cli(
-        openssh,
-        transport,
-        tmp_path,
-        "capture",
-        "--vm",
-        "m1",
-        "--vm",
-        "n1",
-        "-c",
-        "1",
-        "-o",
-        str(out),
-        "--json",
-    )
+    args = ("--vm", "m1", "--vm", "n1", "-c", "1", "-o", str(out), "--json")
+    result = cli(openssh, transport, tmp_path, "capture", *args)
     assert result.code == 0, result.stderr
     clocks = {c["host"]: c for c in result.json()["clocks"]}
     for host, skew, method in (("mid", -35, "date +%s second edge"), ("new", 0, "date +%s.%N")):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from esxcap.sim.frames import ETH_ARP, ETH_IPV4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Fields
 
@@ -60,18 +60,22 @@ class _Parser:
         return self.tokens[self.pos - 1]
 
     def alternatives(self) -> Predicate:
-        parts = [self.conjunction()]
-        while self.peek() in ("or", "||"):
-            self.take()
-            parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else lambda f: any(p(f) for p in parts)
+        return self._chain(("or", "||"), self.conjunction, any)
 
     def conjunction(self) -> Predicate:
-        parts = [self.factor()]
-        while self.peek() in ("and", "&&"):
+        return self._chain(("and", "&&"), self.factor, all)
+
+    def _chain(
+        self,
+        words: tuple[str, str],
+        operand: Callable[[], Predicate],
+        combine: Callable[[Iterable[bool]], bool],
+    ) -> Predicate:
+        parts = [operand()]
+        while self.peek() in words:
             self.take()
-            parts.append(self.factor())
-        return parts[0] if len(parts) == 1 else lambda f: all(p(f) for p in parts)
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else lambda f: combine(p(f) for p in parts)
 
     def factor(self) -> Predicate:
         word = self.peek()
