@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from clirun import esxcap, isolated_env
-from pcaptools import TSHARK, FifoReader, requires_tools
+from pcaptools import TSHARK, FifoReader, requires_tools, tshark_fields
 from polling import wait_until
 
 from esxcap.pcap import CaptureFile
@@ -143,6 +143,18 @@ def test_tshark_captures_a_vm_with_esxcap_interface_names(installed, running, tm
     names, packets = read_back(out.read_bytes())
     assert names == ["esx02:web 01 eth0:VnicRx,VnicTx:both"] and packets
     assert wait_until(lambda: remote_pktcaps(running, "esx02") == [], 30)
+
+
+@requires_tools
+def test_a_capture_filter_reaches_pktcap_uw_as_an_expression(installed, running, tmp_path) -> None:
+    out = tmp_path / "filtered.pcapng"
+    result = tshark(
+        "-i", "esxcap-esx03", "-o", "extcap.esxcap_esx03.target:vm:1:web02", "-f", "tcp port 5432",
+        "-a", "duration:3", "-w", str(out), env=installed,
+    )  # fmt: skip
+    assert "Error by extcap" not in result.stderr, result.stderr
+    ports = tshark_fields(out, "tcp.port")
+    assert ports and all("5432" in row[0].replace("|", ",").split(",") for row in ports)
 
 
 @requires_tools
@@ -279,7 +291,7 @@ def test_unknown_options_from_newer_wiresharks_are_ignored(env) -> None:
         (["--target", WEB01, "--count", "lots"], "count 'lots' is not a number"),
         (
             ["--target", WEB01, "--extcap-capture-filter", "tcp port 80"],
-            "does not take Wireshark capture filters",
+            "no --rcf (pcap filter expressions) before ESXi 7.0",
         ),
     ],
 )

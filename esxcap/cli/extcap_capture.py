@@ -107,7 +107,9 @@ def _host_request(
     targets = [request_for(args.target)]
     ticked = [point for given in args.point for point in given.split(",") if point]
     points = Points(direction=args.dir or "both", point=ticked or None)
-    filters = Filters(**{name: getattr(args, name) or None for name in FILTER_FIELDS})
+    # Wireshark's capture filter is a pcap expression: pktcap-uw's --rcf takes it on ESXi 7.0+
+    expression = args.extcap_capture_filter.strip() or None
+    filters = Filters(**{name: getattr(args, name) or None for name in FILTER_FIELDS}, expression=expression)
     stop = stop_when(args)
     request = _request([host.name], True, delivery, stop, capture_options(stop, points, filters))
 
@@ -145,10 +147,10 @@ def _recipe_request(
 
 def capture_into(fifo: Path, interface: Interface, args: argparse.Namespace, folder: Path) -> int:
     """Run the capture the dialog describes into `fifo`; returns the exit code."""
-    if args.extcap_capture_filter.strip():
+    if args.extcap_capture_filter.strip() and interface.host is None:
         raise UsageError(
-            "esxcap does not take Wireshark capture filters",
-            "clear the capture filter; use the flow filters in the interface's options",
+            "a recipe interface takes no capture filter (each recipe filters its own streams)",
+            "clear the capture filter, or capture one host's target with it",
         )
     also = args.also_save.strip()
     delivery = IntoFifo(out=str(fifo), copy=Path(also).expanduser() if also else None)
