@@ -26,6 +26,7 @@ from esxcap.capture.run import (
     install_stop_signals,
     run_host_streams,
     start_clock,
+    stop_reason,
 )
 from esxcap.capture.sinks import REORDER_WINDOW_NS
 from esxcap.errors import HostError
@@ -143,6 +144,7 @@ async def run_capture(
     for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
         reporter.warning(warning)
     made = sorted({p for p in files.values() if p is not None})
+    reason = stop_reason(control, runs)
     if settings.split:
         for path in made:
             reporter.info(f"--split: {len(split_file(path))} files beside {path}")
@@ -154,8 +156,8 @@ async def run_capture(
         started,
         end_ns / 1e9,
         settings.options,
-        {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": control.reason},
+        {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
         reporter.warning,
         clocks={name: c.as_dict() for name, c in checks.items()},
     )
-    return CaptureOutcome(runs, files, made, list(failed), checks, control.abort.is_set(), control.reason)
+    return CaptureOutcome(runs, files, made, list(failed), checks, control.abort.is_set(), reason)

@@ -79,6 +79,8 @@ class StreamRun:
     """Added to every timestamp of this stream (--align-clocks: minus its host's measured offset)."""
     notes: tuple[str, ...] = ()
     """Extra comments for the stream's interface (e.g. its host's clock offset)."""
+    stop_reason: str | None = None
+    """Why the stream ended when nobody here asked it to (e.g. "stopped on the host")."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -180,6 +182,29 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         watcher.cancel()
         run.ended_at = time.time()
         _finish(run, proc, status, asked_to_stop)
+        if not asked_to_stop and run.error is None and not _count_reached(run):
+            _stopped_on_host(run, deadline_s)
+
+
+def _count_reached(run: StreamRun) -> bool:
+    argv = run.stream.argv
+    count = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--count")), None)
+    return count is not None and count.isdigit() and run.packets >= int(count)
+
+
+def _stopped_on_host(run: StreamRun, deadline_s: int) -> None:
+    """pktcap-uw ended cleanly though nobody here asked and its count was not reached: something on the
+    host stopped it (`esxcap cleanup --all` from elsewhere, an admin's kill, the wrapper's deadline)."""
+    host = run.stream.target.host
+    elapsed = (run.ended_at or 0) - (run.started_at or 0)
+    by = "its hard deadline" if elapsed >= deadline_s - 1 else "someone on the host"
+    run.stop_reason = "stopped on the host"
+    kept = f" in {run.sink.path}" if run.sink.path else ""
+    run.error = RemoteCommandError(
+        f"{host}: the capture was stopped on the host by {by} after {run.packets} packets",
+        f"the packets received before are kept{kept}; another `esxcap cleanup --all` or a `kill` of "
+        "pktcap-uw on the host ends captures in use: capture again when it is free",
+    )
 
 
 def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool) -> None:
@@ -264,6 +289,11 @@ async def start_clock(runs: Sequence[StreamRun], control: StopControl, duration:
             await control.graceful.wait()
     except TimeoutError:
         control.stop("--duration reached")
+
+
+def stop_reason(control: StopControl, runs: Sequence[StreamRun]) -> str | None:
+    """Why the capture ended: the command's own stop, else the first stream stopped from elsewhere."""
+    return control.reason or next((r.stop_reason for r in runs if r.stop_reason), None)
 
 
 def install_stop_signals(control: StopControl, notify: Callable[[str], None]) -> Callable[[], None]:

@@ -400,6 +400,7 @@ def capture_summary(
                         "bytes": r.bytes,
                         "dropped": r.dropped,
                         "file": file_of(r),
+                        "stop_reason": r.stop_reason,
                         "error": r.error.message if r.error else None,
                         "hint": r.error.hint if r.error else None,
                     }

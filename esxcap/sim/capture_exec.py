@@ -3,13 +3,15 @@ through the simulated shell.
 
 The command line is parsed by the shell's parser. A single command whose argv is
 - `sh -c WRAPPER_SCRIPT esxcap-capture MARKER DEADLINE pktcap-uw ...` (the exact script text of
-  `esxcap.esxi.lifecycle`) runs the wrapper natively, with the script's semantics: pktcap-uw starts (its
-  `Y` answer needs no reading here), its cartel id goes to the pidfile and to stderr (`esxcap-pid N`),
-  its stdout streams on the channel; stdin EOF or a lost channel, or HUP/INT/TERM to the wrapper, stop
-  it (INT, then TERM and KILL after the grace); DEADLINE stops it too; when pktcap-uw ends (count
-  reached, or stopped) the pidfile goes, the wrapper prints `esxcap-exit N` and exits with pktcap-uw's
-  status, which ends the channel - the documented intent of the script ("the stream ends when pktcap-uw
-  ends"). KILL to the wrapper ends it without cleanup.
+  `esxcap.esxi.lifecycle`) runs the wrapper natively, with the script's semantics: three processes, the
+  wrapper, its watcher and pktcap-uw (in the foreground: SIGINT at its default disposition, its `Y`
+  answer needs no reading here). The pidfile names pktcap-uw and the watcher, stderr `esxcap-pid N`;
+  pktcap-uw's stdout streams on the channel. stdin EOF or a lost channel (while the watcher lives), or
+  DEADLINE, stop it (INT, then TERM and KILL after the grace); when pktcap-uw ends (count reached, or
+  stopped by anyone) the pidfile goes, the wrapper prints `esxcap-exit N` and exits with pktcap-uw's
+  status, which ends the channel. The wrapper takes no signal of its own: any signal kills it, and then
+  nobody tidies up (the pidfile stays; the channel ends when pktcap-uw does). The watcher is a
+  background job: it ignores INT and QUIT, other signals end it.
 - `sh -c LISTING_SCRIPT` prints the pidfiles, the marker line and `ps -c`;
 - `sh -c CLOCK_SCRIPT` (`esxcap.esxi.clock_script`) prints the host's `date +%s.%N` and, where `date`
   prints `%N` literally, samples the host's seconds every `SAMPLE_STEP_S` until they tick over and
@@ -39,7 +41,7 @@ from esxcap.sim.shell import Output, Programs, Shell, ShellSyntaxError, parse
 from esxcap.sim.topology import Host
 from esxcap.sim.traffic import TrafficModel
 
-_WRAPPER_STOPS = (SIGNALS["HUP"], SIGNALS["INT"], SIGNALS["TERM"])
+_IGNORED_BY_BACKGROUND_JOBS = (SIGNALS["INT"], SIGNALS["QUIT"])
 _STREAM_ERRORS = (OSError, asyncssh.Error, asyncio.IncompleteReadError)
 SAMPLE_STEP_S = 0.002
 """How long one `t=$(date +%s)` of the clock script takes on the simulated host (a BusyBox fork)."""
@@ -146,11 +148,12 @@ def _faulty(rt: HostRuntime, session: pktcap.Session) -> pktcap.Session:
 
 def listing(table: ProcessTable) -> str:
     """What LISTING_SCRIPT prints on this host."""
-    lines = [
-        f"esxcap-pidfile {path} {bytes(data).decode(errors='replace').strip()}"
-        for path, data in sorted(table.files.items())
-        if path.startswith(lifecycle.PID_DIR + "/") and path.endswith(".pid")
-    ]
+    lines = []
+    for path, data in sorted(table.files.items()):
+        if path.startswith(lifecycle.PID_DIR + "/") and path.endswith(".pid"):
+            pids = bytes(data).decode(errors="replace").split()
+            live = len(pids) > 1 and pids[1].isdigit() and table.get(int(pids[1])) is not None
+            lines.append(f"esxcap-pidfile {path} {'live' if live else 'orphan'} {' '.join(pids[:1])}".rstrip())
     extra = [("sh", "sh -c " + lifecycle.LISTING_SCRIPT), ("ps", "ps -c")]
     return "\n".join([*lines, lifecycle.LISTING_MARK]) + "\n" + table.ps(True, extra)
 
@@ -184,43 +187,59 @@ async def _stdin_eof(process: asyncssh.SSHServerProcess[bytes]) -> None:
 async def _wrapper(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], argv: list[str]) -> None:
     marker, deadline_text, command = argv[4], argv[5], argv[6:]
     out = ChannelWriter(process)
-    stopping = asyncio.Event()
-    died = asyncio.Event()
+    killed: list[int] = []
+    watcher_gone = asyncio.Event()
 
-    def on_signal(sig: int) -> None:
-        (stopping if sig in _WRAPPER_STOPS else died).set()
+    def on_wrapper_signal(sig: int) -> None:
+        killed.append(sig)
+        rt.processes.exited(me)
 
-    me = rt.processes.spawn(argv, "sh", on_signal)
+    def on_watcher_signal(sig: int) -> None:
+        if sig not in _IGNORED_BY_BACKGROUND_JOBS:
+            watcher_gone.set()
+            rt.processes.exited(watcher)
+
+    me = rt.processes.spawn(argv, "sh", on_wrapper_signal)
+    watcher = rt.processes.spawn(argv, "sh", on_watcher_signal)
     status, pid = await _start(rt, command, out)
-    pidfile = f"{lifecycle.PID_DIR}/{marker}.pid"
-    rt.processes.files[pidfile] = bytearray(f"{pid}\n".encode())
+    pidfile = lifecycle.pidfile_path(marker)
+    rt.processes.files[pidfile] = bytearray(f"{pid} {watcher.cid}\n".encode())
     await _quiet(out, f"esxcap-pid {pid}\n")
     loop = asyncio.get_running_loop()
     deadline = int(deadline_text) if deadline_text.isdigit() else 0
     watchdog = loop.call_later(deadline, lambda: loop.create_task(_stop(rt.processes, pid, status)))
-    waits = [
-        loop.create_task(_stdin_eof(process)),
-        loop.create_task(stopping.wait()),
-        loop.create_task(died.wait()),
-        loop.create_task(_ended(status)),
-    ]
+    watching = loop.create_task(_watch(process, watcher_gone, rt.processes, pid, status))
+    try:
+        result = await status
+    finally:
+        watching.cancel()
+        watchdog.cancel()
+        rt.processes.exited(watcher)
+    if killed:
+        _exit(process, 128 + killed[0])
+        return
+    rt.processes.files.pop(pidfile, None)
+    rt.processes.exited(me)
+    await _quiet(out, f"esxcap-exit {result}\n")
+    _exit(process, result)
+
+
+async def _watch(
+    process: asyncssh.SSHServerProcess[bytes],
+    gone: asyncio.Event,
+    table: ProcessTable,
+    pid: int,
+    status: asyncio.Future[int],
+) -> None:
+    """The watcher: stdin EOF stops pktcap-uw, unless the watcher was killed first."""
+    waits = [asyncio.create_task(_stdin_eof(process)), asyncio.create_task(gone.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in waits:
             task.cancel()
-        watchdog.cancel()
-    if died.is_set():
-        rt.processes.exited(me)
-        await status
-        _exit(process, 128 + SIGNALS["KILL"])
-        return
-    await _stop(rt.processes, pid, status)
-    result = await status
-    rt.processes.files.pop(pidfile, None)
-    rt.processes.exited(me)
-    await _quiet(out, f"esxcap-exit {result}\n")
-    _exit(process, result)
+    if not gone.is_set():
+        await _stop(table, pid, status)
 
 
 async def _ended(status: asyncio.Future[int]) -> None:

@@ -18,6 +18,7 @@ import yaml
 from esxcap.errors import ConfigError
 from esxcap.sim.ports import Member, PortPlan, build_ports
 from esxcap.sim.topology import (
+    PKTCAP_SIGINT,
     ADAPTER_SUBTYPE,
     DistributedSwitch,
     DvPortgroup,
@@ -297,6 +298,7 @@ def _faults(f: _Fields) -> Faults:
         pktcap_drops=f.number("pktcap_drops", 0),
         date_nanoseconds=f.flag("date_nanoseconds", True),
         vnic_points=f.text("vnic_points", "both", check=lambda v: v in ("both", "Vnic", "Vmxnet3")),
+        pktcap_sigint=f.text("pktcap_sigint", "handle", check=lambda v: v in PKTCAP_SIGINT),
     )
     f.done()
     return faults

@@ -8,9 +8,9 @@ topology file $ESXCAP_SIM_TOPOLOGY, with the simulator's own logic:
 - pktcap-uw: answers (`-A`, `-h`, refusals) from `esxcap.sim.pktcap`; a capture runs `PktcapRun` on the
   traffic model in this process and writes to fd 1/2 as the real tool does: SIGHUP ignored, SIGINT
   ends it with its trailer, TERM/KILL kill it at once, and a vanished reader is noticed only when a
-  write fails (SIGPIPE) - so a capture whose filter matches nothing outlives its SSH channel. It sets
-  its own SIGINT handler first thing, as the real tool must: sh starts background jobs (the wrapper's
-  pktcap-uw) with SIGINT ignored, and the wrapper stops pktcap-uw with SIGINT.
+  write fails (SIGPIPE) - so a capture whose filter matches nothing outlives its SSH channel. Whether
+  it takes SIGINT when it started with SIGINT ignored (as BusyBox sh starts `cmd &` jobs) is the
+  host's `faults.pktcap_sigint`: `handle` sets its handler anyway, `inherit` keeps the SIG_IGN.
 
 Starting Python with the simulator takes a third of a second and discovery runs a dozen programs, so
 a `ProgramServer` on a Unix socket ($ESXCAP_SIM_SOCKET) can answer every program that ends at once:
@@ -238,7 +238,9 @@ class FdWriter:
             self.loop.remove_writer(fd)
 
 
-async def _capture(topology: Topology, host_name: str, session: Session, early: list[int]) -> int:
+async def _capture(
+    topology: Topology, host_name: str, session: Session, early: list[int], takes_sigint: bool
+) -> int:
     import asyncio
 
     from esxcap.sim.pktcap_run import PktcapRun
@@ -249,23 +251,26 @@ async def _capture(topology: Topology, host_name: str, session: Session, early: 
     table = ProcessTable(first_cid=os.getpid())
     run = PktcapRun(topology.host(host_name), TrafficModel(topology), table, session, FdWriter(loop))
     cid = run.start().cid
-    loop.add_signal_handler(signal.SIGINT, table.signal, cid, signal.SIGINT)
+    if takes_sigint:
+        loop.add_signal_handler(signal.SIGINT, table.signal, cid, signal.SIGINT)
     for sig in early:
         table.signal(cid, sig)
     return await run.status
 
 
-def _capture_main(argv: list[str], early: list[int]) -> int:
+def _capture_main(argv: list[str], early: list[int], inherited_ignore: bool) -> int:
     import asyncio
 
     from esxcap.sim import pktcap
 
     topology = _topology(os.environ.get(TOPOLOGY_ENV, ""))
     host_name = os.environ.get(HOST_ENV, "")
-    session = pktcap.parse(topology.host(host_name), argv)
+    host = topology.host(host_name)
+    session = pktcap.parse(host, argv)
     if not isinstance(session, pktcap.Session):
         raise TypeError(f"not a capture: {argv}")
-    return asyncio.run(_capture(topology, host_name, session, early))
+    takes_sigint = not inherited_ignore or host.faults.pktcap_sigint == "handle"
+    return asyncio.run(_capture(topology, host_name, session, early, takes_sigint))
 
 
 def main(argv: list[str]) -> int:
@@ -273,13 +278,15 @@ def main(argv: list[str]) -> int:
         _write_all(2, f"usage: python -m {MODULE} {{{'|'.join(PROGRAMS)}}} ARGS...\n".encode())
         return USAGE_STATUS
     early: list[int] = []
+    inherited_ignore = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     if argv[0] == "pktcap-uw":  # signals as the real tool from the first moment; an early SIGINT is kept
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, lambda sig, frame: early.append(sig))
+        if not inherited_ignore:
+            signal.signal(signal.SIGINT, lambda sig, frame: early.append(sig))
     output = run_program(argv[0], argv[1:], dict(os.environ))
     if output is None:
-        return _capture_main(argv, early)
+        return _capture_main(argv, early, inherited_ignore)
     for fd, data in output.chunks:
         _write_all(fd, data)
     return output.status

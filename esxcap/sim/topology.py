@@ -161,6 +161,9 @@ class SwitchPort:
         return NET_STATS_TYPE[self.kind]
 
 
+PKTCAP_SIGINT = ("handle", "inherit")
+
+
 @dataclass(frozen=True)
 class Faults:
     """Ways a host misbehaves, for fault tests; all off by default.
@@ -186,6 +189,10 @@ class Faults:
     `date_nanoseconds`: false = BusyBox `date` built without FEATURE_DATE_NANO (prints `%N` as is).
     `vnic_points`: on 6.7, which names pktcap-uw has for the vNIC points - `both` (the table),
     `Vnic` (VnicRx/Tx, 6.7 U2+ transcripts) or `Vmxnet3` (Vmxnet3Rx/Tx, the 6.7 guide).
+    `pktcap_sigint`: how the shims' pktcap-uw (a real process) treats SIGINT, unknown for the real tool:
+    `handle` installs its handler whatever it inherited; `inherit` does so only when SIGINT was not
+    ignored at its start (the classic C idiom), so a pktcap-uw started by `cmd &` under BusyBox sh never
+    sees it.
     """
 
     silent: bool = False
@@ -204,6 +211,7 @@ class Faults:
     pktcap_drops: int = 0
     date_nanoseconds: bool = True
     vnic_points: str = "both"
+    pktcap_sigint: str = "handle"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Stopping leftover captures on a host: esxcap's own (found by their pidfiles) always, others only when
-asked. Processes are stopped by PID with SIGINT first (pktcap-uw then closes its output), KILL later.
+"""Stopping leftover captures on a host: esxcap's own orphans (found by their pidfiles, nothing watching
+them any more) always; captures another esxcap is running right now, and foreign ones, only when asked.
+Processes are stopped by PID with SIGINT first (pktcap-uw then closes its output), KILL later.
 """
 
 from __future__ import annotations
@@ -38,18 +39,22 @@ async def clean_host(
 ) -> list[dict[str, Any]]:
     """One row per pktcap-uw process on the host, saying what was done to it."""
     listing = await _listing(conn, host)
-    chosen = {c.pid for c in listing.captures if c.marker is not None or everything}
+    chosen = {c.pid for c in (listing.captures if everything else listing.orphans)}
     still = await _stop(conn, host, chosen) if chosen and not dry_run else set()
     if not dry_run:
         stale = listing.stale_markers + [
-            c.marker for c in listing.captures if c.marker and c.pid not in still
+            c.marker for c in listing.captures if c.marker and c.pid in chosen and c.pid not in still
         ]
         if stale:
             await conn.run(["rm", "-f", *map(pidfile_path, stale)], timeout=host.command_timeout)
     rows = []
     for c in listing.captures:
         if c.pid not in chosen:
-            action = "left alone (not esxcap's; --all stops it)"
+            action = (
+                "in use (another esxcap is capturing; --all stops it)"
+                if c.in_use
+                else "left alone (not esxcap's; --all stops it)"
+            )
         elif dry_run:
             action = "would stop"
         else:
@@ -60,6 +65,7 @@ async def clean_host(
                 "pid": c.pid,
                 "ours": c.marker is not None,
                 "marker": c.marker,
+                "in_use": c.in_use,
                 "action": action,
                 "command": c.command,
             }
