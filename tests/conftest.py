@@ -109,7 +109,7 @@ FAST_TOPOLOGY: dict[str, Any] = {
             "version": "6.7.0",
             "build": "8169922",
             "clock_skew_ms": -35,
-            "faults": {"date_nanoseconds": False},
+            "faults": {"date_nanoseconds": False, "pktcap_sigint": "inherit"},
             "uplinks": [
                 {
                     "name": "vmnic0",
@@ -210,7 +210,8 @@ FAST_TOPOLOGY: dict[str, Any] = {
     ],
 }
 """Three hosts (5.5, 6.7, 8.0) with fast flows of every kind, so capture tests end within a second; the
-5.5 and 6.7 hosts' `date` prints `%N` literally (BusyBox without nanoseconds), the 8.0 host's does not."""
+5.5 and 6.7 hosts' `date` prints `%N` literally (BusyBox without nanoseconds), the 8.0 host's does not;
+on the OpenSSH tier mid's pktcap-uw keeps an inherited SIG_IGN for SIGINT, new's handles SIGINT anyway."""
 
 
 @pytest.fixture(scope="module")

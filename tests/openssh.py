@@ -74,12 +74,16 @@ class EsxiSshd:
         return self.root / "hosts" / host / "esxcap" if self.isolated_pid_dir else Path(PID_DIR)
 
     def pidfiles(self, host: str) -> dict[str, int]:
-        """esxcap's pidfiles on the host: marker -> PID."""
+        """esxcap's pidfiles on the host: marker -> pktcap-uw's PID."""
+        return {marker: pids[0] for marker, pids in self.pidfile_pids(host).items()}
+
+    def pidfile_pids(self, host: str) -> dict[str, list[int]]:
+        """esxcap's pidfiles on the host, complete ones only: marker -> [pktcap-uw's PID, its watcher's]."""
         found = {}
         for path in self.pid_dir(host).glob("*.pid"):
-            text = path.read_text(errors="replace").strip()
-            if text.isdigit():
-                found[path.stem] = int(text)
+            words = path.read_text(errors="replace").split()
+            if len(words) == 2 and all(w.isdigit() for w in words):
+                found[path.stem] = [int(w) for w in words]
         return found
 
     def remove_pidfiles(self) -> dict[str, dict[str, int]]:

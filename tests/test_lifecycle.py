@@ -280,7 +280,9 @@ def test_listing_script_reports_the_watchers_liveness(stand_in: list[str]) -> No
     pid, watcher = map(int, pidfile.read_text().split())
 
     def state() -> str:
-        listing = subprocess.run([SHELL or "busybox", "sh", "-c", LISTING_SCRIPT], capture_output=True, text=True)
+        listing = subprocess.run(
+            [SHELL or "busybox", "sh", "-c", LISTING_SCRIPT], capture_output=True, text=True
+        )
         return next(line for line in listing.stdout.splitlines() if marker in line).split()[2]
 
     assert state() == "live"

@@ -7,6 +7,9 @@ natively is checked for real. Every test runs on every transport esxcap has.
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,7 +23,7 @@ from pcaptools import CAPINFOS, capinfos
 from polling import wait_until
 
 from esxcap.errors import UsageError
-from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT
+from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT, new_marker, reported_exit, wrapper_argv
 from esxcap.inventory import TRANSPORTS
 from esxcap.pcap import CaptureFile
 from esxcap.ssh.session import make_transport
@@ -69,6 +72,11 @@ def background_capture(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def receiving(out: Path) -> bool:
+    """Packets have reached the capture's file (its `.part` while it runs)."""
+    return any(p.stat().st_size > 1024 for p in out.parent.glob(f"{out.name}*"))
 
 
 def parent_of(pid: int) -> int:
@@ -130,8 +138,7 @@ def test_duration_capture_stops_on_time(openssh, transport, tmp_path) -> None:
 def test_sigint_completes_the_file_and_stops_pktcap(openssh, transport, tmp_path) -> None:
     out = tmp_path / "int.pcapng"
     proc = background_capture(openssh, transport, tmp_path, out)
-    assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
-    time.sleep(1)
+    assert wait_until(lambda: receiving(out), START_WAIT_S)
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
@@ -188,25 +195,34 @@ def test_cleanup_finds_a_capture_whose_wrapper_was_killed_by_its_pidfile(
     openssh, transport, tmp_path
 ) -> None:
     out = tmp_path / "wrapperless.pcapng"
-    proc = background_capture(openssh, transport, tmp_path, out)
-    assert wait_until(lambda: openssh.pidfiles("new"), START_WAIT_S)
-    [(marker, pid)] = openssh.pidfiles("new").items()
+    proc = background_capture(openssh, transport, tmp_path, out, "--json")
+    assert wait_until(lambda: receiving(out), START_WAIT_S)
+    [(marker, (pid, watcher))] = openssh.pidfile_pids("new").items()
     [pktcap] = openssh.pktcaps("new")
     assert pid == pktcap.pid
-    wrapper = parent_of(parent_of(pktcap.pid))
+    wrapper = parent_of(pktcap.pid)
     by_pid = {p.pid: p for p in openssh.processes("new")}
-    assert by_pid[wrapper].argv[:3] == ("sh", "-c", WRAPPER_SCRIPT)
-    subprocess.run(["kill", "-KILL", str(wrapper)], check=True)
+    assert by_pid[wrapper].argv[:3] == by_pid[watcher].argv[:3] == ("sh", "-c", WRAPPER_SCRIPT)
+    subprocess.run(["kill", "-KILL", str(wrapper), str(watcher)], check=True)
     time.sleep(1)
     assert [p.pid for p in openssh.pktcaps("new")] == [pktcap.pid]
 
     result = cli(openssh, transport, tmp_path, "cleanup", "new", "--json")
     assert result.code == 0, result.stderr
     [row] = result.json()["captures"]
-    assert (row["pid"], row["ours"], row["marker"], row["action"]) == (pktcap.pid, True, marker, "stopped")
+    assert (row["pid"], row["ours"], row["marker"], row["in_use"], row["action"]) == (
+        pktcap.pid,
+        True,
+        marker,
+        False,
+        "stopped",
+    )
     assert openssh.pktcaps() == [] and openssh.pidfiles("new") == {}
-    _stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode not in (0, None), stderr
+    [stream] = json.loads(stdout)["streams"]
+    assert stream["stop_reason"] == "stopped on the host", stream
+    assert "stopped on the host" in stream["error"]
     assert packets_in(out) > 0
 
 
@@ -222,3 +238,59 @@ def test_clock_script_finds_sub_second_offsets_under_busybox_sh(openssh, transpo
             assert reading["method"] == method, (host, reading)
             assert abs(reading["offset_ms"] - skew) <= reading["bound_ms"] + 0.001, (host, reading)
             assert reading["bound_ms"] < 400, (host, reading)
+
+
+def test_cleanup_leaves_a_capture_in_use_alone_and_its_victim_says_it_was_stopped(
+    openssh, transport, tmp_path
+) -> None:
+    out = tmp_path / "in-use.pcapng"
+    proc = background_capture(openssh, transport, tmp_path, out, "--json")
+    assert wait_until(lambda: receiving(out), START_WAIT_S)
+    [pktcap] = openssh.pktcaps("new")
+
+    listed = cli(openssh, transport, tmp_path, "cleanup", "new", "--json")
+    assert listed.code == 0, listed.stderr
+    [row] = listed.json()["captures"]
+    assert (row["pid"], row["ours"], row["in_use"], row["action"]) == (
+        pktcap.pid,
+        True,
+        True,
+        "in use (another esxcap is capturing; --all stops it)",
+    )
+    assert [p.pid for p in openssh.pktcaps("new")] == [pktcap.pid] and proc.poll() is None
+
+    forced = cli(openssh, transport, tmp_path, "cleanup", "new", "--all", "--yes", "--json")
+    assert forced.code == 0, forced.stderr
+    assert [r["action"] for r in forced.json()["captures"]] == ["stopped"]
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode not in (0, None), stderr
+    [stream] = json.loads(stdout)["streams"]
+    assert stream["stop_reason"] == "stopped on the host", (stream, stderr)
+    assert stream["dropped"] is not None  # pktcap-uw's trailer came: it ended by SIGINT
+    assert packets_in(out) > 0
+    assert wait_until(lambda: openssh.pktcaps() == [] and openssh.pidfiles("new") == {}, 5)
+
+
+@pytest.mark.parametrize("host", ["new", "mid"])
+def test_a_graceful_stop_ends_pktcap_by_sigint_within_a_second(openssh, transport, host) -> None:
+    """Through sshd and BusyBox sh: whether pktcap-uw handles SIGINT itself (new) or keeps what it
+    inherited (mid), closing the channel's stdin ends it by SIGINT with its trailer, without the grace."""
+    del transport  # the wrapper alone, through OpenSSH's client
+    point = ["--vmk", "vmk0"] if host == "mid" else ["--switchport", "67108868"]
+    argv = wrapper_argv(new_marker(), 60, ["pktcap-uw", *point, "-o", "-"])
+    client = subprocess.Popen(
+        [*openssh.ssh_argv(host), shlex.join(argv)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert client.stdin is not None and client.stdout is not None and client.stderr is not None
+    assert len(client.stdout.read(24)) == 24  # running: it wrote its pcap header
+    asked = time.monotonic()
+    client.stdin.close()
+    client.stdout.read()
+    err = client.stderr.read()
+    client.wait(timeout=10)
+    assert time.monotonic() - asked < 1.0, err
+    assert reported_exit(err) == 0, err
+    assert re.search(rb"Dumped \d+ packets? to .*dropped \d+ packets?", err), err

@@ -41,6 +41,8 @@ DEFAULT_DEADLINE_S = 4 * 3600
 """The remote hard stop when no --duration is given: nothing outlives this, whatever fails."""
 START_TIMEOUT_S = 30.0
 ABORT_WAIT_S = 1.0
+SIGNAL_STATUS = 128
+"""Exit statuses from here on are a death by signal (128 + N)."""
 
 
 @dataclass
@@ -181,15 +183,20 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         status = await proc.wait(timeout=3 * GRACE_SECONDS + 5)
         watcher.cancel()
         run.ended_at = time.time()
-        _finish(run, proc, status, asked_to_stop)
-        if not asked_to_stop and run.error is None and not _count_reached(run):
-            _stopped_on_host(run, deadline_s)
+        _finish(run, proc, status, asked_to_stop, deadline_s)
 
 
 def _count_reached(run: StreamRun) -> bool:
     argv = run.stream.argv
     count = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--count")), None)
     return count is not None and count.isdigit() and run.packets >= int(count)
+
+
+def _ended_by_a_stop(run: StreamRun) -> bool:
+    """pktcap-uw ended as a stop ends it: cleanly (it took SIGINT), by a signal, or with its wrapper gone
+    (no status, or the channel's -1 for a shell killed by a signal); not with an error status of its own."""
+    status = run.exit_status
+    return status is None or status <= 0 or status >= SIGNAL_STATUS
 
 
 def _stopped_on_host(run: StreamRun, deadline_s: int) -> None:
@@ -207,7 +214,9 @@ def _stopped_on_host(run: StreamRun, deadline_s: int) -> None:
     )
 
 
-def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool) -> None:
+def _finish(
+    run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_stop: bool, deadline_s: int
+) -> None:
     stderr = proc.stderr()
     run.host_stderr = strip_wrapper_lines(stderr).decode("utf-8", "replace").strip()
     trailer = parse_trailer(stderr)
@@ -228,6 +237,8 @@ def _finish(run: StreamRun, proc: RemoteProcess, status: int | None, asked_to_st
             f"the host said: {run.host_stderr[-500:] or 'nothing'}; "
             "check the command with --dry-run and try it by hand on the host",
         )
+    elif run.error is None and not asked_to_stop and not _count_reached(run) and _ended_by_a_stop(run):
+        _stopped_on_host(run, deadline_s)
     elif run.error is None and run.exit_status not in (0, None) and not asked_to_stop:
         said = [line for line in run.host_stderr.splitlines() if line.strip()]
         kept = f" in {run.sink.path}" if run.sink.path else ""

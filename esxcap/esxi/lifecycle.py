@@ -57,9 +57,10 @@ stop() {{
 exec 3<&0
 ( while read -r _; do :; done; stop ) <&3 >/dev/null 2>&1 &
 w=$!
-( n=0; while [ $n -lt "$t" ] && {{ [ -f "$f" ] || [ $n -lt {START_WAIT_SECONDS} ]; }}; do
+( n=0; s=; while [ $n -lt "$t" ]; do
+    if [ -f "$f" ]; then s=1; elif [ -n "$s" ] || [ $n -ge {START_WAIT_SECONDS} ]; then exit 0; fi
     sleep 1; n=$((n+1)); done
-  [ $n -lt "$t" ] || stop ) </dev/null >/dev/null 2>&1 &
+  stop ) </dev/null >/dev/null 2>&1 &
 k=$!
 sh -c 'echo "$$ $1" >"$2"; echo "esxcap-pid $$" >&2; shift 2; exec "$@"' \\
   {PKTCAP_STARTER} "$w" "$f" "$@" 3<&- <<'ESXCAP_Y'

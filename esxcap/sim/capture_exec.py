@@ -153,7 +153,9 @@ def listing(table: ProcessTable) -> str:
         if path.startswith(lifecycle.PID_DIR + "/") and path.endswith(".pid"):
             pids = bytes(data).decode(errors="replace").split()
             live = len(pids) > 1 and pids[1].isdigit() and table.get(int(pids[1])) is not None
-            lines.append(f"esxcap-pidfile {path} {'live' if live else 'orphan'} {' '.join(pids[:1])}".rstrip())
+            lines.append(
+                f"esxcap-pidfile {path} {'live' if live else 'orphan'} {' '.join(pids[:1])}".rstrip()
+            )
     extra = [("sh", "sh -c " + lifecycle.LISTING_SCRIPT), ("ps", "ps -c")]
     return "\n".join([*lines, lifecycle.LISTING_MARK]) + "\n" + table.ps(True, extra)
 
