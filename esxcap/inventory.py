@@ -34,6 +34,8 @@ SETTING_KEYS = (
     "connect_timeout",
     "command_timeout",
     "proxy_jump",
+    "keepalive_interval",
+    "keepalive_count",
 )
 HOST_ONLY_KEYS = ("hostname", "groups")
 VCENTER_KEYS = (
@@ -82,6 +84,9 @@ class HostConfig:
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
     proxy_jump: str | None = None
+    keepalive_interval: float = 15.0
+    """Seconds between SSH keepalives; a host that leaves `keepalive_count` of them unanswered is gone."""
+    keepalive_count: int = 3
     explicit: frozenset[str] = frozenset()
 
     def describe(self) -> dict[str, Any]:
@@ -99,6 +104,8 @@ class HostConfig:
             "proxy_jump": self.proxy_jump,
             "connect_timeout": self.connect_timeout,
             "command_timeout": self.command_timeout,
+            "keepalive_interval": self.keepalive_interval,
+            "keepalive_count": self.keepalive_count,
             "from_inventory": sorted(self.explicit),
         }
 
@@ -484,7 +491,14 @@ class _Reader:
             if not 1 <= value <= 65535:
                 raise bad(f"port {value} is not in 1-65535", "the SSH port is usually 22")
             return value
-        if key in ("connect_timeout", "command_timeout", "ssh_start_timeout"):
+        if key == "keepalive_count":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(
+                    f"keepalive_count must be a whole number from 1, not {value!r}",
+                    "e.g. 'keepalive_count: 3'",
+                )
+            return value
+        if key in ("connect_timeout", "command_timeout", "ssh_start_timeout", "keepalive_interval"):
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise bad(f"{key} must be a positive number of seconds, not {value!r}", f"e.g. '{key}: 30'")
             return float(value)

@@ -281,7 +281,7 @@ def test_listing_script_reports_the_watchers_liveness(stand_in: list[str]) -> No
 
     def state() -> str:
         listing = subprocess.run(
-            [SHELL or "busybox", "sh", "-c", LISTING_SCRIPT], capture_output=True, text=True
+            [SHELL or "busybox", "sh", "-c", LISTING_SCRIPT], check=True, capture_output=True, text=True
         )
         return next(line for line in listing.stdout.splitlines() if marker in line).split()[2]
 

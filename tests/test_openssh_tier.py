@@ -8,6 +8,7 @@ natively is checked for real. Every test runs on every transport esxcap has.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
@@ -17,11 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from clirun import esxcap, isolated_env
 from openssh import EsxiSshd
-from pcaptools import CAPINFOS, capinfos
+from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 from polling import wait_until
 
+from esxcap.capture.run import STOP_WAIT_S
 from esxcap.errors import UsageError
 from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT, new_marker, reported_exit, wrapper_argv
 from esxcap.inventory import TRANSPORTS
@@ -294,3 +297,88 @@ def test_a_graceful_stop_ends_pktcap_by_sigint_within_a_second(openssh, transpor
     assert time.monotonic() - asked < 1.0, err
     assert reported_exit(err) == 0, err
     assert re.search(rb"Dumped \d+ packets? to .*dropped \d+ packets?", err), err
+
+
+def sshd_session_of(pid: int) -> int:
+    """The sshd process that carries the SSH connection a session process belongs to."""
+    while pid > 1:
+        pid = parent_of(pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd:"):
+            return pid
+    raise AssertionError("no sshd above the session")
+
+
+def two_host_capture(
+    openssh: EsxiSshd, transport: str, home: Path, out: Path, inventory: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    argv = ["-i", str(inventory), "capture", "--transport", transport, "--vm", "n1", "--vm", "m1"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "esxcap", *argv, *extra, "-o", str(out), "--json"],
+        env=isolated_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def freeze_new_mid_capture(openssh: EsxiSshd, out: Path) -> int:
+    """Once both hosts stream into `out`, SIGSTOP host new's sshd session: it stops answering."""
+    assert wait_until(lambda: openssh.pidfile_pids("new") and openssh.pidfile_pids("mid"), START_WAIT_S)
+    assert wait_until(lambda: receiving(out), START_WAIT_S)
+    [(pktcap, _watcher)] = openssh.pidfile_pids("new").values()
+    session = sshd_session_of(pktcap)
+    os.kill(session, signal.SIGSTOP)
+    return session
+
+
+def check_frozen_new_healthy_mid(stdout: bytes, out: Path) -> None:
+    streams = {s["host"]: s for s in json.loads(stdout)["streams"]}
+    assert streams["mid"]["error"] is None and streams["mid"]["packets"] > 0, streams
+    assert streams["new"]["error"] and "new" in streams["new"]["error"], streams
+    assert packets_in(out) >= streams["mid"]["packets"]
+    if TSHARK:
+        names = {row[0] for row in tshark_fields(out, "frame.interface_name")}
+        assert any(name.startswith("mid:") for name in names), names
+
+
+def test_duration_ends_on_time_when_a_host_freezes(openssh, transport, tmp_path) -> None:
+    """Host new stops answering mid-capture (its sshd session is SIGSTOPped; keepalives at their 45 s
+    default would not notice yet): `-d` still ends the capture, new is failed, mid's data is complete."""
+    out = tmp_path / "frozen.pcapng"
+    proc = two_host_capture(openssh, transport, tmp_path, out, openssh.inventory, "-d", "6")
+    session = freeze_new_mid_capture(openssh, out)
+    frozen_at = time.monotonic()
+    try:
+        stdout, stderr = proc.communicate(timeout=6 + STOP_WAIT_S + 30)
+        elapsed = time.monotonic() - frozen_at
+    finally:
+        os.kill(session, signal.SIGCONT)
+    assert proc.returncode == 3, stderr
+    assert elapsed < 6 + STOP_WAIT_S + 5
+    check_frozen_new_healthy_mid(stdout, out)
+    assert b"stopped answering" in stdout
+
+
+def test_keepalives_notice_a_frozen_host_and_one_ctrl_c_ends_the_rest(openssh, transport, tmp_path) -> None:
+    """With 1 s x 2 keepalives the frozen host is failed while mid keeps capturing; one SIGINT then
+    completes mid's data within the grace."""
+    inventory = tmp_path / "keepalive.yaml"
+    data = yaml.safe_load(openssh.inventory.read_text())
+    data["defaults"].update(keepalive_interval=1, keepalive_count=2)
+    inventory.write_text(yaml.safe_dump(data))
+    out = tmp_path / "keepalive.pcapng"
+    proc = two_host_capture(openssh, transport, tmp_path, out, inventory)
+    session = freeze_new_mid_capture(openssh, out)
+    try:
+        time.sleep(6)  # keepalives give new up after about 3 s; mid goes on
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        asked = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - asked
+    finally:
+        os.kill(session, signal.SIGCONT)
+    assert proc.returncode == 3, stderr
+    assert elapsed < STOP_WAIT_S, elapsed
+    check_frozen_new_healthy_mid(stdout, out)
+    assert b"keepalive" in stdout

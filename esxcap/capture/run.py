@@ -41,6 +41,8 @@ DEFAULT_DEADLINE_S = 4 * 3600
 """The remote hard stop when no --duration is given: nothing outlives this, whatever fails."""
 START_TIMEOUT_S = 30.0
 ABORT_WAIT_S = 1.0
+STOP_WAIT_S = GRACE_SECONDS + 2
+"""After a stop, how long a host's streams may take to end before the host is given up as frozen."""
 SIGNAL_STATUS = 128
 """Exit statuses from here on are a death by signal (128 + N)."""
 
@@ -84,6 +86,8 @@ class StreamRun:
     stop_reason: str | None = None
     """Why the stream ended when nobody here asked it to (e.g. "stopped on the host")."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    last_heard: float = 0.0
+    """time.monotonic() of the last data from the host."""
 
     def __post_init__(self) -> None:
         self.sink.expect_stream()
@@ -137,6 +141,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         await _await_pid(proc, run)
         run.ready.set()
         while chunk := await proc.read():
+            run.last_heard = time.monotonic()
             if run.iface is not None and sink.accepts_batches and not run.shift_ns:
                 batch = reader.transcode(chunk, run.iface, sink.room)
                 run.packets += sink.write_batch(run.iface, batch)
@@ -174,7 +179,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         control.stop("the reader closed the output")
     except HostError as exc:
         if not control.abort.is_set():
-            run.error = exc
+            run.error = run.error or exc
     finally:
         asked_to_stop = control.graceful.is_set()
         run.ready.set()
@@ -265,8 +270,9 @@ def _host_said(run: StreamRun, proc: RemoteProcess, what: str, exc: Exception) -
 async def run_host_streams(
     conn: Connection, runs: Sequence[StreamRun], control: StopControl, deadline_s: int
 ) -> None:
-    """All streams of one host on its one connection. After an abort the host gets ABORT_WAIT_S to close
-    the channels; then the connection is closed under them (each wrapper stops its pktcap-uw itself)."""
+    """All streams of one host on its one connection. After a stop they get STOP_WAIT_S to end, after an
+    abort ABORT_WAIT_S; then the connection is closed under them (each wrapper stops its pktcap-uw
+    itself), and a host that sent nothing since the stop is given up as frozen."""
     if len(runs) > MAX_CHANNELS_PER_HOST:
         host = runs[0].stream.target.host
         raise RemoteCommandError(
@@ -277,8 +283,15 @@ async def run_host_streams(
         *(run_stream(conn, run, control, deadline_s) for run in runs)
     )
     aborted: asyncio.Future[Any] = asyncio.create_task(control.abort.wait())
+    stopping: asyncio.Future[Any] = asyncio.create_task(control.graceful.wait())
     try:
-        await asyncio.wait([streams, aborted], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([streams, aborted, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not streams.done() and not control.abort.is_set():
+            asked = time.monotonic()
+            await asyncio.wait([streams, aborted], timeout=STOP_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            if not streams.done() and not control.abort.is_set():
+                _give_up(runs, asked)
+                await conn.close()
         if not streams.done():
             try:
                 async with asyncio.timeout(ABORT_WAIT_S):
@@ -288,6 +301,20 @@ async def run_host_streams(
         await streams
     finally:
         aborted.cancel()
+        stopping.cancel()
+
+
+def _give_up(runs: Sequence[StreamRun], asked: float) -> None:
+    """Streams still open STOP_WAIT_S after the stop: those that sent nothing since are a frozen host."""
+    for run in runs:
+        if run.ended_at is None and run.error is None and run.last_heard < asked:
+            kept = f" in {run.sink.path}" if run.sink.path else ""
+            run.error = RemoteCommandError(
+                f"{run.stream.target.host}: stopped answering: its stream neither ended nor sent anything "
+                f"within {STOP_WAIT_S} s of the stop",
+                f"the packets received before are kept{kept}; check the host and its network, then "
+                "`esxcap cleanup` it (its capture stops itself by its deadline at the latest)",
+            )
 
 
 async def start_clock(runs: Sequence[StreamRun], control: StopControl, duration: float | None) -> None:

@@ -196,8 +196,8 @@ def parse_listing(text: str) -> Listing:
         parts = line.split(None, 3)
         if len(parts) < 4 or not parts[1].isdigit() or "pktcap-uw" not in parts[2]:
             continue
-        pid = int(parts[1])
-        marker = ours.get(pid)
-        found.setdefault(pid, RemoteCapture(pid, parts[3].strip(), marker, marker in live))
+        cid = int(parts[1])
+        ours_as = ours.get(cid)
+        found.setdefault(cid, RemoteCapture(cid, parts[3].strip(), ours_as, ours_as in live))
     pidfiles = {marker: pid for pid, marker in ours.items()}
     return Listing(tuple(found.values()), pidfiles, frozenset(live))

@@ -18,8 +18,8 @@ import yaml
 from esxcap.errors import ConfigError
 from esxcap.sim.ports import Member, PortPlan, build_ports
 from esxcap.sim.topology import (
-    PKTCAP_SIGINT,
     ADAPTER_SUBTYPE,
+    PKTCAP_SIGINT,
     DistributedSwitch,
     DvPortgroup,
     Faults,

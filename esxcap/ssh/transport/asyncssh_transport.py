@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from esxcap.inventory import HostConfig
 
 READ_CHUNK = 256 * 1024
+CLOSE_WAIT_S = 2.0
+"""How long a closing connection may wait for the host before its socket is dropped."""
 
 
 def algorithm_options(known_key_types: Sequence[str], ssh_config: SSHClientConfig) -> dict[str, list[str]]:
@@ -215,7 +217,11 @@ class AsyncsshConnection(ClosingConnection):
 
     async def close(self) -> None:
         self._conn.close()
-        await self._conn.wait_closed()
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._conn.wait_closed()
+        except TimeoutError:  # a host that stopped answering: drop the socket
+            self._conn.abort()
 
 
 class AsyncsshProcess:
@@ -387,6 +393,8 @@ def _connect_options(host: HostConfig, paths: list[Path]) -> dict[str, Any]:
         "username": host.username if "username" in explicit else ssh_config.get("User") or host.username,
         "_ssh_config": ssh_config,
         "_port": port_arg if port_arg != () else ssh_config.get("Port", DEFAULT_PORT),
+        "keepalive_interval": host.keepalive_interval,
+        "keepalive_count_max": host.keepalive_count,
     }
     if port_arg != ():
         options["port"] = port_arg

@@ -26,6 +26,7 @@ from esxcap.ssh.transport.common import (
     start_failed_error,
     stream_lost_error,
 )
+from esxcap.ssh.transport.paramiko_keepalive import Keepalive
 
 T = TypeVar("T")
 
@@ -113,12 +114,14 @@ class ParamikoConnection(ClosingConnection):
         threads: Threads,
         label: str,
         hops: Sequence[paramiko.Transport] = (),
+        keepalive: Keepalive | None = None,
     ) -> None:
         self._transport = transport
         self._threads = threads
         self._hops = tuple(hops)
         """Connections to the jump hosts this one goes through, first hop first."""
         self.label = label
+        self._keepalive = keepalive
 
     def __repr__(self) -> str:
         return f"<ParamikoConnection {self.label}>"
@@ -144,6 +147,8 @@ class ParamikoConnection(ClosingConnection):
         """Why the connection is gone, or None while it is up."""
         if self._transport.is_active():
             return None
+        if self._keepalive is not None and self._keepalive.gave_up:
+            return self._keepalive.gave_up
         return reason(self._transport.saved_exception)
 
     async def start(self, argv: Sequence[str]) -> ParamikoProcess:
@@ -181,6 +186,8 @@ class ParamikoConnection(ClosingConnection):
         return CommandResult(status, stdout, stderr)
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
         for transport in (self._transport, *reversed(self._hops)):
             await self._threads.call(transport.close)
         self._threads.shutdown()

@@ -52,6 +52,7 @@ from esxcap.ssh.transport.paramiko_compat import (
     load_key,
     set_preferences,
 )
+from esxcap.ssh.transport.paramiko_keepalive import Keepalive
 from esxcap.ssh.transport.passwords import Passwords
 
 if TYPE_CHECKING:
@@ -196,7 +197,8 @@ class ParamikoTransport(ConfiguredTransport):
         except BaseException:
             session.abandon()
             raise
-        return ParamikoConnection(transport, threads, label, session.hops)
+        keepalive = Keepalive(transport, host.keepalive_interval, host.keepalive_count)
+        return ParamikoConnection(transport, threads, label, session.hops, keepalive)
 
 
 def _address(host: str, port: int) -> str:
