@@ -193,6 +193,35 @@ def test_sigkill_of_the_cli_ends_the_remote_capture_within_the_grace(
     assert wait_until(lambda: remote_pktcaps(running, "esx03") == [], 3 * GRACE_SECONDS + 5)
 
 
+def test_cleanup_leaves_a_capture_in_use_alone_and_all_stops_it_visibly(
+    tmp_path_factory, env, tmp_path, transport
+) -> None:
+    with SimulatorThread(load_topology(), tmp_path_factory.mktemp("inuse")) as sim_thread:
+        out = tmp_path / "victim.pcapng"
+        proc = _start_background_capture(sim_thread, env, out, "web02", (*transport, "--json"))
+        assert wait_until(lambda: remote_pktcaps(sim_thread, "esx03"), 20)
+        time.sleep(1)
+        listed = esxcap("-i", inv(sim_thread), "cleanup", "esx03", "--json", *transport, env=env)
+        assert listed.code == 0, listed.stderr
+        [row] = listed.json()["captures"]
+        assert (row["ours"], row["in_use"], row["action"]) == (
+            True,
+            True,
+            "in use (another esxcap is capturing; --all stops it)",
+        )
+        assert proc.poll() is None and remote_pktcaps(sim_thread, "esx03")
+        forced = esxcap(
+            "-i", inv(sim_thread), "cleanup", "esx03", "--all", "--yes", "--json", *transport, env=env
+        )
+        assert [r["action"] for r in forced.json()["captures"]] == ["stopped"]
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    [stream] = yaml.safe_load(stdout)["streams"]
+    assert stream["stop_reason"] == "stopped on the host"
+    assert "stopped on the host (from outside this esxcap)" in stream["error"]
+    assert read_back(out)[1] == stream["packets"] > 0
+
+
 def test_connection_cut_mid_stream_keeps_a_valid_partial_file(
     tmp_path_factory, env, tmp_path, transport
 ) -> None:

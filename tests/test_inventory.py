@@ -280,3 +280,34 @@ def test_the_example_inventory_loads_with_its_recipes() -> None:
     example = load_inventory(Path(__file__).resolve().parents[1] / "inventory.example.yaml")
     assert set(example.hosts) == {"esx01", "esx02", "esx-lab"}
     assert example.recipes["esx01-mgmt"].command == "vmk esx01 vmk0"
+
+
+def test_keepalives_default_to_15_s_x_3_and_are_set_like_any_setting(tmp_path: Path) -> None:
+    inventory = load_inventory(
+        write(
+            tmp_path,
+            "defaults:\n  keepalive_interval: 5\nhosts:\n  a:\n  b:\n    keepalive_count: 6\n"
+            "    keepalive_interval: 0.5\n",
+        )
+    )
+    a, b = inventory.hosts["a"], inventory.hosts["b"]
+    assert (a.keepalive_interval, a.keepalive_count) == (5.0, 3)
+    assert (b.keepalive_interval, b.keepalive_count) == (0.5, 6)
+    assert (HostConfig("c", "c").keepalive_interval, HostConfig("c", "c").keepalive_count) == (15.0, 3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("keepalive_interval: 0", "keepalive_interval must be a positive number of seconds"),
+        ("keepalive_interval: soon", "keepalive_interval must be a positive number of seconds"),
+        ("keepalive_count: 0", "keepalive_count must be a whole number from 1"),
+        ("keepalive_count: 2.5", "keepalive_count must be a whole number from 1"),
+    ],
+)
+def test_bad_keepalive_settings_are_refused_with_an_example(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_inventory(write(tmp_path, f"hosts:\n  a:\n    {setting}\n"))
+    assert "e.g. 'keepalive_" in (info.value.hint or "")

@@ -154,7 +154,7 @@ def test_listing_names_our_pidfile_and_four_worlds_per_capture(fast_sim: Simulat
 
     text = asyncio.run(go())
     found = parse_listing(text).captures
-    assert [c.marker for c in found] == [marker]
+    assert [(c.marker, c.in_use) for c in found] == [(marker, True)]  # its watcher reads the channel
     rows = text.split(LISTING_MARK + "\n", 1)[1].splitlines()
     assert rows[0] == PS_HEADER
     assert len([r for r in rows if r.split()[1] == str(found[0].pid)]) == 4

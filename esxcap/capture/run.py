@@ -209,11 +209,11 @@ def _stopped_on_host(run: StreamRun, deadline_s: int) -> None:
     host stopped it (`esxcap cleanup --all` from elsewhere, an admin's kill, the wrapper's deadline)."""
     host = run.stream.target.host
     elapsed = (run.ended_at or 0) - (run.started_at or 0)
-    by = "its hard deadline" if elapsed >= deadline_s - 1 else "someone on the host"
+    by = "by its hard deadline" if elapsed >= deadline_s - 1 else "from outside this esxcap"
     run.stop_reason = "stopped on the host"
     kept = f" in {run.sink.path}" if run.sink.path else ""
     run.error = RemoteCommandError(
-        f"{host}: the capture was stopped on the host by {by} after {run.packets} packets",
+        f"{host}: the capture was stopped on the host ({by}) after {run.packets} packets",
         f"the packets received before are kept{kept}; another `esxcap cleanup --all` or a `kill` of "
         "pktcap-uw on the host ends captures in use: capture again when it is free",
     )
