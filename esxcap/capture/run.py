@@ -106,13 +106,19 @@ def deadline_for(duration: float | None) -> int:
 
 async def _await_pid(proc: RemoteProcess, run: StreamRun) -> None:
     """Wait until the wrapper reports pktcap-uw's PID (or stderr ends: it failed to start)."""
-    async with asyncio.timeout(START_TIMEOUT_S):
-        while (pid := reported_pid(proc.stderr())) is None:
-            before = len(proc.stderr())
-            await proc.stderr_changed()
-            if len(proc.stderr()) == before:
-                return
-        run.pid = pid
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while (pid := reported_pid(proc.stderr())) is None:
+                before = len(proc.stderr())
+                await proc.stderr_changed()
+                if len(proc.stderr()) == before:
+                    return
+    except TimeoutError:
+        raise RemoteCommandError(
+            f"{run.stream.target.host}: pktcap-uw did not start within {START_TIMEOUT_S:g} s",
+            "the host may have stopped answering; check it, then `esxcap cleanup` it",
+        ) from None
+    run.pid = pid
 
 
 async def _watch_stop(proc: RemoteProcess, control: StopControl, stopped: asyncio.Event) -> None:
@@ -197,6 +203,10 @@ def _count_reached(run: StreamRun) -> bool:
     return count is not None and count.isdigit() and run.packets >= int(count)
 
 
+def _kept(run: StreamRun) -> str:
+    return "the packets received before are kept" + (f" in {run.sink.path}" if run.sink.path else "")
+
+
 def _ended_by_a_stop(run: StreamRun) -> bool:
     """pktcap-uw ended as a stop ends it: cleanly (it took SIGINT), by a signal, or with its wrapper gone
     (no status, or the channel's -1 for a shell killed by a signal); not with an error status of its own."""
@@ -211,10 +221,9 @@ def _stopped_on_host(run: StreamRun, deadline_s: int) -> None:
     elapsed = (run.ended_at or 0) - (run.started_at or 0)
     by = "by its hard deadline" if elapsed >= deadline_s - 1 else "from outside this esxcap"
     run.stop_reason = "stopped on the host"
-    kept = f" in {run.sink.path}" if run.sink.path else ""
     run.error = RemoteCommandError(
         f"{host}: the capture was stopped on the host ({by}) after {run.packets} packets",
-        f"the packets received before are kept{kept}; another `esxcap cleanup --all` or a `kill` of "
+        f"{_kept(run)}; another `esxcap cleanup --all` or a `kill` of "
         "pktcap-uw on the host ends captures in use: capture again when it is free",
     )
 
@@ -246,11 +255,10 @@ def _finish(
         _stopped_on_host(run, deadline_s)
     elif run.error is None and run.exit_status not in (0, None) and not asked_to_stop:
         said = [line for line in run.host_stderr.splitlines() if line.strip()]
-        kept = f" in {run.sink.path}" if run.sink.path else ""
         run.error = RemoteCommandError(
             f"{run.stream.target.host}: pktcap-uw failed (status {run.exit_status}) after "
             f"{run.packets} packets: {said[-1] if said else 'it printed nothing'}",
-            f"the packets received before are kept{kept}; check that the target still exists on the "
+            f"{_kept(run)}; check that the target still exists on the "
             "host (a VM that moved or powered off takes its port with it) and capture again",
         )
 
@@ -308,11 +316,10 @@ def _give_up(runs: Sequence[StreamRun], asked: float) -> None:
     """Streams still open STOP_WAIT_S after the stop: those that sent nothing since are a frozen host."""
     for run in runs:
         if run.ended_at is None and run.error is None and run.last_heard < asked:
-            kept = f" in {run.sink.path}" if run.sink.path else ""
             run.error = RemoteCommandError(
                 f"{run.stream.target.host}: stopped answering: its stream neither ended nor sent anything "
                 f"within {STOP_WAIT_S} s of the stop",
-                f"the packets received before are kept{kept}; check the host and its network, then "
+                f"{_kept(run)}; check the host and its network, then "
                 "`esxcap cleanup` it (its capture stops itself by its deadline at the latest)",
             )
 
