@@ -7,6 +7,10 @@ file completed) and the second (abort: channels closed at once; files still hold
 A stream is asked to stop by closing its stdin; the wrapper then stops pktcap-uw by its own PID.
 SIGTERM counts as Ctrl-C. A graceful stop is how an open-ended capture normally ends, so it exits 0 (as
 tcpdump does); an abort exits 130, within ABORT_WAIT_S even when a host no longer answers.
+After a graceful stop each host has STOP_WAIT_S to end its streams; a host that sent nothing since is
+failed as frozen and its connection closed, so the other hosts' files complete on time (keepalives
+notice a frozen host before any stop). A stream that ends though nobody here asked, and not at its
+count, was stopped on the host (e.g. `esxcap cleanup --all` elsewhere): an error, with its stop reason.
 """
 
 from __future__ import annotations
