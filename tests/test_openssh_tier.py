@@ -206,7 +206,9 @@ def test_cleanup_finds_a_capture_whose_wrapper_was_killed_by_its_pidfile(
     wrapper = parent_of(pktcap.pid)
     by_pid = {p.pid: p for p in openssh.processes("new")}
     assert by_pid[wrapper].argv[:3] == by_pid[watcher].argv[:3] == ("sh", "-c", WRAPPER_SCRIPT)
-    subprocess.run(["kill", "-KILL", str(wrapper), str(watcher)], check=True)
+    os.kill(watcher, signal.SIGKILL)  # first, so that the wrapper reaps it (not a zombie under init)
+    assert wait_until(lambda: not Path(f"/proc/{watcher}").exists(), 5)
+    os.kill(wrapper, signal.SIGKILL)
     time.sleep(1)
     assert [p.pid for p in openssh.pktcaps("new")] == [pktcap.pid]
 

@@ -245,7 +245,8 @@ def _finish(
     run.exit_status = reported_exit(stderr)
     if run.exit_status is None:
         run.exit_status = status
-        if run.error is None and run.iface is not None and not asked_to_stop:
+        if run.error is None and run.iface is not None and not asked_to_stop and run.dropped is None:
+            # without pktcap-uw's trailer: the session went, not a stop on the host (that one came)
             run.error = session_ended_error(run.stream.target.host, run.packets, _ran_for(run), run.sink.path)
     if run.error is None and run.iface is None:
         said = [line for line in run.host_stderr.splitlines() if line.strip()]
