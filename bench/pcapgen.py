@@ -5,12 +5,14 @@
 
 Writes a little-endian nanosecond pcap header, then records of one fixed frame size (the last one
 shortened so the stream is exactly N bytes when N allows it), timestamps `gap-ns` apart, in 1 MiB blocks.
+Like pktcap-uw it ends cleanly (status 0) on SIGINT, the capture wrapper's stop.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import struct
 import sys
 import time
@@ -85,12 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gap-ns", type=int, default=DEFAULT_GAP_NS, help="time between packets")
     args = parser.parse_args(argv)
     fd = sys.stdout.fileno()
+    signal.signal(signal.SIGINT, _stop)
     try:
         for block in blocks(args.bytes, args.frame, args.gap_ns):
             write_all(fd, block)
     except BrokenPipeError:
         return 141
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Python's exit would put back the default: death by INT
     return 0
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    """SIGINT: the reader has what it wanted (every write so far went straight to the descriptor)."""
+    os._exit(0)
 
 
 if __name__ == "__main__":
