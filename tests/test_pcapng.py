@@ -44,7 +44,7 @@ from esxcap.pcap import (
     PcapngWriter,
     Record,
 )
-from esxcap.pcap.pcapng import write_gathered
+from esxcap.pcap.pcapng import TimestampRangeError, write_gathered
 
 SETTINGS = settings(max_examples=120, deadline=None)
 COMMANDS = (
@@ -175,13 +175,16 @@ def test_long_comment_is_split_into_options_that_join_back() -> None:
     assert "".join(pieces) == text
 
 
-def test_writer_refuses_unknown_interface_and_negative_time() -> None:
+def test_writer_refuses_unknown_interface_and_times_pcapng_cannot_hold() -> None:
     writer = PcapngWriter(io.BytesIO())
     with pytest.raises(ValueError, match="interface 0 was not added"):
         writer.write_packet(0, BASE_NS, b"")
     writer.add_interface(Interface("x"))
-    with pytest.raises(ValueError, match="before the epoch"):
-        writer.write_packet(0, -1, b"")
+    for ts_ns in (-1, 1 << 64):
+        with pytest.raises(TimestampRangeError, match="outside what pcapng can hold"):
+            writer.write_packet(0, ts_ns, b"")
+        with pytest.raises(TimestampRangeError):
+            writer.write_records([(0, Record(ts_ns, 1, b"x"))])
 
 
 def block(order: str, block_type: int, body: bytes, options: Sequence[tuple[int, bytes]] = ()) -> bytes:

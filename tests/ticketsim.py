@@ -22,7 +22,8 @@ def faulty_topology() -> dict[str, Any]:
 
 
 def capture_vm(sim: SimulatorThread, env: dict[str, str], vm: str, out: Path, count: int = 60) -> Path:
-    """Capture `count` packets of a VM's vNIC into `out` (a file); returns it."""
+    """Capture `count` packets of a VM's vNIC into `out` (a file; its folder is made); returns it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = esxcap(
         "-i", str(sim.sim.inventory_path), "capture", "--vm", vm, "-c", str(count), "-o", str(out), env=env
     )

@@ -22,14 +22,8 @@ from pathlib import Path
 from typing import IO, cast
 
 from esxcap import __version__
-from esxcap.capture.sinks import (
-    CaptureSink,
-    CopyingStream,
-    create_private,
-    open_stream_file,
-    publish,
-    stream_file_kind,
-)
+from esxcap.capture.files import check_destination, check_folder, create_part, place
+from esxcap.capture.sinks import CaptureSink, CopyingStream, open_stream_file, stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFile, PcapngWriter, Record
@@ -52,6 +46,7 @@ class OutputChoice:
     device: Path | None = None
     copy: Path | None = None
     """With `device`: a file that also gets everything written into it (the extcap's "also save to")."""
+    force: bool = False
 
     @property
     def paths(self) -> bool:
@@ -59,9 +54,15 @@ class OutputChoice:
 
 
 def choose_output(
-    out: str | None, live: bool, stdout_is_tty: bool, split: bool = False, path: bool = False
+    out: str | None,
+    live: bool,
+    stdout_is_tty: bool,
+    split: bool = False,
+    path: bool = False,
+    force: bool = False,
 ) -> OutputChoice:
-    """Check -o/--live/--split/--path and say where packets go."""
+    """Check -o/--live/--split/--path/--force and say where packets go; a file or folder that cannot
+    be written is refused now, before anything connects."""
     device = Path(out).expanduser() if out not in (None, "-") else None
     if device is not None and stream_file_kind(device) is None:
         device = None
@@ -83,13 +84,31 @@ def choose_output(
             )
         return OutputChoice(stdout=True)
     if out is None:
-        return OutputChoice(directory=DEFAULT_DIR, split=split)
+        return OutputChoice(directory=_folder(DEFAULT_DIR), split=split, force=force)
     if device is not None:
         return OutputChoice(device=device)
     where = Path(out).expanduser()
     if out.endswith(("/", "\\")) or where.is_dir():
-        return OutputChoice(directory=where, split=split)
-    return OutputChoice(file=where, split=split)
+        return OutputChoice(directory=_folder(where), split=split, force=force)
+    check_destination(where, force)
+    return OutputChoice(file=where, split=split, force=force)
+
+
+def _folder(folder: Path) -> Path:
+    """The output folder the user named (or ./captures), created if missing but only it: a missing
+    folder above it is refused rather than made."""
+    if not folder.is_dir() and folder.parent.is_dir():
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the output folder {folder}: {exc.strerror or exc}",
+                "choose a folder you can write to with -o",
+            ) from exc
+    check_folder(folder, "capture")
+    return folder
 
 
 def safe_name(text: str) -> str:
@@ -187,7 +206,8 @@ def sinks_for(
         shared = CaptureSink(device, comments, max_bytes, view, flush_each=True)
         return Outputs([shared] * len(planned), None, view, device)
     if choice.file is not None:
-        return Outputs([CaptureSink(choice.file, comments, max_bytes, view)] * len(planned), None, view)
+        sink = CaptureSink(choice.file, comments, max_bytes, view, force=choice.force)
+        return Outputs([sink] * len(planned), None, view)
     assert choice.directory is not None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     path = choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
@@ -205,8 +225,9 @@ def merged_name(planned: Sequence[Stream]) -> str:
 
 def split_file(merged: Path) -> list[Path]:
     """`--split`: one pcapng per interface of `merged`, beside it, named after it and the interface,
-    with the interface's description, comments and statistics (written `.part`, 0600, then renamed)."""
-    made: dict[int, tuple[Path, IO[bytes], PcapngWriter]] = {}
+    with the interface's description, comments and statistics (written as a private `.part`, then
+    given its name without replacing anything: esxcap.capture.files)."""
+    made: dict[int, tuple[Path, Path, IO[bytes], PcapngWriter]] = {}
     with merged.open("rb") as handle:
         source = CaptureFile(handle, merged.name)
         try:
@@ -215,19 +236,16 @@ def split_file(merged: Path) -> list[Path]:
                     iface = source.interfaces[record.interface]
                     host, _, rest = iface.name.partition(":")
                     path = merged.with_name(f"{merged.stem}-{safe_name(host)}-{safe_name(rest)}.pcapng")
-                    part = path.with_name(path.name + ".part")
-                    fileobj = create_private(part)
+                    part, fileobj = create_part(path)
                     section = source.sections[0].comments if source.sections else ()
                     writer = PcapngWriter(fileobj, comments=(*section, f"split from {merged.name}"))
                     writer.add_interface(iface)
-                    made[record.interface] = (path, fileobj, writer)
-                made[record.interface][2].write_record(record, 0)
+                    made[record.interface] = (path, part, fileobj, writer)
+                made[record.interface][3].write_record(record, 0)
             for stats in source.statistics:
                 if stats.interface in made:
-                    made[stats.interface][2].write_statistics(replace(stats, interface=0))
+                    made[stats.interface][3].write_statistics(replace(stats, interface=0))
         finally:
-            for _path, fileobj, _writer in made.values():
+            for _path, _part, fileobj, _writer in made.values():
                 fileobj.close()
-    for path, _f, _w in made.values():
-        publish(path.with_name(path.name + ".part"), path)
-    return [path for path, _f, _w in made.values()]
+    return [place(part, path) for path, part, _f, _w in made.values()]

@@ -90,6 +90,14 @@ async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
     return HostView(host.name, facts, caps)
 
 
+def _count_what_was_written(runs: Sequence[StreamRun]) -> None:
+    """After a failed write, each stream's packets and bytes are what its file holds, not what came."""
+    for run in runs:
+        written = run.sink.written
+        if written is not None and run.iface is not None:
+            run.packets, run.bytes = written.get(run.iface, (0, 0))
+
+
 async def run_capture(
     opened: Sequence[OpenHost[HostView]],
     failed: Sequence[HostResult[HostView]],
@@ -133,31 +141,41 @@ async def run_capture(
         end_ns = time.time_ns()
         files = {id(s): s.finish(end_ns) for s in set(sinks)}
         outputs.close()
+        _count_what_was_written(runs)
+    unexpected: BaseException | None = None
     for host_runs, error in zip(by_host.values(), host_errors, strict=True):
         if isinstance(error, HostError):
             for run in host_runs:
                 run.error = run.error or error
         elif isinstance(error, BaseException):
-            raise error
-    if not control.abort.is_set():
-        checks = await clock.check_all(conns, checks)
-    for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
-        reporter.warning(warning)
+            unexpected = unexpected or error
     made = sorted({p for p in files.values() if p is not None})
     reason = stop_reason(control, runs)
-    if settings.split:
-        for path in made:
-            reporter.info(f"--split: {len(split_file(path))} files beside {path}")
-    write_capture_sidecars(
-        runs,
-        files,
-        {o.host.name: (o.host, o.value.facts) for o in opened},
-        [{"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error],
-        started,
-        end_ns / 1e9,
-        settings.options,
-        {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
-        reporter.warning,
-        clocks={name: c.as_dict() for name, c in checks.items()},
-    )
+    failures = [
+        {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error
+    ]
+    try:
+        if unexpected is not None:
+            raise unexpected
+        if not control.abort.is_set():
+            checks = await clock.check_all(conns, checks)
+        for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
+            reporter.warning(warning)
+        if settings.split:
+            for path in made:
+                reporter.info(f"--split: {len(split_file(path))} files beside {path}")
+    finally:
+        # the files' metadata is written whatever ended the capture (a bug included: it stays loud)
+        write_capture_sidecars(
+            runs,
+            files,
+            {o.host.name: (o.host, o.value.facts) for o in opened},
+            failures,
+            started,
+            end_ns / 1e9,
+            settings.options,
+            {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
+            reporter.warning,
+            clocks={name: c.as_dict() for name, c in checks.items()},
+        )
     return CaptureOutcome(runs, files, made, list(failed), checks, control.abort.is_set(), reason)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esxcap import __version__
-from esxcap.capture.sinks import OutputError, publish
+from esxcap.capture.files import create_part, place
+from esxcap.capture.sinks import OutputError
 from esxcap.errors import UsageError
 from esxcap.esxi.models import HostFacts
 from esxcap.esxi.pktcap import FlowFilter
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 SCHEMA = "esxcap-capture/1"
 SIDECAR_SUFFIX = ".json"
-SIDECAR_MODE = 0o600
 
 
 def operator() -> str:
@@ -166,19 +166,19 @@ def sidecar_path(capture: Path) -> Path:
 
 
 def write_sidecar(capture: Path, document: Mapping[str, Any]) -> Path:
-    """Write the document beside the capture file (0600, written whole then renamed)."""
+    """Write the document beside the capture file (a private `.part` written whole, then given the
+    sidecar's name, replacing an older sidecar)."""
     path = sidecar_path(capture)
-    part = path.with_name(path.name + ".part")
+    part: Path | None = None
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE)
-        os.fchmod(fd, SIDECAR_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        publish(part, path)
+        part, handle = create_part(path)
+        with handle:
+            handle.write((json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        place(part, path, force=True)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            part.unlink()
+        if part is not None:
+            with contextlib.suppress(OSError):
+                part.unlink()
         raise OutputError(
             f"cannot write {path}: {exc.strerror or exc}",
             f"free some space; {capture.name} itself is kept, only its metadata is missing",

@@ -1,4 +1,5 @@
-"""Where captured packets go: a pcapng file (written as `NAME.part`, mode 0600, renamed when done) or a
+"""Where captured packets go: a pcapng file (a private `.part` unique to the run, given its name when done
+without replacing anything unless forced: esxcap.capture.files) or a
 byte stream (stdout, a viewer's stdin, a FIFO or character device named with -o, written straight into),
 with one interface per stream and packets in time order.
 
@@ -23,8 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from esxcap.capture.files import create_part, place
 from esxcap.errors import HostError, UsageError
-from esxcap.pcap import EpbBatch, Interface, InterfaceStatistics, PcapngWriter, Record, ReorderWindow
+from esxcap.pcap import (
+    CaptureFile,
+    CaptureFormatError,
+    EpbBatch,
+    Interface,
+    InterfaceStatistics,
+    PcapngWriter,
+    Record,
+    ReorderWindow,
+)
 
 REORDER_WINDOW_NS = 1_000_000_000
 REORDER_MAX_BYTES = 16 << 20
@@ -33,10 +44,6 @@ REORDER_BYTES_PER_STREAM = 1 << 20
 REORDER_MAX_BYTES, whatever their rate (200 streams: 200 MiB at most, 1 MiB each)."""
 HELD_OVERHEAD = 256
 """Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
-FILE_MODE = 0o600
-WRITE_BUFFER = 64 * 1024
-"""Small writes (block headers, statistics) are gathered; a chunk's packets (hundreds of KiB, one write)
-are larger and go to the file directly instead of being copied through this buffer first."""
 BOUNDARIES_KEPT = 64
 """File offsets after the last writes (all block boundaries), kept to find the last whole block fast."""
 
@@ -91,21 +98,6 @@ def open_stream_file(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "wb", buffering=0)
 
 
-def publish(part: Path, path: Path) -> None:
-    """Rename the finished `part` to `path`, only over a regular file or nothing: a FIFO, device, socket or
-    folder that appeared at `path` meanwhile is never replaced (the finished file stays as `part`)."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise OutputError(
-            f"{path} is no longer a regular file; the capture is kept as {part}",
-            f"move {part} where you want it",
-        )
-    part.replace(path)
-
-
 class CopyingStream(io.RawIOBase):
     """A stream output (FIFO, device) that also keeps a file copy of everything written to it: each
     write goes to the copy first (`COPY.part`, 0600), and `close` renames the copy to its name."""
@@ -113,9 +105,8 @@ class CopyingStream(io.RawIOBase):
     def __init__(self, stream: IO[bytes], copy: Path) -> None:
         super().__init__()
         self._stream, self._copy_path = stream, copy
-        self._part = copy.with_name(copy.name + ".part")
         try:
-            self._copy = create_private(self._part)
+            self._part, self._copy = create_part(copy)
         except OSError as exc:
             raise OutputError(
                 f"cannot write {copy}: {exc.strerror or exc}", "choose another file to save to"
@@ -139,15 +130,7 @@ class CopyingStream(io.RawIOBase):
         with contextlib.suppress(OSError):
             self._stream.close()
         self._copy.close()
-        publish(self._part, self._copy_path)
-
-
-def create_private(path: Path) -> IO[bytes]:
-    """Open `path` for writing, created 0600 (captures hold other people's traffic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)
-    return os.fdopen(fd, "wb", buffering=WRITE_BUFFER)
+        place(self._part, self._copy_path, force=True)
 
 
 class CaptureSink:
@@ -165,12 +148,14 @@ class CaptureSink:
         max_bytes: int | None = None,
         listener: PacketListener | None = None,
         flush_each: bool = False,
+        force: bool = False,
     ) -> None:
         self.path: Path | None = None
         self.part: Path | None = None
+        self._force = force
         if isinstance(target, Path):
-            self.path, self.part = target, target.with_name(target.name + ".part")
-            self._file = create_private(self.part)
+            self.path = target
+            self.part, self._file = create_part(target)
         else:
             self._file = target
         self._writer = PcapngWriter(self._file, comments=tuple(comments))
@@ -186,6 +171,8 @@ class CaptureSink:
         self._flush_each = flush_each
         self._failed: OutputError | None = None
         self._boundaries: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
+        self.written: dict[int, tuple[int, int]] | None = None
+        """After a failed write: (packets, packet bytes) per interface as the file holds them."""
 
     @property
     def late(self) -> int:
@@ -341,7 +328,8 @@ class CaptureSink:
             handle.truncate(end + pos)
 
     def finish(self, end_ns: int) -> Path | None:
-        """Write what the window still holds and per-stream statistics, close, rename `.part` to the name."""
+        """Write what the window still holds and per-stream statistics, close, give the `.part` its name
+        (a numbered one if the name was taken meanwhile, unless forced) and return that name."""
         try:
             if not self._failed:
                 self._write(self._window.flush())
@@ -365,6 +353,17 @@ class CaptureSink:
                     self._file.close()
                 if self._failed:
                     self._cut_to_whole_blocks(self.part)
+                    self.written = _count_packets(self.part)
         if self.part and self.path:
-            publish(self.part, self.path)
+            self.path = place(self.part, self.path, self._force)
         return self.path
+
+
+def _count_packets(path: Path) -> dict[int, tuple[int, int]]:
+    """(packets, packet bytes) per interface of a capture file, as a reader sees it."""
+    counts: dict[int, tuple[int, int]] = {}
+    with contextlib.suppress(OSError, CaptureFormatError), path.open("rb") as handle:
+        for record in CaptureFile(handle, path.name):
+            packets, size = counts.get(record.interface, (0, 0))
+            counts[record.interface] = (packets + 1, size + len(record.data))
+    return counts

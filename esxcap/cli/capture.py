@@ -10,7 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from esxcap.cli import output
-from esxcap.cli.common import Connect, GroupOpt, JsonOpt, ParallelOpt, app, grouped, run_job, select_hosts
+from esxcap.cli.common import (
+    Connect,
+    ForceOpt,
+    GroupOpt,
+    JsonOpt,
+    ParallelOpt,
+    app,
+    grouped,
+    run_job,
+    select_hosts,
+)
 from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.cli.options import (
     Delivery,
@@ -174,31 +184,14 @@ def cleanup(
 def merge(
     files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files.")],
     out: Annotated[Path, typer.Option("--output", "-o", help="The merged pcapng file.")],
+    force: ForceOpt = False,
 ) -> None:
     """Merge captures into one time-ordered pcapng, one interface per input interface."""
-    from esxcap.capture.sinks import create_private, open_stream_file, publish, stream_file_kind
-    from esxcap.pcap import CaptureFile, PcapngWriter
-    from esxcap.pcap import merge as merge_files
+    from esxcap.capture.merging import merge_files
 
     async def job() -> int:
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise UsageError(f"no such file: {', '.join(missing)}", "check the paths")
-        into_stream = stream_file_kind(out) is not None
-        part = out.with_name(out.name + ".part")
-        handles = [f.open("rb") for f in files]
-        try:
-            with open_stream_file(out) if into_stream else create_private(part) as sink:
-                result = merge_files(
-                    [CaptureFile(h, f.name) for h, f in zip(handles, files, strict=True)],
-                    PcapngWriter(sink, comments=(f"merged by esxcap from {len(files)} files",)),
-                )
-        finally:
-            for h in handles:
-                h.close()
-        if not into_stream:
-            publish(part, out)
-        output.info(f"{out}: {result.packets} packets from {len(files)} files")
+        written, result, merged = merge_files(files, out, force, output.warning)
+        output.info(f"{written}: {result.packets} packets from {merged} files")
         return ExitCode.OK
 
     run_job(job)

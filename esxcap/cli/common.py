@@ -71,6 +71,7 @@ GroupOpt = Annotated[
 ]
 ParallelOpt = Annotated[int, typer.Option("--parallel", "-P", help="Hosts contacted at once.", metavar="N")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 AcceptNewOpt = Annotated[
     bool,
     typer.Option("--accept-new", help="Record host keys not seen before (a changed key is always refused)."),

@@ -9,6 +9,7 @@ Also the one place that maps errors to exit codes (`report`); the codes and the 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import warnings
@@ -68,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt.",
     ),
     "verify": ("cli.ticket", "Re-check a bundle's checksums and manifest; name what is missing or altered."),
+    "attach": (
+        "cli.ticket",
+        "Upload an existing bundle (every part and its checksum list, when it was split) to a ticket.",
+    ),
     "analyze": (
         "cli.ticket",
         "Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems.",
@@ -198,3 +203,13 @@ def main() -> None:
         app(prog_name=PROG)
     except EsxcapError as error:
         sys.exit(report(error))
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout (`| head`, a closed viewer) went away: what it wanted it has; end quietly
+    (exit 0), with nothing more written to the closed pipe, not even at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(ExitCode.OK)

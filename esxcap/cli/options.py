@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from esxcap.capture.destinations import OutputChoice, choose_output
-from esxcap.cli.common import GroupOpt, JsonOpt, OptionGroup, ParallelOpt
+from esxcap.cli.common import ForceOpt, GroupOpt, JsonOpt, OptionGroup, ParallelOpt
 from esxcap.errors import UsageError
 from esxcap.esxi.pktcap import FlowFilter
 from esxcap.plan.planner import CaptureOptions, TargetRequest
@@ -94,6 +94,7 @@ class Delivery(OptionGroup):
     out: Annotated[
         str | None, typer.Option("--output", "-o", help="File, directory, or - for stdout.", metavar="PATH")
     ] = None
+    force: ForceOpt = False
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the remote commands; run nothing.")] = False
     console: Annotated[bool, typer.Option("--console", help="Print one line per packet as it arrives.")] = (
         False
@@ -129,7 +130,7 @@ class Delivery(OptionGroup):
         """Where packets go (None for --dry-run, which writes nothing)."""
         if self.dry_run:
             return None
-        return choose_output(self.out, self.live, stdout_is_tty, self.split, self.show_path)
+        return choose_output(self.out, self.live, stdout_is_tty, self.split, self.show_path, self.force)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO
 
 from esxcap import __version__
-from esxcap.pcap.records import Interface, InterfaceStatistics, Record
+from esxcap.pcap.records import CaptureFormatError, Interface, InterfaceStatistics, Record
 
 SHB_TYPE = 0x0A0D0D0A
 IDB_TYPE = 1
@@ -32,6 +32,20 @@ TSRESOL_NANOS = 9
 _MAX_OPTION_LEN = 0xFFFC
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _EPB_HEAD = struct.Struct("<IIIIIII")
+TIMESTAMP_LIMIT = 1 << 64
+"""pcapng timestamps are unsigned 64-bit nanoseconds since 1970 as esxcap writes them."""
+
+
+class TimestampRangeError(CaptureFormatError):
+    """A packet's timestamp is before 1970 or past what pcapng can hold (a damaged or crafted input)."""
+
+    def __init__(self, ts_ns: int) -> None:
+        super().__init__(
+            f"a packet's timestamp ({ts_ns} ns after 1970) is outside what pcapng can hold",
+            "the input's timestamps are damaged; check it with capinfos, or leave that file out",
+        )
+
+
 _BATCH_PARTS = 3 * 64
 """write_records joins at most 64 packets per write: small buffers stay cheap to allocate and reuse."""
 
@@ -88,6 +102,8 @@ def _text_options(code: int, texts: Iterable[str]) -> list[bytes]:
 
 
 def _timestamp(ts_ns: int) -> bytes:
+    if not 0 <= ts_ns < TIMESTAMP_LIMIT:
+        raise TimestampRangeError(ts_ns)
     return struct.pack("<II", ts_ns >> 32, ts_ns & 0xFFFFFFFF)
 
 
@@ -146,8 +162,8 @@ class PcapngWriter:
         """Write one Enhanced Packet Block. origlen defaults to the captured length."""
         if not 0 <= interface < len(self.interfaces):
             self._check_interface(interface)
-        if ts_ns < 0:
-            raise ValueError(f"timestamp {ts_ns} ns is before the epoch")
+        if not 0 <= ts_ns < TIMESTAMP_LIMIT:
+            raise TimestampRangeError(ts_ns)
         caplen = len(data)
         opts = b"".join(_text_options(OPT_COMMENT, comments)) + _option(OPT_END, b"") if comments else b""
         padding = _pad(caplen)
@@ -181,7 +197,7 @@ class PcapngWriter:
         append, pack, count = parts.append, _EPB_HEAD.pack, len(self.interfaces)
         for interface, record in items:
             ts_ns, data = record.ts_ns, record.data
-            if record.comments or ts_ns < 0 or not 0 <= interface < count:
+            if record.comments or not 0 <= ts_ns < TIMESTAMP_LIMIT or not 0 <= interface < count:
                 self._file.write(b"".join(parts))
                 parts.clear()
                 self.write_record(record, interface)
