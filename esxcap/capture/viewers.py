@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 
 from esxcap.errors import UsageError
 from esxcap.pcap import Interface, PcapngWriter, Record
-from esxcap.pcap.decode import console_line, hexdump, safe_text
+from esxcap.pcap.decode import console_line, hexdump
+from esxcap.printable import printable
 
 _MAC_APP = "/Applications/Wireshark.app/Contents/MacOS"
 _TSHARK_FIELDS = ("_ws.col.Source", "_ws.col.Destination", "_ws.col.Protocol", "_ws.col.Info")
@@ -291,7 +292,7 @@ class TsharkSummarizer:
     def _stderr_loop(self) -> None:
         assert self.process is not None and self.process.stderr is not None
         for raw in self.process.stderr:
-            text = safe_text(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            text = printable(raw.decode("utf-8", "replace").rstrip("\r\n"))
             if text.strip() and not text.startswith(_ROOT_NOTICE):
                 self._stderr_tail.append(text)
 
@@ -302,8 +303,8 @@ def _tshark_summary(raw: bytes) -> str:
     fields += [""] * (4 - len(fields))
     source, destination, protocol, info = fields
     head = f"{source} > {destination} " if source or destination else ""
-    return safe_text(f"{head}{protocol} {info}".strip())
+    return printable(f"{head}{protocol} {info}".strip())
 
 
 def _warn_stderr(message: str) -> None:
-    print(f"esxcap: {message}", file=sys.stderr, flush=True)
+    print(f"esxcap: {printable(message)}", file=sys.stderr, flush=True)

@@ -14,13 +14,15 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from esxcap.printable import printable
+
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Iterator
     from pathlib import Path
 
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions, RenderableType
     from rich.live import Live
-    from rich.table import Table
 
     from esxcap.capture.run import StreamRun
     from esxcap.esxi.models import HostFacts
@@ -37,7 +39,7 @@ def _console(stderr: bool) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, width=width)
+    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
 @functools.cache
@@ -52,15 +54,12 @@ def _stderr() -> Console:
     return _console(stderr=True)
 
 
-def escape(markup: str) -> str:
-    """rich's markup escaping (rich imported on first use)."""
+def escape(text: str) -> str:
+    """`text` made printable (esxcap.printable) and escaped for rich's markup, so that no host- or
+    file-supplied string reaches the terminal as an escape sequence, markup or an emoji code."""
     from rich.markup import escape as rich_escape
 
-    return rich_escape(markup)
-
-
-def _cell(value: object) -> str:
-    return "" if value is None else escape(str(value))
+    return rich_escape(printable(text, keep_newlines=True))
 
 
 def print_json(document: Any) -> None:
@@ -105,15 +104,49 @@ def info(message: str) -> None:
         _stderr().print(escape(message))
 
 
-def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    from rich.table import Table
+class _Listing:
+    """A table that never cuts a value in the middle: a column is never narrower than its longest word
+    (port IDs, MACs, IPs and paths have no spaces, so they stay whole; names wrap at their spaces), and
+    when the columns cannot all fit the terminal, each row is shown as a record (`Header: value` lines)."""
 
-    table = Table(title=escape(title), title_justify="left", title_style="bold", show_lines=False)
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row))
-    return table
+    def __init__(self, title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        self.title = printable(title)
+        self.headers = tuple(headers)
+        self.rows = [tuple("" if v is None else printable(str(v)) for v in row) for row in rows]
+
+    def _min_widths(self) -> list[int]:
+        from rich.cells import cell_len
+
+        widths = []
+        for index, header in enumerate(self.headers):
+            cells = [header, *(row[index] for row in self.rows if index < len(row))]
+            widths.append(max((cell_len(word) for cell in cells for word in cell.split()), default=0))
+        return widths
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        from rich.table import Table
+        from rich.text import Text
+
+        widths = self._min_widths()
+        if sum(widths) + 3 * len(widths) + 1 <= options.max_width:
+            table = Table(title=Text(self.title), title_justify="left", title_style="bold")
+            for header, width in zip(self.headers, widths, strict=True):
+                table.add_column(Text(header), overflow="fold", min_width=width)
+            for row in self.rows:
+                table.add_row(*(Text(cell) for cell in row))
+            yield table
+            return
+        yield Text(self.title, style="bold")
+        label = max((len(h) for h in self.headers), default=0)
+        for row in self.rows:
+            for header, cell in zip(self.headers, row, strict=False):
+                if cell:
+                    yield Text(f"  {header + ':':<{label + 1}} {cell}", overflow="fold")
+            yield Text("")
+
+
+def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> _Listing:
+    return _Listing(title, headers, rows)
 
 
 def host_facts(name: str, address: str, facts: HostFacts) -> None:
@@ -242,7 +275,7 @@ def hosts(rows: Sequence[dict[str, Any]]) -> None:
 def packet(line: str, to_stderr: bool = False) -> None:
     """One console line per captured packet (stderr when stdout carries the capture itself)."""
     stream = sys.stderr if to_stderr else sys.stdout
-    stream.write(line + "\n")
+    stream.write(printable(line) + "\n")
     stream.flush()
 
 
@@ -299,7 +332,7 @@ class CaptureProgress:
         self._live: Live | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def _table(self) -> Table:
+    def _table(self) -> _Listing:
         now = time.time()
         rows = []
         for run in self._runs:
@@ -435,9 +468,8 @@ def capture_summary(
         clock_table(extra["clocks"], console)
     if extra and extra.get("path"):
         path_view(extra["path"], console)
-    for r in runs:
-        if r.error:
-            error(r.error.message, r.error.hint)
+    for message, hint in dict.fromkeys((r.error.message, r.error.hint) for r in runs if r.error):
+        error(message, hint)  # streams sharing one file share its write error: said once
     host_errors(errors)
 
 
@@ -538,10 +570,17 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
             ((c["proto"], c["a"], c["b"], c["packets"], c["bytes"]) for c in doc["conversations"]),
         )
     )
-    problems = [(k.replace("_", " "), v) for k, v in doc["tcp"].items()]
+    problems = [(f"TCP {k.replace('_', ' ')}", v) for k, v in doc["tcp"].items()]
     problems += [(f"DNS error: {k}", v) for k, v in doc["dns_errors"].items()]
     problems += [(f"ICMP unreachable: {k}", v) for k, v in doc["icmp_unreachable"].items()]
     _stdout().print(_table("Problems", ("What", "Count"), problems))
+    if doc["tcp_copies_not_counted"]:
+        _stdout().print(
+            escape(
+                f"TCP problems count each packet once: {doc['tcp_copies_not_counted']} copies of packets "
+                "already seen at another capture point were left out of them"
+            )
+        )
 
 
 def clock_table(clocks: Sequence[dict[str, Any]], console: Console | None = None) -> None:

@@ -13,6 +13,7 @@ import struct
 from ipaddress import IPv6Address
 
 from esxcap.pcap.records import Record
+from esxcap.printable import printable
 
 TRUNCATED = "[truncated]"
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
@@ -368,13 +369,6 @@ def utc_time_text(ts_ns: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:{sec:02d}.{nanos // 1000:06d}"
 
 
-def safe_text(text: str) -> str:
-    """`text` with control characters (terminal escape sequences) shown as `\\xNN` escapes."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-
-
 def console_line(record: Record, point_label: str, index: int, summary: str | None = None) -> str:
     """The line printed per packet in console mode: UTC time, packet number, stream label (e.g.
     `esx01 web01 VnicTx`), length, and `summary` (default: the built-in one)."""
@@ -382,4 +376,4 @@ def console_line(record: Record, point_label: str, index: int, summary: str | No
     length = f"{record.origlen}" if caplen >= record.origlen else f"{record.origlen} ({caplen} captured)"
     if summary is None:
         summary = summarize(record.data, record.origlen)
-    return f"{utc_time_text(record.ts_ns)} [{index}] {safe_text(point_label)} length {length}: {summary}"
+    return f"{utc_time_text(record.ts_ns)} [{index}] {printable(point_label)} length {length}: {summary}"

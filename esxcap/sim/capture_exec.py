@@ -24,6 +24,7 @@ Output is written as produced and each write waits for the channel to drain: not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
     if argv == list(CLOCK_ARGV):
         await _clock(rt.host, process)
         return
+    if rt.host.faults.flood:
+        await _flood(process, 1 if rt.host.faults.flood == "stdout" else 2)
+        return
     await _finish(process, rt.shell.run(command))
 
 
@@ -139,6 +143,17 @@ async def _clock(host: Host, process: asyncssh.SSHServerProcess[bytes]) -> None:
     except OSError:
         return
     _exit(process, 0)
+
+
+FLOOD_LINE = b"esxcli: this line repeats for ever\n" * 2048
+
+
+async def _flood(process: asyncssh.SSHServerProcess[bytes], fd: int) -> None:
+    """The `flood` fault: the command prints on `fd` without end, until the client goes away."""
+    writer = ChannelWriter(process)
+    with contextlib.suppress(*_STREAM_ERRORS):
+        while True:
+            await writer.write(fd, FLOOD_LINE)
 
 
 def _faulty(rt: HostRuntime, session: pktcap.Session) -> pktcap.Session:

@@ -299,6 +299,7 @@ def _faults(f: _Fields) -> Faults:
         date_nanoseconds=f.flag("date_nanoseconds", True),
         vnic_points=f.text("vnic_points", "both", check=lambda v: v in ("both", "Vnic", "Vmxnet3")),
         pktcap_sigint=f.text("pktcap_sigint", "handle", check=lambda v: v in PKTCAP_SIGINT),
+        flood=f.opt_text("flood", lambda v: v in ("stdout", "stderr")),
     )
     f.done()
     return faults

@@ -193,6 +193,7 @@ class Faults:
     `handle` installs its handler whatever it inherited; `inherit` does so only when SIGINT was not
     ignored at its start (the classic C idiom), so a pktcap-uw started by `cmd &` under BusyBox sh never
     sees it.
+    `flood`: every command except a capture prints without end on "stdout" or "stderr".
     """
 
     silent: bool = False
@@ -212,6 +213,7 @@ class Faults:
     date_nanoseconds: bool = True
     vnic_points: str = "both"
     pktcap_sigint: str = "handle"
+    flood: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +29,10 @@ from esxcap.ssh.transport.common import (
     MAC,
     MAC_OLD,
     ClosingConnection,
+    CommandOutput,
     ConfiguredTransport,
     Login,
+    StderrKept,
     cannot_connect_error,
     command_timeout_error,
     host_key_preference,
@@ -204,9 +206,10 @@ class AsyncsshConnection(ClosingConnection):
                 if stdin:
                     process.stdin.write(stdin)
                 process.stdin.write_eof()
-                stdout, stderr = await asyncio.gather(_drain(process.stdout), _drain(process.stderr))
+                stdout, stderr = CommandOutput(self.label, argv[0]), StderrKept()
+                await asyncio.gather(_drain(process.stdout, stdout.add), _drain(process.stderr, stderr.add))
                 await process.wait_closed()
-                return CommandResult(process.exit_status, stdout, stderr)
+                return CommandResult(process.exit_status, stdout.value(), stderr.value())
         except TimeoutError:
             raise command_timeout_error(self.label, line, timeout) from None
         except (asyncssh.Error, OSError) as exc:
@@ -226,19 +229,19 @@ class AsyncsshConnection(ClosingConnection):
 
 class AsyncsshProcess:
     """A running remote command; stdout is read on demand (flow control reaches the host), stderr drains
-    in the background into memory (pktcap-uw writes only a few lines there)."""
+    in the background, its first and last bytes kept for messages (StderrKept)."""
 
     def __init__(self, process: asyncssh.SSHClientProcess[bytes], label: str) -> None:
         self._process = process
         self._label = label
-        self._stderr = bytearray()
+        self._stderr = StderrKept()
         self._stderr_event = asyncio.Event()
         self._stderr_task = asyncio.create_task(self._drain_stderr())
 
     async def _drain_stderr(self) -> None:
         try:
             while chunk := await self._process.stderr.read(STREAM_CHUNK):
-                self._stderr += chunk
+                self._stderr.add(chunk)
                 self._stderr_event.set()
         except (asyncssh.Error, OSError):
             pass
@@ -252,7 +255,7 @@ class AsyncsshProcess:
             raise stream_lost_error(self._label, _reason(exc)) from exc
 
     def stderr(self) -> bytes:
-        return bytes(self._stderr)
+        return self._stderr.value()
 
     async def stderr_changed(self) -> None:
         await self._stderr_event.wait()
@@ -279,11 +282,9 @@ class AsyncsshProcess:
         self._process.close()
 
 
-async def _drain(stream: asyncssh.SSHReader[bytes]) -> bytes:
-    parts: list[bytes] = []
+async def _drain(stream: asyncssh.SSHReader[bytes], keep: Callable[[bytes], None]) -> None:
     while chunk := await stream.read(READ_CHUNK):
-        parts.append(chunk)
-    return b"".join(parts)
+        keep(chunk)
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from esxcap.errors import AuthError, CommandTimeout, ConnectError
+from esxcap.errors import AuthError, CommandTimeout, ConnectError, RemoteCommandError
 from esxcap.ssh.transport import PasswordSource
 from esxcap.ssh.transport.known_hosts import CERT_SUFFIX, CERTIFICATES
 from esxcap.ssh.transport.passwords import Passwords
@@ -302,4 +302,65 @@ def _down_hint(port: int) -> str:
         "SSH service (TSM-SSH) in the Host Client (Manage > Services), in the vSphere Client (host > "
         "Configure > Services), or from the DCUI shell with 'vim-cmd hostsvc/enable_ssh' and "
         "'vim-cmd hostsvc/start_ssh'"
+    )
+
+
+MAX_COMMAND_OUTPUT = 64 << 20
+"""What one command's stdout may hold in memory (a full discovery of a large host is a few MiB)."""
+STDERR_KEPT = 64 << 10
+"""Of a stream's stderr (kept for messages), the first and the last this many bytes are kept."""
+
+
+class CommandOutput:
+    """One command's stdout gathered in memory up to MAX_COMMAND_OUTPUT; past that, `add` raises a
+    clear error instead of growing until the machine runs out of memory."""
+
+    def __init__(self, label: str, program: str, limit: int = MAX_COMMAND_OUTPUT) -> None:
+        self.label, self.program, self.limit = label, program, limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise output_limit_error(self.label, self.program, self.limit)
+        self.parts.append(chunk)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class StderrKept:
+    """A stream's stderr as far as messages need it: the first and the last STDERR_KEPT bytes, and how
+    many bytes between them were left out (a host flooding stderr costs no memory)."""
+
+    def __init__(self, kept: int = STDERR_KEPT) -> None:
+        self.kept = kept
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.left_out = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.kept - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        if len(self.tail) > self.kept:
+            self.left_out += len(self.tail) - self.kept
+            del self.tail[: len(self.tail) - self.kept]
+
+    def value(self) -> bytes:
+        if not self.left_out:
+            return bytes(self.head + self.tail)
+        note = f"\n[... {self.left_out} bytes of error output left out ...]\n".encode()
+        return bytes(self.head) + note + bytes(self.tail)
+
+
+def output_limit_error(label: str, program: str, limit: int) -> RemoteCommandError:
+    return RemoteCommandError(
+        f"{label}: {program} printed more than {limit >> 20} MiB; stopped reading it",
+        "the host's command does not behave like ESXi's; run it by hand (ssh) to see what it prints",
     )

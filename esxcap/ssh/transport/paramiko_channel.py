@@ -21,6 +21,8 @@ from esxcap.esxi.remote import command_line
 from esxcap.ssh.transport import STREAM_CHUNK, CommandResult
 from esxcap.ssh.transport.common import (
     ClosingConnection,
+    CommandOutput,
+    StderrKept,
     command_timeout_error,
     run_failed_error,
     start_failed_error,
@@ -93,11 +95,9 @@ def reason(exc: BaseException | None) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _drain(recv: Callable[[int], bytes]) -> bytes:
-    parts: list[bytes] = []
+def _drain(recv: Callable[[int], bytes], keep: Callable[[bytes], None]) -> None:
     while chunk := recv(STREAM_CHUNK):
-        parts.append(chunk)
-    return b"".join(parts)
+        keep(chunk)
 
 
 def _status(chan: paramiko.Channel) -> int | None:
@@ -168,8 +168,10 @@ class ParamikoConnection(ClosingConnection):
                 if stdin:
                     await self._threads.call(chan.sendall, stdin)
                 await self._threads.call(chan.shutdown_write)
-                stdout, stderr = await asyncio.gather(
-                    self._threads.call(_drain, chan.recv), self._threads.call(_drain, chan.recv_stderr)
+                stdout, stderr = CommandOutput(self.label, argv[0]), StderrKept()
+                await asyncio.gather(
+                    self._threads.call(_drain, chan.recv, stdout.add),
+                    self._threads.call(_drain, chan.recv_stderr, stderr.add),
                 )
                 await self._threads.call(chan.status_event.wait)
         except TimeoutError:
@@ -183,7 +185,7 @@ class ParamikoConnection(ClosingConnection):
         gone = self.lost()
         if status is None and gone is not None:
             raise run_failed_error(self.label, argv[0], gone)
-        return CommandResult(status, stdout, stderr)
+        return CommandResult(status, stdout.value(), stderr.value())
 
     async def close(self) -> None:
         if self._keepalive is not None:
@@ -203,7 +205,7 @@ class ParamikoProcess:
         self._threads = threads
         self._loop = asyncio.get_running_loop()
         self._pending: asyncio.Future[bytes] | None = None
-        self._stderr = bytearray()
+        self._stderr = StderrKept()
         self._stderr_event = asyncio.Event()
         self._stderr_done = asyncio.Event()
         threads.submit(self._drain_stderr)
@@ -222,7 +224,7 @@ class ParamikoProcess:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _stderr_arrived(self, chunk: bytes) -> None:
-        self._stderr += chunk
+        self._stderr.add(chunk)
         self._stderr_event.set()
 
     def _stderr_ended(self) -> None:
@@ -245,7 +247,7 @@ class ParamikoProcess:
         return chunk
 
     def stderr(self) -> bytes:
-        return bytes(self._stderr)
+        return self._stderr.value()
 
     async def stderr_changed(self) -> None:
         await self._stderr_event.wait()
