@@ -168,3 +168,39 @@ def test_missing_tshark_is_a_clear_usage_error(tmp_path: Path) -> None:
     result = esxcap("analyze", str(path), env=isolated_env(tmp_path, PATH=str(tmp_path)))
     assert result.code == 2
     assert "needs tshark" in result.stderr and "apt install tshark" in result.stderr
+
+
+def test_a_packet_seen_at_several_points_is_no_retransmission(tmp_path: Path) -> None:
+    """Every packet at the VM's vNIC and again, VLAN-tagged, 40 us later at the uplink (as vm-to-vm
+    records it): tshark alone counts each copy as a retransmission or duplicate ACK; esxcap counts the
+    injected retransmissions only, and says how many copies it left out."""
+    flow = Flow("tcp-test", FlowEnd(vm="a"), FlowEnd(vm="b"), "tcp", 80, 10.0, retransmit_every=3)
+    conv = Conversation(flow, CLIENT, SERVER, routed=False)
+    path, injected = tmp_path / "points.pcapng", 0
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("esx01:a eth0:VnicTx:both"))
+        writer.add_interface(Interface("esx01:vmnic0:UplinkSndKernel:out"))
+        for n in range(300):
+            _, step, _, _ = conv._tcp_step(n)
+            injected += step.repeat
+            ts = T0 + conv.send_time(n)
+            writer.write_packet(0, ts, conv.frame(n))
+            writer.write_packet(1, ts + 40_000, frames.tag_vlan(conv.frame(n), 20))
+    assert injected >= 5
+    assert tshark_count(path, "tcp.analysis.retransmission || tcp.analysis.duplicate_ack") > 2 * injected
+    doc = analyze_files([path])
+    assert doc["tcp"]["retransmissions"] == injected and doc["tcp"]["duplicate_acks"] == 0
+    assert doc["tcp_copies_not_counted"] == 300 and doc["packets"] == 600
+    shown = esxcap("analyze", str(path), env=isolated_env(tmp_path))
+    assert shown.code == 0, shown.stderr
+    assert "300 copies of packets already seen at another capture point" in " ".join(shown.stdout.split())
+
+
+def test_analyze_samples_a_long_file_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "model.pcapng"
+    model_capture(path, 120)
+    result = esxcap("analyze", str(path), "--max-packets", "50", "--json", env=isolated_env(tmp_path))
+    assert result.code == 0, result.stderr
+    assert result.json()["packets"] == 50 and result.json()["partial"] is True
+    assert "only the first 50 packets were analysed" in " ".join(result.stderr.split())

@@ -4,10 +4,14 @@ scoped facts, pseudonyms, splitting."""
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import json
+import os
+import shutil
 import stat
 import struct
+import subprocess
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -24,7 +28,8 @@ from ticketsim import capture_vm, faulty_topology
 from esxcap.pcap import CaptureFile
 from esxcap.pcap.anonymize import Anonymizer
 from esxcap.sim import SimulatorThread, frames, topology_from_data
-from esxcap.ticket.bundle import join_parts, parse_size, split_file
+from esxcap.ticket.bundle import join_parts, split_file
+from esxcap.ticket.bundle_inputs import parse_size
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +219,11 @@ def test_split_parts_reassemble_and_verify(work: dict[str, Any]) -> None:
     assert all(p.stat().st_size <= 4096 for p in parts)
     joined = b"".join(p.read_bytes() for p in parts)
     assert hashlib.sha256(joined).hexdigest() in result.stdout
+    listing = subprocess.run(
+        ["sha256sum", "-c", "--strict", "p.zip.parts.sha256"], check=False, cwd=base, capture_output=True
+    )
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert listing.stdout.count(b": OK") == len(parts)
     code, report = verify(work, parts[0])
     assert code == 0, report
     parts[-1].unlink()
@@ -261,3 +271,139 @@ def test_anonymizer_keeps_checksums_and_special_addresses() -> None:
     arp = frames.arp("00:50:56:01:02:03", "10.1.1.1", "00:50:56:0a:0b:0c", "10.3.3.3", reply=True)
     out = anon.frame(arp)
     assert out[22:28] == bytes.fromhex("020000000001") and out[28:32] == bytes([198, 18, 0, 1])
+
+
+def test_bundle_takes_folders_default_captures_skipping_sidecars_and_parts(work: dict[str, Any]) -> None:
+    base = work["base"] / "folders"
+    folder = base / "captures"
+    folder.mkdir(parents=True)
+    for capture in (work["m2"], work["n1"]):
+        shutil.copy(capture, folder)
+        shutil.copy(capture.with_name(capture.name + ".json"), folder)
+    part = folder / "x.pcapng.a1b2.part"
+    part.write_bytes(work["m2"].read_bytes()[:-20])
+    by_default = esxcap("bundle", "--ticket", "SR-42", "-o", "d.zip", env=work["env"], cwd=base)
+    assert by_default.code == 0, by_default.stderr
+    assert {n for n in members(base / "d.zip") if n.startswith("captures/")} == {
+        "captures/m2.pcapng",
+        "captures/n1.pcapng",
+    }
+    assert "skipped 3 files that are not captures" in " ".join(by_default.stderr.split())
+    assert "bundle: packing 2 capture files" in by_default.stderr  # said before the long part starts
+    twice = esxcap(
+        "bundle", "--ticket", "SR-42", "captures", str(folder / "m2.pcapng"), str(part), "-o", "t.zip",
+        env=work["env"], cwd=base,
+    )  # fmt: skip
+    shown = " ".join(twice.stderr.split())
+    assert twice.code == 0 and "is the same file as" in shown and "still being written or cut short" in shown
+
+
+def test_bundle_format_follows_the_name_and_a_mismatch_is_refused(work: dict[str, Any]) -> None:
+    base = work["base"] / "formats"
+    base.mkdir()
+    archive = bundle(work, base / "named.tar.gz", str(work["m2"]))
+    assert tarfile.is_tarfile(archive) and not zipfile.is_zipfile(archive)
+    mismatch = esxcap(
+        "bundle", "--ticket", "SR-42", str(work["m2"]), "--format", "tar.gz", "-o", str(base / "x.zip"),
+        env=work["env"],
+    )  # fmt: skip
+    assert mismatch.code == 2 and "named as a zip archive but --format is tar.gz" in mismatch.stderr
+    assert not (base / "x.zip").exists()
+    again = esxcap("bundle", "--ticket", "SR-42", str(work["m2"]), "-o", str(archive), env=work["env"])
+    assert again.code == 2 and "already exists" in again.stderr and "--force" in again.stderr
+
+
+def test_bundle_staging_never_goes_through_a_planted_folder_link(work: dict[str, Any]) -> None:
+    base = work["base"] / "staging"
+    victim = base / "victim"
+    victim.mkdir(parents=True)
+    victim.chmod(0o755)
+    (victim / "keep.txt").write_text("mine")
+    (base / "s.zip.files").symlink_to(victim)
+    bundle(work, base / "s.zip", str(work["m2"]))
+    assert (victim / "keep.txt").read_text() == "mine" and sorted(os.listdir(victim)) == ["keep.txt"]
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+    assert sorted(p.name for p in base.iterdir()) == ["s.zip", "s.zip.files", "victim"]
+
+
+def retar(archive: Path, out: Path, extra: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    """`archive` (a tar.gz bundle) with `extra` members appended."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w:gz") as dst:
+        for info in src:
+            dst.addfile(info, src.extractfile(info))
+        top = src.getnames()[0].split("/", 1)[0]
+        for info, data in extra:
+            info.name = info.name.replace("TOP", top)
+            dst.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def tar_member(
+    name: str, kind: bytes, data: bytes | None = None, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, len(data or b"")
+    return info, data
+
+
+def test_verify_refuses_links_devices_climbing_names_and_duplicates(work: dict[str, Any]) -> None:
+    base = work["base"] / "unsafe"
+    base.mkdir()
+    good = bundle(work, base / "g.tar.gz", str(work["m2"]))
+    cases = {
+        "a symbolic link": tar_member("TOP/captures/evil", tarfile.SYMTYPE, link="/etc/passwd"),
+        "a hard link": tar_member("TOP/captures/hard", tarfile.LNKTYPE, link="/etc/shadow"),
+        "a FIFO": tar_member("TOP/captures/fifo", tarfile.FIFOTYPE),
+        "a character device": tar_member("TOP/captures/null", tarfile.CHRTYPE),
+        "climbs out of the archive": tar_member("TOP/../../outside.txt", tarfile.REGTYPE, b"x"),
+        "is in the archive twice": tar_member(
+            "TOP/README.txt", tarfile.REGTYPE, members_tar(good)["README.txt"]
+        ),
+    }
+    for n, (why, member) in enumerate(cases.items()):
+        code, report = verify(work, retar(good, base / f"bad{n}.tar.gz", [member]))
+        assert code == 1 and any(why in p for p in report["problems"]), (why, report)
+    zipped = bundle(work, base / "z.zip", str(work["m2"]))
+    files = members(zipped)
+    shadowed = base / "shadow.zip"
+    with zipfile.ZipFile(zipped) as src, zipfile.ZipFile(shadowed, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        top = src.namelist()[0].split("/", 1)[0]
+        dst.writestr(f"{top}/./captures/m2.pcapng", files["captures/m2.pcapng"])
+    code, report = verify(work, shadowed)
+    assert code == 1 and any("are the same path" in p for p in report["problems"]), report
+
+
+def members_tar(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive) as tar:
+        return {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_verify_refuses_overlapping_zip_entries_unread_and_crafted_part_names(work: dict[str, Any]) -> None:
+    base = work["base"] / "bomb"
+    base.mkdir()
+    bomb = base / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("b/kernel", bytes(8 << 20))
+        z.writestr("b/other", b"tiny")
+    raw = bytearray(bomb.read_bytes())
+    second = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 4)
+    struct.pack_into("<I", raw, second + 42, 0)  # the second entry points at the first one's data
+    bomb.write_bytes(bytes(raw))
+    code, report = verify(work, bomb)
+    assert code == 1 and any("overlap" in p for p in report["problems"]), report
+    assert report["checked"] == []
+    parts = base / "parts"
+    parts.mkdir()
+    result = esxcap(
+        "bundle", "--ticket", "SR-42", "--split-size", "4k", str(work["m2"]), "-o", str(parts / "p.zip"),
+        env=work["env"],
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    listing = parts / "p.zip.parts.sha256"
+    listing.write_text(listing.read_text() + f"{'0' * 64}  ../../etc/passwd\n{'0' * 64}  sub/p.zip.001\n")
+    code, report = verify(work, parts / "p.zip.001")
+    assert code == 1
+    assert "not a part of p.zip in p.zip.parts.sha256: ../../etc/passwd" in report["problems"]
+    assert "not a part of p.zip in p.zip.parts.sha256: sub/p.zip.001" in report["problems"]

@@ -12,11 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from esxcap.cli import output
-from esxcap.cli.common import JsonOpt, app
+from esxcap.cli.common import ForceOpt, JsonOpt, app
 from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import UsageError
-from esxcap.ticket.bundle import FORMATS, BundleOptions, BundleResult, build_bundle, default_name, parse_size
+from esxcap.ticket.bundle import PARTS_SUFFIX, BundleOptions, BundleResult, build_bundle
+from esxcap.ticket.bundle_inputs import archive_format, collect_captures, default_name, parse_size
 
+ANALYZE_PACKETS = 1_000_000
+"""`esxcap analyze` reads at most this many packets unless told otherwise (tshark needs about a minute)."""
 HIGHLIGHT_PACKETS = 5000
 """The bundle README's analysis reads at most this many packets per file (large bundles stay quick)."""
 
@@ -33,23 +36,35 @@ def _analysis(paths: Sequence[Path]) -> tuple[dict[str, Any] | None, list[str]]:
 def bundle_captures(
     captures: Sequence[Path], options: BundleOptions, out: str | None, attach: str | None
 ) -> int:
-    """Bundle (`out`: archive file or directory, default beside the first capture), show the result,
-    upload when asked; returns the exit code."""
+    """Bundle (`captures`: files or folders, default ./captures; `out`: archive file or directory,
+    default beside the first capture), show the result, upload when asked; returns the exit code. The
+    --attach URL and its credentials are checked before anything is built."""
+    from esxcap.ticket.upload import upload_target
+
+    upload = upload_target(attach) if attach is not None else None
+    captures = collect_captures(captures, output.warning)
     if out is None or out.endswith(("/", "\\")) or Path(out).expanduser().is_dir():
-        directory = Path(out).expanduser() if out else (captures[0].parent if captures else Path.cwd())
-        archive = directory / default_name(options.ticket, options.fmt)
+        directory = Path(out).expanduser() if out else captures[0].parent
+        archive = directory / default_name(options.ticket, options.fmt or "zip")
     else:
         archive = Path(out).expanduser()
+        archive_format(archive, options.fmt)
+    size = sum(c.stat().st_size for c in captures)
+    output.info(f"bundle: packing {len(captures)} capture files ({size >> 20} MiB) into {archive}")
     result = build_bundle(captures, archive, options, _analysis)
     output.bundle_report(_bundle_doc(result))
-    if attach is None:
+    if upload is None:
         return ExitCode.OK
-    from esxcap.ticket.upload import upload_files
-
     files = list(result.parts) or [result.archive]
     if result.parts:
-        files.append(result.archive.with_name(result.archive.name + ".parts.sha256"))
-    reports = upload_files(attach, files, output.upload_progress)
+        files.append(result.archive.with_name(result.archive.name + PARTS_SUFFIX))
+    return _upload(upload, files)
+
+
+def _upload(upload: Any, files: Sequence[Path]) -> int:
+    from esxcap.ticket.upload import upload_files
+
+    reports = upload_files(upload, files, output.upload_progress)
     output.upload_report(reports)
     return outcome_code(sum(1 for r in reports if not r.ok), len(reports))
 
@@ -69,13 +84,19 @@ def _bundle_doc(result: BundleResult) -> dict[str, Any]:
 
 @app.command()
 def bundle(
-    captures: Annotated[list[Path], typer.Argument(help="Capture files (pcapng/pcap).")],
     ticket: Annotated[str, typer.Option("--ticket", "-t", help="Support ticket ID, e.g. SR-12345.")],
+    captures: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Capture files (pcapng/pcap) or folders holding them; default ./captures."),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option("--output", "-o", help="Archive file or directory (default: beside the captures)."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="zip or tar.gz.")] = "zip",
+    force: ForceOpt = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="zip or tar.gz (default: from the -o name, else zip).")
+    ] = None,
     snaplen: Annotated[
         int | None, typer.Option("--snaplen", help="Cut packets in the bundle to N bytes.")
     ] = None,
@@ -97,8 +118,8 @@ def bundle(
     ] = None,
 ) -> None:
     """Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: not an archive format", "use --format zip or tar.gz")
+    if fmt is not None:
+        archive_format(Path(), fmt)
     if snaplen is not None and snaplen < 14:
         raise UsageError("--snaplen must keep at least the 14-byte Ethernet header", "e.g. --snaplen 128")
     options = BundleOptions(
@@ -108,8 +129,32 @@ def bundle(
         anonymize=anonymize,
         full_host=full_host,
         split_size=parse_size(split_size) if split_size else None,
+        force=force,
     )
-    raise typer.Exit(bundle_captures(captures, options, out, attach))
+    raise typer.Exit(bundle_captures(captures or [], options, out, attach))
+
+
+@app.command()
+def attach(
+    archive: Annotated[Path, typer.Argument(help="A bundle archive, or the first part (.001) of one.")],
+    url: Annotated[str, typer.Argument(help="Where to upload it, as for bundle --attach.")],
+) -> None:
+    """Upload an existing bundle (every part and its checksum list, when it was split) to a ticket."""
+    from esxcap.ticket.upload import upload_target
+
+    upload = upload_target(url)
+    name = archive.name.removesuffix(".001")
+    parts = sorted(archive.parent.glob(f"{name}.[0-9][0-9][0-9]"))
+    listing = archive.with_name(name + PARTS_SUFFIX)
+    if archive.name.endswith(".001") or (parts and not archive.is_file()):
+        if not listing.is_file():
+            raise UsageError(f"{listing} is missing beside the parts", "upload the parts with their list")
+        files = [*parts, listing]
+    elif archive.is_file():
+        files = [archive]
+    else:
+        raise UsageError(f"no such archive: {archive}", "give the .zip/.tar.gz, or the first part (.001)")
+    raise typer.Exit(_upload(upload, files))
 
 
 @app.command()
@@ -138,6 +183,12 @@ def verify(
 def analyze(
     file: Annotated[Path, typer.Argument(help="A pcap or pcapng file.")],
     top: Annotated[int, typer.Option("--top", help="Conversations shown.")] = 10,
+    max_packets: Annotated[
+        int,
+        typer.Option(
+            "--max-packets", help="Read at most N packets (0 = all); a long file is sampled.", metavar="N"
+        ),
+    ] = ANALYZE_PACKETS,
     json_out: JsonOpt = False,
 ) -> None:
     """Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems."""
@@ -145,6 +196,15 @@ def analyze(
 
     if not file.is_file():
         raise UsageError(f"no such file: {file}", "check the path")
+    if max_packets < 0:
+        raise UsageError("--max-packets must be 0 (all) or more", f"e.g. --max-packets {ANALYZE_PACKETS}")
     require_tshark()
-    output.analysis(analyze_files([file], top=top), json_out)
+    doc = analyze_files([file], top=top, max_packets=max_packets or None, progress=_progress)
+    if doc["partial"]:
+        output.warning(f"only the first {max_packets} packets were analysed; --max-packets 0 reads them all")
+    output.analysis(doc, json_out)
     raise typer.Exit(ExitCode.OK)
+
+
+def _progress(name: str, packets: int) -> None:
+    output.info(f"analyze: {packets} packets of {name} read")

@@ -3,6 +3,12 @@ per capture point (merged files), the protocol hierarchy, top conversations, TCP
 (retransmissions, duplicate ACKs, resets, zero windows, failed handshakes), DNS errors and ICMP
 unreachables.
 
+A merged file holds the same packet once per capture point it passed (VnicTx, then the uplink...), and
+tshark takes each later copy for a retransmission or a duplicate ACK. TCP problems are therefore
+counted once per packet: a copy of a packet seen shortly before at another interface of the same file
+(same bytes from the IP header on, TTL and checksum aside; within COPY_WINDOW_NS) adds nothing to them.
+A packet repeated at one interface is a real repeat and counts.
+
 pyshark drives tshark from an asyncio loop of its own: its synchronous API breaks inside a running loop,
 and on the main thread it needs the thread's default loop (gone once anything ran `asyncio.run`) and
 replaces the process's child watcher. `analyze_files` therefore always runs it on a worker thread of its
@@ -19,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import shutil
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esxcap.errors import UsageError
+from esxcap.pcap import CaptureFile, Record
 
 INSTALL_HINT = (
     "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
@@ -37,6 +45,56 @@ TSHARK_EXIT_GRACE = 0.5  # seconds a closing capture waits for tshark to end on 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 DNS_RESPONSE = 0x8000
 DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refused"}
+COPY_WINDOW_NS = 1_000_000_000
+"""How far apart two sightings of one packet at different capture points may be (esxcap's reorder window)."""
+PROGRESS_EVERY = 50_000
+"""Packets between two progress reports."""
+Progress = Callable[[str, int], None]
+
+
+def _packet_key(data: bytes | memoryview) -> bytes | None:
+    """What stays the same when one packet passes several capture points: its bytes from the IP header
+    on (a VLAN tag added or removed on the way, TTL and header checksum aside); None for non-IP."""
+    offset, ethertype = 12, bytes(data[12:14])
+    while ethertype in (b"\x81\x00", b"\x88\xa8"):
+        offset += 4
+        ethertype = bytes(data[offset : offset + 2])
+    packet = bytearray(data[offset + 2 :])
+    if ethertype == b"\x08\x00" and len(packet) >= 20:
+        packet[8] = packet[10] = packet[11] = 0
+    elif ethertype == b"\x86\xdd" and len(packet) >= 40:
+        packet[7] = 0
+    else:
+        return None
+    return hashlib.blake2b(packet, digest_size=16).digest()
+
+
+def copies_at_other_points(records: Iterator[Record]) -> Iterator[bool]:
+    """For each record in file order: is it a copy of a packet seen within COPY_WINDOW_NS before at
+    another interface? (memory: the packets of the last COPY_WINDOW_NS)"""
+    recent: dict[bytes, int] = {}
+    order: deque[tuple[int, bytes]] = deque()
+    for record in records:
+        while order and order[0][0] < record.ts_ns - COPY_WINDOW_NS:
+            _, old = order.popleft()
+            recent.pop(old, None)
+        key = _packet_key(record.data)
+        if key is None:
+            yield False
+            continue
+        seen = recent.get(key)
+        yield seen is not None and seen != record.interface
+        if seen is None:
+            recent[key] = record.interface
+            order.append((record.ts_ns, key))
+
+
+def _copies(path: Path, max_packets: int | None) -> Iterator[bool]:
+    with path.open("rb") as handle:
+        records = iter(CaptureFile(handle, path.name))
+        if max_packets is not None:
+            records = (r for _, r in zip(range(max_packets), records, strict=False))
+        yield from copies_at_other_points(records)
 
 
 def tshark_available() -> bool:
@@ -62,6 +120,7 @@ class _Tally:
     duplicate_acks: int = 0
     resets: int = 0
     zero_windows: int = 0
+    copies: int = 0
     syn_streams: set[tuple[str, str]] = field(default_factory=set)
     synack_streams: set[tuple[str, str]] = field(default_factory=set)
     dns_errors: Counter[str] = field(default_factory=Counter)
@@ -94,7 +153,7 @@ def _fields(pkt: Any, layer: str) -> dict[str, Any]:
     return _flat(getattr(pkt, layer)._all_fields)
 
 
-def _packet(tally: _Tally, file: str, pkt: Any) -> None:
+def _packet(tally: _Tally, file: str, pkt: Any, copy: bool) -> None:
     frame = _fields(pkt, "frame_info")
     size = _int(frame.get("frame.len"))
     tally.packets += 1
@@ -111,7 +170,7 @@ def _packet(tally: _Tally, file: str, pkt: Any) -> None:
     layers = {layer.layer_name for layer in pkt.layers}
     net = pkt.ip if "ip" in layers else pkt.ipv6 if "ipv6" in layers else None
     if "tcp" in layers and net is not None:
-        _tcp(tally, file, net, _fields(pkt, "tcp"), size)
+        _tcp(tally, file, net, _fields(pkt, "tcp"), size, copy)
     elif "udp" in layers and net is not None:
         _conversation(tally, "udp", f"{net.src}:{pkt.udp.srcport}", f"{net.dst}:{pkt.udp.dstport}", size)
     if "dns" in layers:
@@ -133,12 +192,15 @@ def _conversation(tally: _Tally, proto: str, a: str, b: str, size: int) -> None:
     entry[1] += size
 
 
-def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int) -> None:
+def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int, copy: bool) -> None:
     _conversation(
         tally, "tcp", f"{net.src}:{tcp.get('tcp.srcport')}", f"{net.dst}:{tcp.get('tcp.dstport')}", size
     )
     flags = _int(tcp.get("tcp.flags"), 16)
     stream = (file, str(tcp.get("tcp.stream")))
+    if copy:
+        tally.copies += 1
+        return
     if flags & TCP_RST:
         tally.resets += 1
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
@@ -169,16 +231,19 @@ def _capture_class() -> Any:
     return FileCapture
 
 
-def _read(paths: Sequence[Path], max_packets: int | None) -> _Tally:
+def _read(paths: Sequence[Path], max_packets: int | None, progress: Progress | None) -> _Tally:
     tally = _Tally()
     for path in paths:
         capture = _open(path)
+        copies = _copies(path, max_packets)
         try:
             for count, pkt in enumerate(capture):
                 if max_packets is not None and count >= max_packets:
                     tally.truncated = True
                     break
-                _packet(tally, path.name, pkt)
+                _packet(tally, path.name, pkt, next(copies, False))
+                if progress is not None and count and count % PROGRESS_EVERY == 0:
+                    progress(path.name, count)
         finally:
             capture.close()
     return tally
@@ -218,16 +283,23 @@ def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
             "zero_windows": tally.zero_windows,
             "failed_handshakes": len(tally.syn_streams - tally.synack_streams),
         },
+        "tcp_copies_not_counted": tally.copies,
         "dns_errors": dict(tally.dns_errors),
         "icmp_unreachable": dict(tally.unreachable),
     }
 
 
-def analyze_files(paths: Sequence[Path], top: int = 10, max_packets: int | None = None) -> dict[str, Any]:
-    """The analysis document of one or more captures (each at most `max_packets` packets read)."""
+def analyze_files(
+    paths: Sequence[Path],
+    top: int = 10,
+    max_packets: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The analysis document of one or more captures (each at most `max_packets` packets read);
+    `progress` hears (file name, packets read) every PROGRESS_EVERY packets."""
     require_tshark()
     with ThreadPoolExecutor(1) as worker:
-        return _document(paths, worker.submit(_read, paths, max_packets).result(), top)
+        return _document(paths, worker.submit(_read, paths, max_packets, progress).result(), top)
 
 
 def highlights(doc: dict[str, Any]) -> list[str]:
@@ -239,7 +311,9 @@ def highlights(doc: dict[str, Any]) -> list[str]:
     ]
     problems = [f"{v} {k.replace('_', ' ')}" for k, v in tcp.items() if v]
     lines.append(
-        "TCP: " + (", ".join(problems) if problems else "no retransmissions, resets or zero windows")
+        "TCP: "
+        + (", ".join(problems) if problems else "no retransmissions, resets or zero windows")
+        + " (each packet counted once, however many capture points saw it)"
     )
     if doc["dns_errors"]:
         lines.append(f"DNS errors: {sum(doc['dns_errors'].values())}")

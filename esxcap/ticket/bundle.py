@@ -14,6 +14,7 @@ import io
 import json
 import re
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,34 +23,30 @@ from pathlib import Path
 from typing import IO, Any
 
 from esxcap import __version__
+from esxcap.capture.files import check_destination, create_part, create_private, place
 from esxcap.capture.metadata import operator, read_sidecar, utc
-from esxcap.capture.sinks import create_private, publish, stream_file_kind
+from esxcap.capture.sinks import stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, Interface, InterfaceStatistics, PcapngWriter, Record, Section, merge
 from esxcap.pcap.anonymize import Anonymizer
+from esxcap.ticket.bundle_inputs import archive_format, archive_stem
 
 BUNDLE_SCHEMA = "esxcap-bundle/1"
-FORMATS = ("zip", "tar.gz")
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 README = "README.txt"
 PARTS_SUFFIX = ".parts.sha256"
 _CHUNK = 1 << 20
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str) -> int:
-    """`500k`, `10M`, `1.5GiB`, `2048` -> bytes (K = 1024)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(
-            f"--split-size {text}: not a size", "e.g. --split-size 10M (K, M, G: powers of 1024)"
-        )
-    number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * 1024 ** ("kmgt".index(unit) + 1)) if unit else int(number)
-    if size < 1024:
-        raise UsageError(f"--split-size {text}: parts must hold at least 1 KiB", "e.g. --split-size 10M")
-    return size
+ANONYMIZED_NOTE = (
+    "IP and MAC addresses are pseudonyms (the mapping stays with the sender): in every packet header",
+    "(Ethernet, VLAN, ARP, IPv4, IPv6), DHCP's address fields, NDP targets and VXLAN inner frames; known",
+    "addresses wherever their bytes recur in a packet (ICMP-quoted headers, IP and DHCP options, LLDP);",
+    "addresses written as text in payloads (HTTP Host:) masked with x; and every name, comment,",
+    "description and file name. Kept: host, VM and DNS names, and an address that only ever appears",
+    "inside a payload before any header carried it.",
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -111,11 +108,13 @@ def scope_facts(host_doc: Mapping[str, Any], targets: Sequence[Mapping[str, Any]
 @dataclass(frozen=True)
 class BundleOptions:
     ticket: str
-    fmt: str = "zip"
+    fmt: str | None = None
+    """zip or tar.gz; None: from the archive's name (zip when it says nothing)."""
     snaplen: int | None = None
     anonymize: bool = False
     full_host: bool = False
     split_size: int | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,8 @@ class _Rewritten:
             data: bytes | memoryview = self.anon.frame(record.data) if self.anon else record.data
             if self.snaplen:
                 data = data[: self.snaplen]
-            yield record._replace(data=data)
+            comments = tuple(self._text(c) or "" for c in record.comments)
+            yield record._replace(data=data, comments=comments)
 
 
 def _sections(path: Path) -> Sequence[Section]:
@@ -202,7 +202,7 @@ def readme_text(manifest: Mapping[str, Any], highlights: Sequence[str]) -> str:
     if options["snaplen"]:
         lines.append(f"Packets were cut to {options['snaplen']} bytes.")
     if options["anonymized"]:
-        lines.append("IP and MAC addresses are pseudonyms (the mapping stays with the sender).")
+        lines += ["", *ANONYMIZED_NOTE]
     if highlights:
         lines += ["", "Analysis highlights:", *(f"  - {h}" for h in highlights)]
     lines += [
@@ -273,8 +273,8 @@ def build_manifest(
     }
 
 
-def _write_archive(out: Path, fmt: str, top: str, members: Sequence[tuple[str, Path | bytes]]) -> None:
-    with create_private(out) as raw:
+def _write_archive(raw: IO[bytes], fmt: str, top: str, members: Sequence[tuple[str, Path | bytes]]) -> None:
+    with raw:
         if fmt == "zip":
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
                 for name, content in members:
@@ -294,15 +294,25 @@ def _write_archive(out: Path, fmt: str, top: str, members: Sequence[tuple[str, P
 
 
 def split_file(path: Path, size: int) -> list[Path]:
-    """Cut a file into `NAME.001`, `NAME.002`... of at most `size` bytes (0600); `cat` joins them."""
+    """Cut a file into `NAME.001`, `NAME.002`... of at most `size` bytes (0600, each written as a
+    private `.part` first, replacing an older part of that name); `cat` joins them."""
     parts: list[Path] = []
     with path.open("rb") as handle:
         while chunk := handle.read(size):
-            part = path.with_name(f"{path.name}.{len(parts) + 1:03d}")
-            with create_private(part) as out:
+            name = path.with_name(f"{path.name}.{len(parts) + 1:03d}")
+            part, out = create_part(name)
+            with out:
                 out.write(chunk)
-            parts.append(part)
+            parts.append(place(part, name, force=True))
     return parts
+
+
+def _write_beside(path: Path, content: bytes) -> Path:
+    """A small file named after the archive (its mapping, its parts' checksums), replacing an older one."""
+    part, out = create_part(path)
+    with out:
+        out.write(content)
+    return place(part, path, force=True)
 
 
 def join_parts(parts: Sequence[Path], out: IO[bytes]) -> None:
@@ -310,11 +320,6 @@ def join_parts(parts: Sequence[Path], out: IO[bytes]) -> None:
         with part.open("rb") as handle:
             while chunk := handle.read(_CHUNK):
                 out.write(chunk)
-
-
-def default_name(ticket: str, fmt: str) -> str:
-    safe = re.sub(r"[^\w.-]+", "_", ticket).strip("_") or "bundle"
-    return f"{safe}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.{fmt}"
 
 
 def build_bundle(
@@ -325,8 +330,7 @@ def build_bundle(
 ) -> BundleResult:
     """Write the bundle archive `out` (and its parts and mapping); `analyze` gives the analysis
     document and README highlights for the bundled files (None: no analysis)."""
-    if options.fmt not in FORMATS:
-        raise UsageError(f"--format {options.fmt}: not an archive format", "use --format zip or tar.gz")
+    fmt = archive_format(out, options.fmt)
     missing = [str(c) for c in captures if not c.is_file()]
     if missing or not captures:
         raise UsageError(f"no such capture file: {', '.join(missing) or '(none given)'}", "check the paths")
@@ -334,17 +338,17 @@ def build_bundle(
         raise UsageError(
             f"{out} is a {stream_file_kind(out)}; a bundle is written as a file", "give -o a file name"
         )
+    check_destination(out, options.force, "bundle archive")
     anon = Anonymizer() if options.anonymize else None
-    staging = out.with_name(out.name + ".files")
-    staging.mkdir(parents=True, exist_ok=True)
-    staging.chmod(0o700)
-    try:
+    # a private folder made here (mkdtemp: new, 0700), never a name someone could have placed
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".files", dir=out.parent) as folder:
+        staging = Path(folder)
         files: list[dict[str, Any]] = []
         hosts: dict[str, Any] = {}
         members: list[tuple[str, Path | bytes]] = []
         names: set[str] = set()
         for src in captures:
-            name = f"captures/{src.stem}.pcapng"
+            name = f"captures/{anon.text(src.stem) if anon else src.stem}.pcapng"
             while name in names:
                 name = name.removesuffix(".pcapng") + "_.pcapng"
             names.add(name)
@@ -368,24 +372,24 @@ def build_bundle(
         sums[MANIFEST] = hashlib.sha256(manifest_bytes).hexdigest()
         sums[README] = hashlib.sha256(readme).hexdigest()
         members += [(MANIFEST, manifest_bytes), (README, readme), (SUMS, sums_text(sums).encode())]
-        part = out.with_name(out.name + ".part")
-        _write_archive(part, options.fmt, out.name.removesuffix("." + options.fmt), members)
-        publish(part, out)
-    finally:
-        for staged in staging.glob("*"):
-            staged.unlink()
-        staging.rmdir()
+        part, raw = create_part(out)
+        try:
+            _write_archive(raw, fmt, archive_stem(out.name), members)
+        except BaseException:
+            part.unlink()
+            raise
+        out = place(part, out, options.force)
     digest, size = sha256_file(out), out.stat().st_size
     mapping = None
     if anon:
-        mapping = out.with_name(out.name + ".mapping.json")
-        with create_private(mapping) as handle:
-            handle.write(json.dumps(anon.mapping(), indent=2).encode() + b"\n")
+        mapping_doc = json.dumps(anon.mapping(), indent=2).encode() + b"\n"
+        mapping = _write_beside(out.with_name(out.name + ".mapping.json"), mapping_doc)
     parts: list[Path] = []
     if options.split_size and size > options.split_size:
         parts = split_file(out, options.split_size)
-        listing = {p.name: sha256_file(p) for p in parts} | {out.name: digest}
-        with create_private(out.with_name(out.name + PARTS_SUFFIX)) as handle:
-            handle.write(sums_text(listing).encode())
+        # the parts only, so that `sha256sum -c` in their folder checks them (the joined archive is
+        # not there); its own SHA-256 is in the report
+        listing = {p.name: sha256_file(p) for p in parts}
+        _write_beside(out.with_name(out.name + PARTS_SUFFIX), sums_text(listing).encode())
         out.unlink()
     return BundleResult(out, digest, size, manifest, tuple(parts), mapping)

@@ -9,9 +9,14 @@ URLs:
   table_sys_id=SYS_ID&file_name=NAME`, the file as the body; ESXCAP_SNOW_USER + ESXCAP_SNOW_PASSWORD;
 - `https://HOST/PATH/` (or `.../NAME`) -> `PUT` of the file to that URL (a trailing slash appends the file
   name); ESXCAP_UPLOAD_TOKEN (Bearer) when set, else no credentials (pre-signed URLs).
-Without the variables, the OS keyring is asked when the `keyring` package is installed (service
-`esxcap`, user `jira:HOST`, `servicenow:HOST` or `upload:HOST`, secret `USER:TOKEN` or `TOKEN`).
-Credentials never come from the URL or argv. Plain `http` is refused except to a loopback address.
+Credentials from the environment are bound to one server: ESXCAP_JIRA_URL, ESXCAP_SNOW_URL or
+ESXCAP_UPLOAD_URL names it (`https://HOST[:PORT]`), and they are sent nowhere else. Without the
+variables, the OS keyring is asked when the `keyring` package is installed (service `esxcap`, user
+`jira:HOST`, `servicenow:HOST` or `upload:HOST`, secret `USER:TOKEN` or `TOKEN`), so bound to HOST by
+its entry. Surrounding white space (a Windows line ending) is stripped from a secret; one holding a
+control character is refused, naming the variable and never showing the value. Credentials never come
+from the URL or argv. Plain `http` is refused except to a loopback address. A server whose TLS
+certificate does not verify is not tried again.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import ipaddress
 import json
 import os
 import secrets
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from esxcap.errors import UsageError
@@ -122,17 +128,61 @@ def _from_keyring(account: str) -> str | None:
     return secret if isinstance(secret, str) else None
 
 
+_CREDENTIALS = {
+    "jira": ("ESXCAP_JIRA_URL", "ESXCAP_JIRA_USER", "ESXCAP_JIRA_TOKEN"),
+    "servicenow": ("ESXCAP_SNOW_URL", "ESXCAP_SNOW_USER", "ESXCAP_SNOW_PASSWORD"),
+    "put": ("ESXCAP_UPLOAD_URL", None, "ESXCAP_UPLOAD_TOKEN"),
+}
+"""Per destination kind: the variable naming the server the credentials are for, the user, the secret."""
+
+
+def _clean(name: str, value: str) -> str:
+    """A credential without surrounding white space; one with a control character inside is refused
+    (the message names the variable, never the value)."""
+    value = value.strip()
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise UsageError(
+            f"{name} holds a control character (a line break or similar) inside the value",
+            f"set {name} again from a clean copy (e.g. a token file saved with Unix line endings)",
+        )
+    return value
+
+
+def _check_bound(dest: Destination, env: Mapping[str, str]) -> None:
+    """Environment credentials go only to the server their ESXCAP_*_URL variable names."""
+    url_name, _user, secret_name = _CREDENTIALS[dest.kind]
+    configured = env.get(url_name, "").strip()
+    example = f"{url_name}={dest.scheme}://{dest.host}" + (f":{dest.port}" if dest.port else "")
+    if not configured:
+        raise UsageError(
+            f"{secret_name} is set but {url_name} does not say which server it is for",
+            f"set {example} to send it to {dest.host}",
+        )
+    parts = urllib.parse.urlsplit(configured if "://" in configured else f"https://{configured}")
+    default_port = 443 if dest.scheme == "https" else 80
+    same = (parts.hostname or "").lower() == dest.host.lower() and (parts.port or default_port) == (
+        dest.port or default_port
+    )
+    if not same:
+        raise UsageError(
+            f"{secret_name} is for {parts.hostname}{f':{parts.port}' if parts.port else ''} ({url_name}); "
+            f"refusing to send it to {dest.host}{f':{dest.port}' if dest.port else ''}",
+            f"attach to the server in {url_name}, or set {example} if this server should get it",
+        )
+
+
 def authorization(dest: Destination, env: Mapping[str, str]) -> str | None:
-    """The Authorization header value for a destination, from the environment or the keyring."""
-    names = {
-        "jira": ("ESXCAP_JIRA_USER", "ESXCAP_JIRA_TOKEN"),
-        "servicenow": ("ESXCAP_SNOW_USER", "ESXCAP_SNOW_PASSWORD"),
-        "put": (None, "ESXCAP_UPLOAD_TOKEN"),
-    }[dest.kind]
-    user = env.get(names[0]) if names[0] else None
-    secret = env.get(names[1])
-    if secret is None:
-        stored = _from_keyring(f"{dest.kind}:{dest.host}")
+    """The Authorization header value for a destination, from the environment (bound to its server)
+    or the keyring (bound to the host by its entry's name)."""
+    url_name, user_name, secret_name = _CREDENTIALS[dest.kind]
+    user = _clean(user_name, env[user_name]) if user_name and env.get(user_name) else None
+    secret = _clean(secret_name, env[secret_name]) if env.get(secret_name) else None
+    if secret is not None:
+        _check_bound(dest, env)
+    else:
+        account = f"{dest.kind}:{dest.host}"
+        stored = _from_keyring(account)
+        stored = _clean(f"the keyring entry {account}", stored) if stored is not None else None
         if stored is not None and ":" in stored and dest.kind != "put":
             user, _, secret = stored.partition(":")
         else:
@@ -142,12 +192,26 @@ def authorization(dest: Destination, env: Mapping[str, str]) -> str | None:
             return None
         raise UsageError(
             f"no credentials for {dest.shown}",
-            f"set {names[0]} and {names[1]} (or store them with keyring: service esxcap, "
-            f"user {dest.kind}:{dest.host}, secret USER:TOKEN)",
+            f"set {user_name} and {secret_name} with {url_name}={dest.scheme}://{dest.host} (or store them "
+            f"with keyring: service esxcap, user {dest.kind}:{dest.host}, secret USER:TOKEN)",
         )
     if user:
         return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
     return f"Bearer {secret}"
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """A checked --attach URL with its credentials, ready before anything is built or sent."""
+
+    dest: Destination
+    auth: str | None = field(repr=False)
+
+
+def upload_target(url: str, env: Mapping[str, str] | None = None) -> UploadTarget:
+    """Check an --attach URL and find its credentials (UsageError when either is wrong)."""
+    dest = parse_destination(url)
+    return UploadTarget(dest, authorization(dest, os.environ if env is None else env))
 
 
 def _request(dest: Destination, file: Path) -> tuple[str, str, dict[str, str], bytes, bytes]:
@@ -240,6 +304,17 @@ def upload_file(
                 conn.request(method, path, body=_body(file, head, tail, progress), headers=headers)
             response = conn.getresponse()
             status, body = response.status, response.read()
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or exc.reason or exc
+            return UploadReport(
+                file.name,
+                dest.shown,
+                False,
+                None,
+                attempt,
+                f"the server's TLS certificate did not verify: {reason}",
+                "not tried again; if the server uses a private CA, point SSL_CERT_FILE at its certificate",
+            )
         except (OSError, http.client.HTTPException) as exc:
             status, message = None, f"connection failed: {exc}"
             continue
@@ -263,19 +338,19 @@ def upload_file(
 
 
 def upload_files(
-    url: str,
+    target: UploadTarget | str,
     files: Sequence[Path],
     progress: Progress,
     env: Mapping[str, str] | None = None,
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
 ) -> list[UploadReport]:
-    """Upload every file to the --attach URL, in order; stop at the first file that fails."""
-    dest = parse_destination(url)
-    auth = authorization(dest, os.environ if env is None else env)
+    """Upload every file to the --attach target (or URL), in order; stop at the first file that fails."""
+    if isinstance(target, str):
+        target = upload_target(target, env)
     reports = []
     for file in files:
-        report = upload_file(dest, file, auth, progress, retries, backoff_s)
+        report = upload_file(target.dest, file, target.auth, progress, retries, backoff_s)
         reports.append(report)
         if not report.ok:
             break
