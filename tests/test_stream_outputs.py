@@ -14,7 +14,7 @@ import pytest
 from clirun import CliResult, esxcap, isolated_env
 from pcaptools import FifoReader, pcap_stream, sample_records
 
-from esxcap.capture.sinks import OutputError, publish
+from esxcap.capture.files import place
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread
 
@@ -116,14 +116,16 @@ def test_merge_into_a_fifo_and_a_device(env, tmp_path) -> None:
 
 def test_a_finished_file_is_never_renamed_over_a_fifo(tmp_path) -> None:
     part, path = tmp_path / "x.pcapng.part", tmp_path / "x.pcapng"
-    part.write_bytes(b"done")
     os.mkfifo(path)
-    with pytest.raises(OutputError, match="kept as"):
-        publish(part, path)
-    assert stat.S_ISFIFO(path.lstat().st_mode) and part.read_bytes() == b"done"
+    for force in (False, True):  # not even with --force: the finished file takes a numbered name
+        part.write_bytes(b"done")
+        placed = place(part, path, force=force)
+        assert placed == tmp_path / "x-1.pcapng" and placed.read_bytes() == b"done" and not part.exists()
+        assert stat.S_ISFIFO(path.lstat().st_mode)
+        placed.unlink()
     path.unlink()
-    publish(part, path)
-    assert path.read_bytes() == b"done" and not part.exists()
+    part.write_bytes(b"done")
+    assert place(part, path) == path and path.read_bytes() == b"done" and not part.exists()
 
 
 def test_bundle_refuses_a_fifo_or_a_device_and_leaves_it(env, tmp_path) -> None:
