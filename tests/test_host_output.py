@@ -202,11 +202,25 @@ def test_filter_expression_selects_on_8_and_is_refused_on_6_7(make_sim: MakeSim,
     unfiltered = tmp_path / "all.pcapng"
     assert run(st, env, "capture", "--vm", "web02", "-c", "30", "-o", str(unfiltered)).code == 0
     assert any(80 in pair for pair in _tcp_ports(unfiltered))
-    refused = run(st, env, "capture", "--vm", "web 01", "--filter", "icmp", "-c", "1", "-o", str(out))
+    refused = run(  # each run its own file: esxcap does not overwrite one without --force
+        st, env, "capture", "--vm", "web 01", "--filter", "icmp", "-c", "1", "-o", str(tmp_path / "r.pcapng")
+    )
     assert refused.code == 2
     assert "esx02 (ESXi 6.7.0): pktcap-uw has no --rcf" in refused.stderr, refused.stderr
     assert "--ip" in refused.stderr and "--tcpport" in refused.stderr
-    bad = run(st, env, "capture", "--vm", "web02", "--filter", "tcp prot 5432", "-c", "1", "-o", str(out))
+    bad = run(
+        st,
+        env,
+        "capture",
+        "--vm",
+        "web02",
+        "--filter",
+        "tcp prot 5432",
+        "-c",
+        "1",
+        "-o",
+        str(tmp_path / "b.pcapng"),
+    )
     assert bad.code != 0 and "rcf" in bad.stderr
 
 
