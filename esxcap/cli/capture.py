@@ -52,17 +52,14 @@ def capture(
 ) -> None:
     """Capture packets on ESXi hosts: pktcap-uw streamed back over SSH into pcapng files, stopped safely."""
     requests = targets.requests()
-    request = CaptureRequest(
-        hosts=hosts.host,
-        group=hosts.group,
-        parallel=hosts.parallel,
+    request = CaptureRequest.of(
+        hosts,
+        connect,
+        delivery,
+        stop,
+        capture_options(stop, points, filters),
         host_bound=targets.host_bound,
-        connect=connect,
-        delivery=delivery,
-        stop=stop,
-        options=capture_options(stop, points, filters),
         vm_names=tuple(targets.vm or ()) if all(r.kind == "vm" for r in requests) else (),
-        enable_ssh=hosts.enable_ssh,
     )
     explicit = bool(hosts.host or hosts.group or targets.all_hosts)
 

@@ -30,17 +30,8 @@ def _run(
     vm_names: tuple[str, ...] = (),
 ) -> None:
     """Run a recipe exactly as `capture` runs its targets (the same flow, checks and exit codes)."""
-    request = CaptureRequest(
-        hosts=hosts.host,
-        group=hosts.group,
-        parallel=hosts.parallel,
-        host_bound=False,
-        connect=connect,
-        delivery=delivery,
-        stop=stop,
-        options=capture_options(stop),
-        vm_names=vm_names,
-        enable_ssh=hosts.enable_ssh,
+    request = CaptureRequest.of(
+        hosts, connect, delivery, stop, capture_options(stop), host_bound=False, vm_names=vm_names
     )
 
     def plan(views: list[HostView]) -> tuple[list[Stream], str | None]:

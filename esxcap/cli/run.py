@@ -20,7 +20,7 @@ from esxcap.capture.metadata import add_to_sidecars
 from esxcap.cli import output
 from esxcap.cli.common import Connect, load_inventory_or_empty, prompt_password, select_hosts
 from esxcap.cli.exitcodes import ExitCode, outcome_code
-from esxcap.cli.options import Delivery, StopWhen
+from esxcap.cli.options import Delivery, HostChoice, StopWhen
 from esxcap.errors import HostError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
@@ -52,6 +52,32 @@ class CaptureRequest:
     vm_names: tuple[str, ...] = ()
     """The VMs asked for by name: with a vCenter in the inventory, it says where they run."""
     enable_ssh: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        hosts: HostChoice,
+        connect: Connect,
+        delivery: Delivery,
+        stop: StopWhen,
+        options: CaptureOptions,
+        *,
+        host_bound: bool,
+        vm_names: tuple[str, ...] = (),
+    ) -> CaptureRequest:
+        """The request a command's option groups make."""
+        return cls(
+            hosts.host,
+            hosts.group,
+            hosts.parallel,
+            host_bound,
+            connect,
+            delivery,
+            stop,
+            options,
+            vm_names,
+            hosts.enable_ssh,
+        )
 
 
 def _failures(failed: Sequence[HostResult[HostView]], request: CaptureRequest) -> int:
