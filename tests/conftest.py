@@ -23,13 +23,13 @@ from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
 from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "esxi" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "esxi"
 
 MakeSim = Callable[..., SimulatorThread]
 
 
 def fixture_text(name: str) -> str:
-    """A verbatim sample from shared/esxi/fixtures, bytes kept as they are."""
+    """A verbatim sample from tests/fixtures/esxi, bytes kept as they are."""
     return (FIXTURES / name).read_bytes().decode("utf-8")
 
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from conftest import FIXTURES
+
 from esxcap.esxi import layouts
 from esxcap.esxi.models import (
     DistributedSwitch,
@@ -28,7 +30,6 @@ from esxcap.esxi.models import (
 )
 from esxcap.esxi.textfmt import Record, render_records, render_table
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "esxi" / "fixtures"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PROMPTS = ("[root@", "~ # ", "esxcli ")
 
