@@ -76,6 +76,8 @@ class CaptureOutcome:
     clocks: dict[str, clock.ClockCheck]
     interrupted: bool
     stop_reason: str | None
+    receive_paths: dict[str, str]
+    """Host -> how its output was read (Connection.receive_path)."""
 
 
 async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
@@ -178,4 +180,7 @@ async def run_capture(
             reporter.warning,
             clocks={name: c.as_dict() for name, c in checks.items()},
         )
-    return CaptureOutcome(runs, files, made, list(failed), checks, control.abort.is_set(), reason)
+    receive_paths = {name: conn.receive_path for name, conn in conns.items()}
+    return CaptureOutcome(
+        runs, files, made, list(failed), checks, control.abort.is_set(), reason, receive_paths
+    )

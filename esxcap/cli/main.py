@@ -96,6 +96,7 @@ class FrontRequest(NamedTuple):
     command: str | None = None
     message: str | None = None
     hint: str | None = None
+    verbose: bool = False
 
 
 def read_front(args: list[str]) -> FrontRequest:
@@ -106,7 +107,7 @@ def read_front(args: list[str]) -> FrontRequest:
         if arg in HELP_OPTIONS:
             return FrontRequest("help")
         if arg == "--version":
-            return FrontRequest("version")
+            return FrontRequest("version", verbose="--verbose" in args[position + 1 :])
         if arg in INVENTORY_OPTIONS:
             if position + 1 >= len(args):
                 return FrontRequest("error", message=f"option {arg} needs a value", hint="-i FILE")
@@ -161,11 +162,32 @@ def front_help() -> str:
         "  Packet captures on VMware ESXi hosts over SSH.\n\n"
         "Options:\n"
         f"  -i, --inventory <path>  {INVENTORY_HELP}\n"
-        "  --version               Print the version.\n"
+        "  --version [--verbose]   Print the version (--verbose: and the SSH libraries' state).\n"
         "  -h, --help              Show this message and exit.\n\n"
         f"Commands:\n{commands}\n\n"
         f"Each command has its own help: {PROG} COMMAND --help\n"
     )
+
+
+def library_versions() -> str:
+    """The SSH libraries esxcap runs on and whether asyncssh's fast receive path is in use; imports them."""
+    from importlib.metadata import version
+
+    quiet_library_warnings()
+    from esxcap.ssh.transport import asyncssh_receive
+
+    return (
+        f"python {sys.version.split()[0]}\n{asyncssh_receive.state()}\n"
+        f"paramiko {version('paramiko')}\ncryptography {version('cryptography')}\n"
+    )
+
+
+def quiet_library_warnings() -> None:
+    """Silence the library deprecation notices an admin cannot act on; they would land between our own
+    messages. ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; cryptography 51 deprecates DSA,
+    which asyncssh still names as it loads (it never uses DSA keys unless asked to)."""
+    warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
 
 
 def report(error: EsxcapError) -> int:
@@ -187,14 +209,12 @@ def main() -> None:
         output.text(front_help())
         sys.exit(ExitCode.OK if request.action == "help" else ExitCode.USAGE)
     if request.action == "version":
-        output.text(f"{PROG} {__version__}\n")
+        output.text(f"{PROG} {__version__}\n" + (library_versions() if request.verbose else ""))
         sys.exit(ExitCode.OK)
     if request.action == "error":
         sys.exit(report(UsageError(request.message or "", request.hint)))
     _undo_ignored_sigchld()
-    # ESXi 5.5/6.0 hosts only speak finite-field Diffie-Hellman; the library's deprecation notice is
-    # not something an admin can act on, and it would land between our own messages.
-    warnings.filterwarnings("ignore", message="Diffie-Hellman over finite fields")
+    quiet_library_warnings()
     module, _ = COMMANDS[request.command or ""]
     import_module(f"esxcap.{module}")
     from esxcap.cli.common import app

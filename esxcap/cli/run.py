@@ -190,6 +190,7 @@ async def _after(
 ) -> int:
     """Summary, path view, viewer and bundle of a finished capture; its exit code."""
     extra["clocks"] = [c.as_dict() for c in outcome.clocks.values()]
+    extra["connections"] = outcome.receive_paths
     if delivery.show_path and outcome.made:
         from esxcap.cli.path import path_report
 

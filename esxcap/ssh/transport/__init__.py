@@ -62,6 +62,9 @@ class RemoteProcess(Protocol):
 class Connection(Protocol):
     """An open SSH connection to one host."""
 
+    receive_path: str
+    """The library that reads the host's output and how, e.g. `asyncssh 2.24.1: fast receive path active`."""
+
     async def start(self, argv: Sequence[str]) -> RemoteProcess:
         """Start argv on the host and return at once; its output is read through the RemoteProcess."""
         ...

@@ -25,9 +25,11 @@ Together these cut the instructions the client spends per streamed byte by 45 % 
 the benchmark's stream: 1.83 to 1.0 billion, the pcapng transcoding and writing included).
 
 They stand in for or imitate nine asyncssh functions, written against asyncssh 2.24.1: `install()` puts
-them in place only when the source of each of those functions is exactly what it was checked against
-(_CHECKED_SOURCES); any change to one of them leaves asyncssh as it is until the code here is checked again.
-Received channel-data packets taken by the fast path are not written to asyncssh's packet log.
+them in place only under an asyncssh release they were checked against (CHECKED_VERSIONS) whose source of
+each of those functions is exactly what was checked (_CHECKED_SOURCES); anything else leaves asyncssh as it
+is (a working, slower client) until the code here is checked again, and `refusal()` says why.
+ESXCAP_FAST_RECEIVE=0 in the environment keeps it off. Received channel-data packets taken by the fast path
+are not written to asyncssh's packet log.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import os
 from typing import Any
 
+import asyncssh
 from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHClientConnection, SSHConnection
 from asyncssh.constants import MSG_CHANNEL_DATA
@@ -55,6 +59,11 @@ _DATA_HANDLER = SSHChannel._packet_handlers.get(MSG_CHANNEL_DATA)
 _GCM_TAG_LEN = 16
 SOCKET_READ = 1 << 20
 _MIN_PADDING = 4
+
+CHECKED_VERSIONS = ("2.24.1",)
+"""The asyncssh releases this module was checked against, function by function."""
+SWITCH = "ESXCAP_FAST_RECEIVE"
+"""The environment variable that turns the fast path off when set to 0."""
 
 _CHECKED_SOURCES = {
     "SSHConnection.data_received": "b2d14a83b2604db6",
@@ -192,19 +201,41 @@ def widen_socket_reads(conn: object) -> None:
         transport.max_size = SOCKET_READ  # type: ignore[union-attr]
 
 
-def install() -> bool:
-    """Put the cheaper receive path in place where asyncssh reads as expected; True when it is (now or
-    before)."""
-    global _header_steps, _view_safe_encryption  # noqa: PLW0603 (set once, by the one installer)
+def refusal() -> str | None:
+    """Why the fast path stays off in this process; None when it is in place or may be put there."""
     if _view_safe_encryption is not None:
-        return True
+        return None
+    if os.environ.get(SWITCH, "").strip() == "0":
+        return f"{SWITCH}=0"
+    if asyncssh.__version__ not in CHECKED_VERSIONS:
+        checked = ", ".join(CHECKED_VERSIONS)
+        return f"asyncssh {asyncssh.__version__} is not a release it was checked against ({checked})"
     if (
         SSHClientConnection.data_received is not _THEIR_DATA_RECEIVED
         or getattr(SSHClientConnection, "_recv_pkthdr", None) is not _THEIR_HEADER_STEP
         or GCMEncryption.decrypt_packet is not _THEIR_GCM_DECRYPT
         or _DATA_HANDLER is not SSHChannel.__dict__.get("_process_data")
-        or any(source_digest(name) != digest for name, digest in _CHECKED_SOURCES.items())
     ):
+        return "other code has replaced asyncssh's receive functions"
+    for name, digest in _CHECKED_SOURCES.items():
+        if source_digest(name) != digest:
+            return f"asyncssh's {name} is not the code it was checked against"
+    return None
+
+
+def state() -> str:
+    """The fast path as a user reads it: `asyncssh 2.24.1: fast receive path active` or `... off: <why>`."""
+    why = refusal()
+    return f"asyncssh {asyncssh.__version__}: fast receive path " + (f"off: {why}" if why else "active")
+
+
+def install() -> bool:
+    """Put the cheaper receive path in place where refusal() has nothing against it; True when it is
+    (now or before)."""
+    global _header_steps, _view_safe_encryption  # noqa: PLW0603 (set once, by the one installer)
+    if _view_safe_encryption is not None:
+        return True
+    if refusal() is not None:
         return False
     setattr(GCMEncryption, "decrypt_packet", decrypt_gcm_packet)  # noqa: B010 (mypy: a method)
     setattr(SSHClientConnection, "_recv_pkthdr", header_step)  # noqa: B010

@@ -171,10 +171,13 @@ class _Client(asyncssh.SSHClient):
 class AsyncsshConnection(ClosingConnection):
     """An open connection to one host; also an async context manager that closes on exit."""
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, host: HostConfig, label: str) -> None:
+    def __init__(
+        self, conn: asyncssh.SSHClientConnection, host: HostConfig, label: str, receive_path: str
+    ) -> None:
         self._conn = conn
         self.host = host
         self.label = label
+        self.receive_path = receive_path
 
     def __repr__(self) -> str:
         return f"<AsyncsshConnection {self.label}>"
@@ -331,7 +334,7 @@ class AsyncsshTransport(ConfiguredTransport):
             ) from None
         if fast_receive:
             asyncssh_receive.widen_socket_reads(conn)
-        return AsyncsshConnection(conn, host, label)
+        return AsyncsshConnection(conn, host, label, asyncssh_receive.state())
 
 
 def _jump_failure(

@@ -122,6 +122,7 @@ class ParamikoConnection(ClosingConnection):
         """Connections to the jump hosts this one goes through, first hop first."""
         self.label = label
         self._keepalive = keepalive
+        self.receive_path = f"paramiko {paramiko.__version__}"
 
     def __repr__(self) -> str:
         return f"<ParamikoConnection {self.label}>"
