@@ -34,16 +34,23 @@ def _ignore_child_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
 
+CONSOLE_SCRIPT = Path(sys.executable).with_name("esxcap")
+"""The `esxcap` command the install put beside this interpreter, as an admin runs it."""
+
+
 def esxcap(
     *args: str,
     env: dict[str, str],
     timeout: float = 120,
     cwd: Path | None = None,
     ignore_sigchld: bool = False,
+    console_script: bool = False,
 ) -> CliResult:
-    """Run the CLI; `ignore_sigchld` starts it the way a parent that ignores SIGCHLD would."""
+    """Run the CLI (as `python -m esxcap`, or the installed console script); `ignore_sigchld` starts it
+    the way a parent that ignores SIGCHLD would."""
+    command = [str(CONSOLE_SCRIPT)] if console_script else [sys.executable, "-m", "esxcap"]
     proc = subprocess.run(
-        [sys.executable, "-m", "esxcap", *args],
+        [*command, *args],
         check=False,
         capture_output=True,
         text=True,

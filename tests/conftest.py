@@ -22,10 +22,18 @@ from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
 
 from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
+from esxcap.ssh.transport.asyncssh_receive import CHECKED_VERSIONS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "esxi"
 
 MakeSim = Callable[..., SimulatorThread]
+
+FAST_RECEIVE_CHECKED = pytest.mark.skipif(
+    asyncssh.__version__ not in CHECKED_VERSIONS,
+    reason=f"asyncssh {asyncssh.__version__} is not a release the fast receive path was checked against "
+    f"({', '.join(CHECKED_VERSIONS)}); esxcap reads through asyncssh's own code there",
+)
+"""Marks tests of asyncssh_receive's fast path: it is installed only under releases it was checked against."""
 
 
 def fixture_text(name: str) -> str:

@@ -7,7 +7,10 @@
 - Streams: 4 MiB through an in-process asyncssh server, read slowly (so reads hold many packets), with
   every cipher family the client may negotiate, a re-key from AES-GCM to chacha20 in mid-stream, and a
   connection tunnelled through another: every byte arrives in order.
-- Guards: nothing is replaced when asyncssh's code is not the code this was checked against.
+- Guards: nothing is replaced when asyncssh's code is not the code this was checked against, under an
+  asyncssh release it was not checked against, or with ESXCAP_FAST_RECEIVE=0; refusal() says which.
+
+Under an asyncssh release the fast path was not checked against, the whole module is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import asyncssh
 import pytest
 from asyncssh.connection import SSHClientConnection
 from asyncssh.encryption import GCMEncryption, get_encryption
+from conftest import FAST_RECEIVE_CHECKED
 
 from esxcap.ssh.transport import asyncssh_receive
 from esxcap.ssh.transport.asyncssh_receive import decrypt_gcm_packet, header_step
+
+pytestmark = FAST_RECEIVE_CHECKED
 
 GCM = b"aes128-gcm@openssh.com"
 CHACHA = "chacha20-poly1305@openssh.com"
@@ -35,7 +41,8 @@ STREAM_BYTES = 4 << 20
 
 
 @pytest.fixture(autouse=True)
-def installed() -> None:
+def installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(asyncssh_receive.SWITCH, raising=False)
     assert asyncssh_receive.install(), (
         "asyncssh's receive code changed: check esxcap/ssh/transport/asyncssh_receive.py against it again"
     )
@@ -281,6 +288,7 @@ def test_a_changed_asyncssh_function_leaves_asyncssh_as_it_is(monkeypatch: pytes
     for name, digest in dict(asyncssh_receive._CHECKED_SOURCES).items():
         monkeypatch.setitem(asyncssh_receive._CHECKED_SOURCES, name, "0" * 16)
         assert not asyncssh_receive.install(), name
+        assert asyncssh_receive.refusal() == f"asyncssh's {name} is not the code it was checked against"
         assert_untouched()
         monkeypatch.setitem(asyncssh_receive._CHECKED_SOURCES, name, digest)
     assert asyncssh_receive.install()
@@ -297,3 +305,28 @@ def test_a_replaced_data_received_is_left_alone(monkeypatch: pytest.MonkeyPatch)
     assert SSHClientConnection.data_received is their_data_received
     assert "_recv_pkthdr" not in SSHClientConnection.__dict__
     assert GCMEncryption.decrypt_packet is asyncssh_receive._THEIR_GCM_DECRYPT
+
+
+def test_the_switch_keeps_asyncssh_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine_asyncssh(monkeypatch)
+    monkeypatch.setenv("ESXCAP_FAST_RECEIVE", "0")
+    assert not asyncssh_receive.install()
+    assert_untouched()
+    assert (
+        asyncssh_receive.state()
+        == f"asyncssh {asyncssh.__version__}: fast receive path off: ESXCAP_FAST_RECEIVE=0"
+    )
+    monkeypatch.setenv("ESXCAP_FAST_RECEIVE", "1")
+    assert asyncssh_receive.install()
+    assert asyncssh_receive.state() == f"asyncssh {asyncssh.__version__}: fast receive path active"
+
+
+def test_an_unchecked_asyncssh_release_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine_asyncssh(monkeypatch)
+    monkeypatch.setattr(asyncssh, "__version__", "2.99.0")
+    assert not asyncssh_receive.install()
+    assert_untouched()
+    checked = ", ".join(asyncssh_receive.CHECKED_VERSIONS)
+    assert (
+        asyncssh_receive.refusal() == f"asyncssh 2.99.0 is not a release it was checked against ({checked})"
+    )

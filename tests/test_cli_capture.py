@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.inventory import TRANSPORTS
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
+from esxcap.ssh.transport import asyncssh_receive
 
 HAVE_TOOLS = bool(TSHARK and CAPINFOS)
 
@@ -74,12 +76,33 @@ def test_count_stop_writes_a_private_valid_pcapng(running, env, tmp_path, transp
     [stream] = result.json()["streams"]
     assert stream["packets"] == 6 and stream["error"] is None and stream["file"] == str(out)
     assert "--switchport" in stream["remote_command"]
+    [(host, receive_path)] = result.json()["connections"].items()
+    assert host == "esx02" and receive_path.startswith(f"{transport[1]} {version(transport[1])}")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and not out.with_name(out.name + ".part").exists()
     names, count = read_back(out)
     assert count == 6 and names == ["esx02:web 01 eth0:VnicRx,VnicTx:both"]
     if HAVE_TOOLS:
         assert capinfos(out).packets == 6
     assert remote_pktcaps(running, "esx02") == []
+
+
+def test_json_summary_says_per_connection_whether_the_fast_receive_path_was_used(
+    running, env, tmp_path
+) -> None:
+    asyncssh, checked = version("asyncssh"), asyncssh_receive.CHECKED_VERSIONS
+    runs = {}
+    for switch in ("1", "0"):
+        result = esxcap(
+            "-i", inv(running), "capture", "--vm", "web 01", "--vm", "legacy-erp", "-c", "2", "--json",
+            "-o", str(tmp_path / f"switch{switch}.pcapng"), env={**env, "ESXCAP_FAST_RECEIVE": switch},
+        )  # fmt: skip
+        assert result.code == 0, result.stderr
+        runs[switch] = result.json()["connections"]
+    on = "active" if asyncssh in checked else "off: asyncssh"
+    assert sorted(runs["1"]) == ["esx01", "esx02"]
+    assert all(path.startswith(f"asyncssh {asyncssh}: fast receive path {on}") for path in runs["1"].values())
+    off = f"asyncssh {asyncssh}: fast receive path off: ESXCAP_FAST_RECEIVE=0"
+    assert runs["0"] == {"esx01": off, "esx02": off}
 
 
 def test_both_directions_on_a_55_host_are_two_streams_in_one_file(running, env, tmp_path, transport) -> None:

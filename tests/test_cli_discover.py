@@ -106,6 +106,14 @@ def test_discover_tables_show_every_host_and_vm(running, env) -> None:
     assert "VMkernel NICs" in result.stdout and "Uplinks" in result.stdout
 
 
+def test_discover_through_the_console_script_prints_nothing_on_stderr(running, env) -> None:
+    """No library notice (cryptography's DSA deprecation via asyncssh) reaches the admin's terminal."""
+    result = esxcap("-i", _inventory(running), "discover", "--json", env=env, console_script=True)
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+    assert {h["host"] for h in result.json()["hosts"]} == set(TOPOLOGY_HOST_NAMES)
+
+
 def test_one_connection_and_two_round_trips_per_host(running, env) -> None:
     name = TOPOLOGY_HOST_NAMES[-1]
     host = running.sim.hosts[name]

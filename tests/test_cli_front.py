@@ -6,12 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import import_module
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from clirun import esxcap, isolated_env
 
 from esxcap.cli.main import COMMANDS, FrontRequest, front_help, read_front
+from esxcap.ssh.transport import asyncssh_receive
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,7 @@ from esxcap.cli.main import COMMANDS, FrontRequest, front_help, read_front
         (["-h"], FrontRequest("help")),
         (["-i", "inv.yaml", "--help"], FrontRequest("help")),
         (["--version"], FrontRequest("version")),
+        (["--version", "--verbose"], FrontRequest("version", verbose=True)),
         (["-i", "inv.yaml", "capture", "--help"], FrontRequest("run", "capture")),
         (["--inventory=inv.yaml", "discover"], FrontRequest("run", "discover")),
         (["-iinv.yaml", "hosts"], FrontRequest("run", "hosts")),
@@ -160,3 +163,23 @@ def test_ctrl_c_stops_the_simulator_quietly(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0 and "error" not in stderr, stderr
+
+
+def test_version_verbose_says_whether_the_fast_receive_path_is_on(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    asyncssh, checked = version("asyncssh"), asyncssh_receive.CHECKED_VERSIONS
+    default = esxcap("--version", "--verbose", env=env)
+    assert default.code == 0 and default.stderr == ""
+    lines = default.stdout.splitlines()
+    assert lines[0] == esxcap("--version", env=env).stdout.strip()
+    expected = (
+        "active"
+        if asyncssh in checked
+        else f"off: asyncssh {asyncssh} is not a release it was checked against ({', '.join(checked)})"
+    )
+    assert f"asyncssh {asyncssh}: fast receive path {expected}" in lines
+    assert f"paramiko {version('paramiko')}" in lines
+    switched = esxcap("--version", "--verbose", env={**env, "ESXCAP_FAST_RECEIVE": "0"})
+    assert (
+        f"asyncssh {asyncssh}: fast receive path off: ESXCAP_FAST_RECEIVE=0" in switched.stdout.splitlines()
+    )

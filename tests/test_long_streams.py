@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAST_RECEIVE_CHECKED
 
 from bench import pcapgen
 from bench.sshd import OpenSshd, SshdUnavailable
@@ -126,9 +127,11 @@ def test_one_gib_stream_survives_server_rekeys(sshd: OpenSshd) -> None:
     print(f"paramiko: 1 GiB in {seconds:.1f} s ({GIB / seconds / 1e6:.0f} MB/s)")
 
 
+@FAST_RECEIVE_CHECKED
 def test_asyncssh_streams_without_copying_what_lies_behind_a_packet(
     sshd_rekeying_often: OpenSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(asyncssh_receive.SWITCH, raising=False)
     assert asyncssh_receive.install(), "this asyncssh is not the one the receive path was written for"
     client = asyncssh_receive.SSHClientConnection
     read_sizes: list[int] = []
