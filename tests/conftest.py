@@ -19,6 +19,7 @@ from typing import Any
 import asyncssh  # noqa: TID251 - capture tests talk to the simulator as an SSH client
 import pytest
 from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
+from tiers import pytest_collection_modifyitems  # noqa: F401 - marks every test with its tiers
 
 from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
@@ -248,6 +249,15 @@ async def ssh_exec(
         out, err = await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read()), timeout)
         await proc.wait_closed()
         return proc.exit_status, out, err
+
+
+def streaming(st: SimulatorThread, host: str, packets: int = 3) -> bool:
+    """Whether the host's captures have sent at least `packets` packets."""
+
+    async def sent() -> int:
+        return sum(p.packets for p in st.sim.hosts[host].processes.pktcaps())
+
+    return st.call(sent()) >= packets
 
 
 def run_exec(

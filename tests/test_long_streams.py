@@ -35,6 +35,9 @@ from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
 from esxcap.ssh.transport.common import ConfiguredTransport
 from esxcap.ssh.transport.paramiko_transport import ParamikoTransport
 
+# a GiB through each transport on a loaded two-core machine; pyproject's default would be too short
+pytestmark = pytest.mark.timeout(900)
+
 GIB = 1 << 30
 MIB = 1 << 20
 FRAME = pcapgen.DEFAULT_FRAME
