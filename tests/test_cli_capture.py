@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from clirun import esxcap, isolated_env
-from conftest import run_exec
+from conftest import run_exec, streaming
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 from polling import wait_until
 
@@ -196,8 +196,7 @@ def _start_background_capture(
 def test_sigint_completes_files_and_stops_the_remote_capture(running, env, tmp_path) -> None:
     out = tmp_path / "int.pcapng"
     proc = _start_background_capture(running, env, out, "web02")
-    assert wait_until(lambda: remote_pktcaps(running, "esx03"), 20)
-    time.sleep(1)
+    assert wait_until(lambda: streaming(running, "esx03"), 20)
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -251,8 +250,7 @@ def test_connection_cut_mid_stream_keeps_a_valid_partial_file(
     with SimulatorThread(load_topology(), tmp_path_factory.mktemp("cut")) as sim_thread:
         out = tmp_path / "cut.pcapng"
         proc = _start_background_capture(sim_thread, env, out, "web02", transport)
-        assert wait_until(lambda: remote_pktcaps(sim_thread, "esx03"), 20)
-        time.sleep(1.5)
+        assert wait_until(lambda: streaming(sim_thread, "esx03"), 20)
         sim_thread.call(sim_thread.sim.stop_host("esx03"))
         _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1

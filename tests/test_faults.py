@@ -18,13 +18,13 @@ import time
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import asyncssh  # noqa: TID251 - keys for the host-key and auth faults
 import pytest
 import yaml
 from clirun import CliResult, esxcap, isolated_env
-from conftest import MakeSim
+from conftest import MakeSim, streaming
 from pcaptools import CAPINFOS, capinfos
 from polling import wait_until
 
@@ -146,8 +146,7 @@ def test_connection_reset_keeps_the_file_and_the_wrapper_stops_pktcap(start, env
     st = start(topology())
     out = tmp_path / "reset.pcapng"
     proc = background(str(st.sim.inventory_path), env, "--vm", "web02", "-o", str(out))
-    assert wait_until(lambda: pktcaps(st, "esx03"), 20)
-    time.sleep(1.5)
+    assert wait_until(lambda: streaming(st, "esx03"), 20)
     st.call(st.sim.reset_connections("esx03"))
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
@@ -166,8 +165,7 @@ def test_simulator_restart_ends_the_stream_and_a_new_capture_works(start, env, t
     st = start(topology())
     out = tmp_path / "restart.pcapng"
     proc = background(str(st.sim.inventory_path), env, "--vmk", "vmk0", "--host", "esx03", "-o", str(out))
-    assert wait_until(lambda: pktcaps(st, "esx03"), 20)
-    time.sleep(1.5)
+    assert wait_until(lambda: streaming(st, "esx03"), 20)
     st.call(st.sim.stop_host("esx03"))
     st.call(st.sim.start_host("esx03"))
     _stdout, stderr = proc.communicate(timeout=60)
@@ -350,8 +348,7 @@ def test_sigterm_completes_files_like_the_first_ctrl_c(start, env, tmp_path) -> 
     st = start(topology())
     out = tmp_path / "term.pcapng"
     proc = background(str(st.sim.inventory_path), env, "--vmk", "vmk0", "--host", "esx03", "-o", str(out))
-    assert wait_until(lambda: pktcaps(st, "esx03"), 20)
-    time.sleep(1)
+    assert wait_until(lambda: streaming(st, "esx03"), 20)
     proc.send_signal(signal.SIGTERM)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -361,29 +358,43 @@ def test_sigterm_completes_files_like_the_first_ctrl_c(start, env, tmp_path) -> 
     assert_nothing_left(st)
 
 
-def freeze(st: SimulatorThread, seconds: float) -> None:
-    """Stop the whole simulator for a while (every host stops answering), from another thread."""
+def freeze(st: SimulatorThread, seconds: float) -> threading.Event:
+    """Stop the whole simulator for a while (every host stops answering), from another thread; the event
+    is set once it has stopped."""
+    frozen = threading.Event()
 
     async def block() -> None:
+        frozen.set()
         time.sleep(seconds)
 
     threading.Thread(target=st.call, args=(block(),), daemon=True).start()
+    return frozen
+
+
+def read_until(stream: IO[str], text: str) -> str:
+    """What `stream` says up to and including the line with `text` (the test's timeout bounds the wait)."""
+    lines: list[str] = []
+    while not lines or text not in lines[-1]:
+        line = stream.readline()
+        assert line, f"{text!r} never came; said: {''.join(lines)}"
+        lines.append(line)
+    return "".join(lines)
 
 
 def test_second_sigterm_aborts_at_once_with_130_and_the_file_stays_readable(start, env, tmp_path) -> None:
     st = start(topology())
     out = tmp_path / "abort.pcapng"
     proc = background(str(st.sim.inventory_path), env, "--vmk", "vmk0", "--host", "esx03", "-o", str(out))
-    assert wait_until(lambda: pktcaps(st, "esx03"), 20)
-    time.sleep(1)
-    freeze(st, 8)  # the host stops answering: the graceful stop cannot finish
-    time.sleep(0.2)
+    assert wait_until(lambda: streaming(st, "esx03"), 20)
+    # the host stops answering: the graceful stop cannot finish
+    assert freeze(st, 8).wait(5)
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    assert proc.stderr is not None
+    said = read_until(proc.stderr, "stopping: files are being completed")
     began = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 130, said + stderr
     assert time.monotonic() - began < 5
     assert "aborting" in stderr
     assert packets_in(out) > 0
