@@ -1,8 +1,8 @@
 """The suite's tiers, as pytest markers: `pure` (in-process code, quick local shells and files; `make
 test-fast`), `processes` (the capture wrapper under BusyBox sh as local processes, its signals and deadlines
 waited for in real time), `simulator` (SSH to the in-process ESXi simulator or an in-process asyncssh
-server, or the real CLI in a subprocess), `openssh` (OpenSSH's sshd on 127.0.0.1), `tshark` (files read
-back with tshark/capinfos).
+server, govmomi's vCenter simulator, or the real CLI in a subprocess), `openssh` (OpenSSH's sshd on
+127.0.0.1), `tshark` (files read back with tshark/capinfos).
 
 Each test module names the tiers of its tests in MODULE_TIERS; a test also takes the tier of the fixtures
 it uses (FIXTURE_TIERS) and `tshark` when it is skipped without tshark; `pure` stays only on a test with no
@@ -57,6 +57,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_transport": (SIMULATOR,),
     "test_upload": (SIMULATOR, TSHARK),
     "test_validate": (PURE,),
+    "test_vcenter": (PURE,),
     "test_viewers": (PURE,),
 }
 FIXTURE_TIERS = {
@@ -64,6 +65,7 @@ FIXTURE_TIERS = {
     "make_sim": SIMULATOR,
     "fast_sim": SIMULATOR,
     "running": SIMULATOR,
+    "vcsim": SIMULATOR,
     "openssh": OPENSSH,
     "openssh_hosts": OPENSSH,
     "sshd": OPENSSH,
