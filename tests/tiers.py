@@ -20,6 +20,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_asyncssh_receive": (SIMULATOR,),
     "test_bench_helpers": (PURE,),
     "test_bundle": (SIMULATOR, TSHARK),
+    "test_choices": (PURE,),
     "test_cli_capture": (SIMULATOR, TSHARK),
     "test_cli_capture_plan": (SIMULATOR,),
     "test_cli_discover": (SIMULATOR,),
@@ -28,10 +29,14 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_clock": (PURE,),
     "test_contract": (PURE,),
     "test_decode": (PURE,),
+    "test_extcap": (SIMULATOR, TSHARK),
+    "test_extcap_install": (SIMULATOR,),
     "test_faults": (SIMULATOR, OPENSSH, TSHARK),
     "test_fuzz": (PURE,),
     "test_inventory": (PURE,),
+    "test_known_hosts": (SIMULATOR,),
     "test_lifecycle": (PROCESSES,),
+    "test_logins": (SIMULATOR,),
     "test_long_streams": (OPENSSH,),
     "test_merge": (PURE,),
     "test_metadata": (SIMULATOR, TSHARK),
@@ -53,6 +58,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_sim_server": (SIMULATOR,),
     "test_sim_traffic": (SIMULATOR, TSHARK),
     "test_sinks": (PURE,),
+    "test_stream_outputs": (SIMULATOR,),
     "test_targets": (PURE,),
     "test_transport": (SIMULATOR,),
     "test_upload": (SIMULATOR, TSHARK),
@@ -69,6 +75,7 @@ FIXTURE_TIERS = {
     "openssh": OPENSSH,
     "openssh_hosts": OPENSSH,
     "sshd": OPENSSH,
+    "certified_sshd": OPENSSH,
 }
 
 
