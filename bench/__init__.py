@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from esxcap.cli.main import quiet_library_warnings
+
+quiet_library_warnings()  # the benchmarks load asyncssh in this process: as quiet as esxcap itself
+
 GIB = 1 << 30
 MIB = 1 << 20
 QUICK_BYTES = 64 * MIB
