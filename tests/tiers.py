@@ -33,6 +33,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_extcap_install": (SIMULATOR,),
     "test_faults": (SIMULATOR, OPENSSH, TSHARK),
     "test_fuzz": (PURE,),
+    "test_host_output": (PURE,),
     "test_inventory": (PURE,),
     "test_known_hosts": (SIMULATOR,),
     "test_lifecycle": (PROCESSES,),
