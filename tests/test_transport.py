@@ -412,3 +412,22 @@ def test_abort_ends_a_running_stream_and_stderr_changed_wakes(kind: str, fast_si
     first, err, status = asyncio.run(go())
     assert first[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") and b"Accept..." in err
     assert status is None
+
+
+def test_a_name_that_does_not_resolve_gets_a_dns_hint_not_an_ssh_one() -> None:
+    from esxcap.ssh.transport.common import cannot_connect_error
+
+    unresolved = cannot_connect_error("esx09", "[Errno -2] Name or service not known", 22)
+    assert "does not resolve" in unresolved.message and "DNS" in (unresolved.hint or "")
+    assert "TSM-SSH" not in (unresolved.hint or "")
+    down = cannot_connect_error("esx09", "[Errno 113] No route to host", 22)
+    assert "TSM-SSH" in (down.hint or "")
+
+
+def test_jump_host_hint_is_an_ssh_command_that_works() -> None:
+    from esxcap.ssh.transport.common import jump_error, ssh_command
+
+    assert ssh_command("root@bastion:2222") == "ssh -p 2222 root@bastion"
+    assert ssh_command("bastion") == "ssh bastion"
+    assert ssh_command("admin@[2001:db8::1]:22") == "ssh -p 22 admin@2001:db8::1"
+    assert "(ssh -p 2222 root@bastion)" in (jump_error("esx01", "root@bastion:2222", "refused").hint or "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -198,8 +199,34 @@ def refused_error(label: str, port: int) -> ConnectError:
     return ConnectError(f"{label}: connection refused", _down_hint(port))
 
 
+_UNRESOLVED = (
+    "name or service not known",
+    "nodename nor servname",
+    "name resolution",
+    "no address associated",
+)
+
+
 def cannot_connect_error(label: str, reason: str, port: int) -> ConnectError:
+    if any(words in reason.lower() for words in _UNRESOLVED):
+        return ConnectError(
+            f"{label}: cannot connect: the name does not resolve ({reason})",
+            "check the hostname in the inventory (or the HostName ~/.ssh/config gives it) and this "
+            "machine's DNS, or give the host's address",
+        )
     return ConnectError(f"{label}: cannot connect: {reason}", _down_hint(port))
+
+
+_JUMP_SPEC = re.compile(r"(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]+))(?::(?P<port>\d+))?\Z")
+
+
+def ssh_command(spec: str) -> str:
+    """`[user@]host[:port]` as the ssh command that reaches it (`ssh -p PORT user@host`)."""
+    m = _JUMP_SPEC.match(spec)
+    if m is None:
+        return f"ssh {spec}"
+    target = (f"{m['user']}@" if m["user"] else "") + (m["v6"] or m["host"])
+    return f"ssh -p {m['port']} {target}" if m["port"] else f"ssh {target}"
 
 
 def jump_error(
@@ -210,8 +237,8 @@ def jump_error(
     return ConnectError(
         f"{label}: through jump host {jump}{where}: {reason}",
         hint
-        or f"check that the jump host is up and lets you in (ssh {jump}), and how ~/.ssh/config or the "
-        "inventory's proxy_jump describes it",
+        or f"check that the jump host is up and lets you in ({ssh_command(jump)}), and how ~/.ssh/config "
+        "or the inventory's proxy_jump describes it",
     )
 
 
