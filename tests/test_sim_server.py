@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esxcap.esxi.remote import Batch
-from esxcap.sim import SimulatorThread, topology_from_data
+from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 from esxcap.sim.shell import Output, Shell
 
 # --- shell (pure) -------------------------------------------------------------------------------------------
@@ -319,3 +319,28 @@ def test_port_base_and_restart_reuses_keys(tmp_path: Path) -> None:
         )
         assert again.sim.known_hosts_path.read_text() == expected
         assert run_commands(again, "b", ["hostname"])[0].stdout == b"b\n"
+
+
+def test_a_state_folder_serves_one_simulator_at_a_time(tmp_path: Path) -> None:
+    import os
+
+    from esxcap.errors import ConfigError
+
+    with SimulatorThread(load_topology(), tmp_path / "state"):
+        with pytest.raises(ConfigError, match=f"in use by another simulator \\(pid {os.getpid()}\\)"):
+            with SimulatorThread(load_topology(), tmp_path / "state"):
+                pass
+    with SimulatorThread(load_topology(), tmp_path / "state"):  # free again once the first stopped
+        pass
+
+
+def test_the_state_folder_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    (state_dir / "known_hosts").symlink_to(victim)
+    with pytest.raises(OSError):
+        with SimulatorThread(load_topology(), state_dir):
+            pass
+    assert victim.read_text() == "mine\n"

@@ -8,6 +8,7 @@ known_hosts and a client key, so `esxcap -i DIR/inventory.yaml discover` works a
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from importlib import resources
@@ -54,6 +55,7 @@ class Simulator:
         self.state_dir = state_dir
         self.hosts = hosts
         self.port_base = port_base
+        self.lock_fd: int | None = None
         self.traffic = next(iter(hosts.values())).traffic if hosts else TrafficModel(topology)
         self.inventory_path = state_dir / state.INVENTORY
         self.known_hosts_path = state_dir / state.KNOWN_HOSTS
@@ -62,8 +64,12 @@ class Simulator:
     @classmethod
     async def start(cls, topology: Topology, state_dir: Path, port_base: int = 0) -> Simulator:
         """Generate (or reuse) keys, listen on one port per host, write inventory and known_hosts."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        client = state.client_key(state_dir)
+        held = state.lock(state_dir)
+        try:
+            client = state.client_key(state_dir)
+        except BaseException:
+            os.close(held)
+            raise
         traffic = TrafficModel(topology)
         hosts = {
             h.name: SimHost(
@@ -76,6 +82,7 @@ class Simulator:
             for h in topology.hosts
         }
         sim = cls(topology, state_dir, hosts, port_base)
+        sim.lock_fd = held
         try:
             await start_hosts(list(hosts.values()), port_base)
         except BaseException:
@@ -99,6 +106,9 @@ class Simulator:
 
     async def close(self) -> None:
         await asyncio.gather(*(h.stop() for h in self.hosts.values()))
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 class SimulatorThread:

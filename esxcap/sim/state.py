@@ -10,26 +10,50 @@ is served too.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncssh
 
+from esxcap.errors import ConfigError
+
 INVENTORY = "inventory.yaml"
 KNOWN_HOSTS = "known_hosts"
 CLIENT_KEY = "client_key"
+LOCK = ".simulator.lock"
 HOST_KEY_TYPES = (("ecdsa", "ecdsa-sha2-nistp256"), ("rsa", "ssh-rsa"))
 RSA_BITS = 2048
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (keys; the inventory, which esxcap expects to be 0600)."""
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file only its owner can read (keys; the inventory, which esxcap expects to be 0600),
+    never through a link someone placed in the state folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
         f.write(data)
-    os.chmod(path, 0o600)
+
+
+def lock(state_dir: Path) -> int:
+    """Hold the state folder for one simulator: a second one would rewrite the keys and inventory the
+    first is serving. Returns the lock's descriptor (closed with the simulator)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(
+            f"state folder {state_dir} is in use by another simulator (pid {holder})",
+            "stop that one (Ctrl-C), or give this one its own --state-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 def _load_or_generate(path: Path, alg: str) -> asyncssh.SSHKey:
@@ -99,7 +123,7 @@ def write_state(
 ) -> tuple[Path, Path]:
     """Write known_hosts and inventory.yaml for (name, port, host keys) entries; return their paths."""
     known = state_dir / KNOWN_HOSTS
-    known.write_text(known_hosts_text([(port, keys) for _, port, keys in hosts]), encoding="utf-8")
+    _write_private(known, known_hosts_text([(port, keys) for _, port, keys in hosts]).encode(), 0o644)
     inventory = state_dir / INVENTORY
     _write_private(inventory, inventory_text([(name, port) for name, port, _ in hosts]).encode())
     return inventory, known
