@@ -326,10 +326,13 @@ def test_a_state_folder_serves_one_simulator_at_a_time(tmp_path: Path) -> None:
 
     from esxcap.errors import ConfigError
 
-    with SimulatorThread(load_topology(), tmp_path / "state"):
-        with pytest.raises(ConfigError, match=f"in use by another simulator \\(pid {os.getpid()}\\)"):
-            with SimulatorThread(load_topology(), tmp_path / "state"):
-                pass
+    busy = f"in use by another simulator \\(pid {os.getpid()}\\)"
+    with (
+        SimulatorThread(load_topology(), tmp_path / "state"),
+        pytest.raises(ConfigError, match=busy),
+        SimulatorThread(load_topology(), tmp_path / "state"),
+    ):
+        pass
     with SimulatorThread(load_topology(), tmp_path / "state"):  # free again once the first stopped
         pass
 
