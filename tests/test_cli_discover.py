@@ -259,3 +259,10 @@ def test_version_and_bad_option(env) -> None:
     assert esxcap("--version", env=env).stdout.startswith("esxcap ")
     bad = esxcap("discover", "--no-such-option", env=env)
     assert bad.code == 2 and "--no-such-option" in bad.stderr
+
+
+def test_distributed_portgroups_are_shown_by_name_where_the_host_names_them(running, env) -> None:
+    result = esxcap("-i", str(running.sim.inventory_path), "discover", "esx03", env=env)
+    assert result.code == 0, result.stderr
+    assert "dvpg-web (dvportgroup-4024)" in result.stdout and "dvpg-db (dvportgroup-4025)" in result.stdout
+    assert "dvportgroup-4026" in result.stdout  # no VM names that one: its key alone

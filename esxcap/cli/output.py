@@ -151,7 +151,7 @@ def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]])
 
 def host_facts(name: str, address: str, facts: HostFacts) -> None:
     """The human view of one host's discovery: VMs, vmknics, uplinks, switches."""
-    from esxcap.esxi.facts import uplinks, vmknics
+    from esxcap.esxi.facts import dvportgroup_names, uplinks, vmknics
     from esxcap.plan.targets import vnic_label
 
     for message in facts.warnings:
@@ -163,6 +163,11 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
         f"ESXi {escape(v.version)}{escape(update)} build {escape(v.build)}"
     )
     uplink_of = {p.port_num: p.client_name for p in facts.netstats}
+    dv_names = dvportgroup_names(facts)
+
+    def portgroup(name: str) -> str:
+        return f"{dv_names[name]} ({name})" if name in dv_names else name
+
     vm_rows: list[Sequence[object]] = []
     for vm in facts.vms:
         for i, port in enumerate(vm.ports):
@@ -173,7 +178,7 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
                     port.port_id,
                     port.mac,
                     port.ip,
-                    port.portgroup,
+                    portgroup(port.portgroup),
                     port.vswitch + (f" (DVPort {port.dvport_id})" if port.dvport_id else ""),
                     port.team_uplink or uplink_of.get(port.uplink_port_id or -1),
                 )
@@ -221,7 +226,7 @@ def host_facts(name: str, address: str, facts: HostFacts) -> None:
     for d in facts.distributed_switches:
         used = sorted({p.dvportgroup_id for p in d.dvports})
         switch_rows.append((d.name, "distributed", ", ".join(d.uplinks), "", "", d.mtu))
-        switch_rows += [("", "", "", group, "", "") for group in used]
+        switch_rows += [("", "", "", portgroup(group), "", "") for group in used]
     _stdout().print(
         _table(
             "Switches and portgroups", ("Switch", "Type", "Uplinks", "Portgroup", "VLAN", "MTU"), switch_rows

@@ -86,6 +86,22 @@ def uplinks(facts: HostFacts) -> list[Uplink]:
     return [Uplink(nic, ports.get(nic.name)) for nic in facts.nics]
 
 
+def dvportgroup_names(facts: HostFacts) -> dict[str, str]:
+    """Distributed portgroup keys (`dvportgroup-4024`) -> their names, where the host shows both: a VM's
+    vNIC N sits on a DVPort of that key (`vm port list`, `dvs vmware list`) and `vm list` names the
+    VM's networks in vNIC order."""
+    key_of = {p.port_id: p.dvportgroup_id for d in facts.distributed_switches for p in d.dvports}
+    names: dict[str, str] = {}
+    for vm in facts.vms:
+        if len(vm.entry.networks) != len(vm.ports):
+            continue
+        for port, network in zip(vm.ports, vm.entry.networks, strict=True):
+            key = key_of.get(port.dvport_id or "")
+            if key and network and network != key:
+                names.setdefault(key, network)
+    return names
+
+
 def vm_port_dict(port: VmPort) -> dict[str, Any]:
     return {
         "port_id": port.port_id,
