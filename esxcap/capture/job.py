@@ -32,6 +32,7 @@ from esxcap.capture.sinks import REORDER_WINDOW_NS
 from esxcap.errors import HostError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
+from esxcap.plan.scope import DiscoveryScope
 from esxcap.ssh.session import HostResult, OpenHost
 from esxcap.ssh.transport import Connection
 
@@ -80,12 +81,12 @@ class CaptureOutcome:
     """Host -> how its output was read (Connection.receive_path)."""
 
 
-async def prepare_host(host: HostConfig, conn: Connection) -> HostView:
-    """Discover a host with its capture points: what planning a capture on it needs."""
+async def prepare_host(host: HostConfig, conn: Connection, scope: DiscoveryScope | None = None) -> HostView:
+    """Discover a host for planning: what `scope` needs (a capture's targets), else everything (recipes)."""
     from esxcap.esxi.capabilities import Capabilities
     from esxcap.ssh.discovery import discover
 
-    facts = await discover(conn, host, capture_points=True)
+    facts = await discover(conn, host, capture_points=True, scope=scope)
     caps = Capabilities.for_version(facts.version.version_tuple)
     if facts.capture_points:
         caps = caps.with_points(facts.capture_points)

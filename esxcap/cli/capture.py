@@ -35,6 +35,7 @@ from esxcap.cli.run import CaptureRequest, run_request
 from esxcap.errors import UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import HostView, Stream, resolve, streams
+from esxcap.plan.scope import scope_for
 from esxcap.ssh.session import HostResult, close_hosts, open_hosts, run_on_hosts
 from esxcap.ssh.transport import Connection
 
@@ -60,6 +61,7 @@ def capture(
         capture_options(stop, points, filters),
         host_bound=targets.host_bound,
         vm_names=tuple(targets.vm or ()) if all(r.kind == "vm" for r in requests) else (),
+        scope=scope_for(requests),
     )
     explicit = bool(hosts.host or hosts.group or targets.all_hosts)
 

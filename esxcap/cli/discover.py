@@ -199,8 +199,15 @@ def sim(
     state_dir: Annotated[
         Path, typer.Option(help="Where inventory.yaml, known_hosts and the client key are written.")
     ] = Path("esxcap-sim"),
+    esxcli_latency: Annotated[
+        int | None,
+        typer.Option(help="Milliseconds each esxcli call takes on every host (real hosts: 500-1000)."),
+    ] = None,
 ) -> None:
     """Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory."""
+
+    if esxcli_latency is not None and not 0 <= esxcli_latency <= 60_000:
+        raise UsageError(f"--esxcli-latency {esxcli_latency}: out of range", "use 0 to 60000 milliseconds")
 
     async def job() -> int:
         from esxcap.sim import Simulator, serve_forever
@@ -211,7 +218,7 @@ def sim(
             output.info(f"state dir: {state_dir.resolve()}")
             output.info(f"try: esxcap -i {simulator.inventory_path} discover   (Ctrl-C stops the simulator)")
 
-        await serve_forever(topology, port_base, state_dir, ready)
+        await serve_forever(topology, port_base, state_dir, ready, esxcli_latency)
         return ExitCode.OK
 
     run_job(job, until_interrupted=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +24,9 @@ from esxcap.cli.options import Delivery, HostChoice, StopWhen
 from esxcap.errors import HostError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
+from esxcap.plan.scope import DiscoveryScope
 from esxcap.ssh.session import HostResult, close_hosts, open_hosts
+from esxcap.ssh.transport import Connection
 
 if TYPE_CHECKING:
     from esxcap.vcenter.assist import Assist
@@ -52,6 +54,8 @@ class CaptureRequest:
     vm_names: tuple[str, ...] = ()
     """The VMs asked for by name: with a vCenter in the inventory, it says where they run."""
     enable_ssh: bool = False
+    scope: DiscoveryScope | None = None
+    """What discovery the targets need on each host; None: everything (recipes read all of it)."""
 
     @classmethod
     def of(
@@ -64,6 +68,7 @@ class CaptureRequest:
         *,
         host_bound: bool,
         vm_names: tuple[str, ...] = (),
+        scope: DiscoveryScope | None = None,
     ) -> CaptureRequest:
         """The request a command's option groups make."""
         return cls(
@@ -77,6 +82,7 @@ class CaptureRequest:
             options,
             vm_names,
             hosts.enable_ssh,
+            scope,
         )
 
 
@@ -129,7 +135,10 @@ async def _run_on(
     choice: OutputChoice | None,
     assist: Assist | None,
 ) -> int:
-    prepare = assist.prepare(prepare_host) if assist else prepare_host
+    def discover(host: HostConfig, conn: Connection) -> Awaitable[HostView]:
+        return prepare_host(host, conn, request.scope)
+
+    prepare = assist.prepare(discover) if assist else discover
     opened, failed = await open_hosts(hosts, request.connect.session(), prepare, request.parallel)
     if assist is not None and not request.enable_ssh:
         failed = [_suggest_enable_ssh(f) for f in failed]

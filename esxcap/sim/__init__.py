@@ -8,6 +8,7 @@ known_hosts and a client key, so `esxcap -i DIR/inventory.yaml discover` works a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -31,6 +32,7 @@ __all__ = [
     "load_topology",
     "serve_forever",
     "topology_from_data",
+    "with_esxcli_latency",
 ]
 
 T = TypeVar("T")
@@ -156,11 +158,25 @@ class SimulatorThread:
         self._loop.close()
 
 
+def with_esxcli_latency(topology: Topology, latency_ms: int) -> Topology:
+    """The topology with every host's esxcli calls taking `latency_ms` each."""
+    hosts = tuple(dataclasses.replace(h, esxcli_latency_ms=latency_ms) for h in topology.hosts)
+    return dataclasses.replace(topology, hosts=hosts)
+
+
 async def serve_forever(
-    topology_path: Path | None, port_base: int, state_dir: Path, ready: Callable[[Simulator], None]
+    topology_path: Path | None,
+    port_base: int,
+    state_dir: Path,
+    ready: Callable[[Simulator], None],
+    esxcli_latency_ms: int | None = None,
 ) -> None:
-    """Serve until cancelled (Ctrl-C in `esxcap sim`); `ready` is called once every host listens."""
-    sim = await Simulator.start(load_topology(topology_path), state_dir, port_base)
+    """Serve until cancelled (Ctrl-C in `esxcap sim`); `ready` is called once every host listens.
+    `esxcli_latency_ms` overrides every host's esxcli latency."""
+    topology = load_topology(topology_path)
+    if esxcli_latency_ms is not None:
+        topology = with_esxcli_latency(topology, esxcli_latency_ms)
+    sim = await Simulator.start(topology, state_dir, port_base)
     try:
         ready(sim)
         await asyncio.Event().wait()

@@ -37,7 +37,7 @@ from esxcap.esxi.remote import command_line
 from esxcap.sim import pktcap
 from esxcap.sim.pktcap_run import PktcapRun, Writer
 from esxcap.sim.processes import SIGNALS, ProcessTable
-from esxcap.sim.programs import date, host_clock_ns
+from esxcap.sim.programs import CallCount, date, host_clock_ns
 from esxcap.sim.shell import Output, Programs, Shell, ShellSyntaxError, parse
 from esxcap.sim.topology import Host
 from esxcap.sim.traffic import TrafficModel
@@ -56,6 +56,7 @@ class HostRuntime:
     traffic: TrafficModel
     processes: ProcessTable
     shell: Shell
+    calls: CallCount
 
 
 def pktcap_program(host: Host) -> Programs:
@@ -124,7 +125,12 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
     if rt.host.faults.flood:
         await _flood(process, 1 if rt.host.faults.flood == "stdout" else 2)
         return
-    await _finish(process, rt.shell.run(command))
+    before = rt.calls.esxcli
+    output = rt.shell.run(command)
+    slow = (rt.calls.esxcli - before) * rt.host.esxcli_latency_ms
+    if slow:
+        await asyncio.sleep(slow / 1000)  # every esxcli call of the script, one after another
+    await _finish(process, output)
 
 
 async def _clock(host: Host, process: asyncssh.SSHServerProcess[bytes]) -> None:

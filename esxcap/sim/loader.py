@@ -262,6 +262,7 @@ def _host(name: str, node: object, path: str, source: str) -> Host:
         patch=f.text("patch", "0", check=_is_digits),
         build_date=f.text("build_date", DEFAULT_BUILD_DATE),
         clock_skew_ms=f.number("clock_skew_ms", 0, lo=-(10**9), hi=10**9),
+        esxcli_latency_ms=f.number("esxcli_latency_ms", 0, lo=0, hi=60_000),
         password=f.text("password", DEFAULT_PASSWORD),
         uplinks=uplinks,
         vswitches=tuple(vswitches),

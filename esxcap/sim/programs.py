@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from esxcap.sim import render
 from esxcap.sim.shell import Output, Programs
@@ -135,6 +136,13 @@ def date(host: Host, args: Sequence[str]) -> Output:
     return Output.text(time.strftime(fmt, time.gmtime(seconds)) + "\n")
 
 
+@dataclass
+class CallCount:
+    """How many `esxcli` calls a host has run (the server delays each exec by its calls' latency)."""
+
+    esxcli: int = 0
+
+
 PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {
     "esxcli": esxcli,
     "vmware": vmware,
@@ -145,10 +153,13 @@ PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {
 }
 
 
-def host_programs(host: Host) -> Programs:
-    """The `Programs` callable for one host's shell."""
+def host_programs(host: Host, calls: CallCount | None = None) -> Programs:
+    """The `Programs` callable for one host's shell; `calls` (when given) counts its esxcli calls."""
+    counted = calls or CallCount()
 
     def run(argv: Sequence[str]) -> Output | None:
+        if argv[0] == "esxcli":
+            counted.esxcli += 1
         program = PROGRAMS.get(argv[0])
         if program is None:
             return None

@@ -18,7 +18,7 @@ import asyncssh
 
 from esxcap.sim import capture_exec
 from esxcap.sim.processes import SIGNALS, ProcessTable
-from esxcap.sim.programs import host_programs
+from esxcap.sim.programs import CallCount, host_programs
 from esxcap.sim.shell import Output, Shell
 from esxcap.sim.topology import Host, Topology
 from esxcap.sim.traffic import TrafficModel
@@ -109,13 +109,20 @@ class SimHost:
         self._silent: asyncio.Server | None = None
         self._held: set[asyncio.StreamWriter] = set()
         self.processes = ProcessTable()
-        programs = (host_programs(topology), self.processes.programs(), capture_exec.pktcap_program(topology))
+        self.calls = CallCount()
+        programs = (
+            host_programs(topology, self.calls),
+            self.processes.programs(),
+            capture_exec.pktcap_program(topology),
+        )
 
         def run(argv: Sequence[str]) -> Output | None:
             return next((out for out in (p(argv) for p in programs) if out is not None), None)
 
         self.traffic = traffic or TrafficModel(Topology((topology,), topology.name))
-        self._runtime = capture_exec.HostRuntime(topology, self.traffic, self.processes, Shell(run))
+        self._runtime = capture_exec.HostRuntime(
+            topology, self.traffic, self.processes, Shell(run), self.calls
+        )
 
     @property
     def running(self) -> bool:

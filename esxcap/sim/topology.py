@@ -235,6 +235,8 @@ class Host:
     vms: tuple[Vm, ...]
     ports: tuple[SwitchPort, ...]
     faults: Faults = Faults()
+    esxcli_latency_ms: int = 0
+    """How long each `esxcli` call takes before it answers (real hosts: about 500-1000 ms)."""
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
