@@ -3,7 +3,8 @@
 python -m bench               1 GiB per streaming case, median of 3 interleaved runs
 python -m bench --gib 4       4 GiB per case
 python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only,
-                              discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs)
+                              discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs,
+                              first packet: 1 run)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench import (
     Options,
     Row,
     discovery_scale,
+    first_packet,
     format_table,
     merge_speed,
     scale,
@@ -32,6 +34,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     throughput.run,
     sim_throughput.run,
     discovery_scale.run,
+    first_packet.run,
     scale.run,
     merge_speed.run,
     startup.run,

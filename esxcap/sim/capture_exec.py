@@ -129,7 +129,12 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
     output = rt.shell.run(command)
     slow = (rt.calls.esxcli - before) * rt.host.esxcli_latency_ms
     if slow:
-        await asyncio.sleep(slow / 1000)  # every esxcli call of the script, one after another
+        rt.calls.waiting += 1
+        rt.calls.peak_waiting = max(rt.calls.peak_waiting, rt.calls.waiting)
+        try:
+            await asyncio.sleep(slow / 1000)  # every esxcli call of the script, one after another
+        finally:
+            rt.calls.waiting -= 1
     await _finish(process, output)
 
 

@@ -138,9 +138,12 @@ def date(host: Host, args: Sequence[str]) -> Output:
 
 @dataclass
 class CallCount:
-    """How many `esxcli` calls a host has run (the server delays each exec by its calls' latency)."""
+    """How many `esxcli` calls a host has run (the server delays each exec by its calls' latency), and
+    how many execs were waiting on them at once: now and at most."""
 
     esxcli: int = 0
+    waiting: int = 0
+    peak_waiting: int = 0
 
 
 PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {
