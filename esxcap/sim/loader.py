@@ -263,6 +263,8 @@ def _host(name: str, node: object, path: str, source: str) -> Host:
         build_date=f.text("build_date", DEFAULT_BUILD_DATE),
         clock_skew_ms=f.number("clock_skew_ms", 0, lo=-(10**9), hi=10**9),
         esxcli_latency_ms=f.number("esxcli_latency_ms", 0, lo=0, hi=60_000),
+        shell_timeout_s=f.number("shell_timeout_s", 0, hi=86_400),
+        shell_interactive_timeout_s=f.number("shell_interactive_timeout_s", 0, hi=86_400),
         password=f.text("password", DEFAULT_PASSWORD),
         uplinks=uplinks,
         vswitches=tuple(vswitches),
@@ -301,6 +303,7 @@ def _faults(f: _Fields) -> Faults:
         vnic_points=f.text("vnic_points", "both", check=lambda v: v in ("both", "Vnic", "Vmxnet3")),
         pktcap_sigint=f.text("pktcap_sigint", "handle", check=lambda v: v in PKTCAP_SIGINT),
         flood=f.opt_text("flood", lambda v: v in ("stdout", "stderr")),
+        pktcap_ignores_int=f.flag("pktcap_ignores_int", False),
     )
     f.done()
     return faults

@@ -61,7 +61,7 @@ class PktcapRun:
         return self.proc
 
     def _signal(self, sig: int) -> None:
-        if sig == SIGNALS["HUP"]:
+        if sig == SIGNALS["HUP"] or (sig == SIGNALS["INT"] and self.host.faults.pktcap_ignores_int):
             return
         if sig == SIGNALS["INT"]:
             self._interrupted = True

@@ -1,6 +1,6 @@
 """The programs a simulated host runs: argv -> output and exit status, for `esxcli`, `vmware`,
-`net-stats`, `uname`, `hostname` and `date` (pure but for `date`, which reads the clock; text from
-`esxcap.sim.render`).
+`net-stats`, `uname`, `hostname`, `date`, `busybox` and `vdf` (pure but for `date`, which reads the
+clock; text from `esxcap.sim.render` and `esxcap.sim.host_tools`).
 
 Error texts marked INFERRED were not seen verbatim; the `Argument type mismatch` text is verbatim
 (REFERENCE §3.0). Unknown programs are the shell's business (`not found`, exit 127).
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from esxcap.sim import render
+from esxcap.sim import host_tools, render
 from esxcap.sim.shell import Output, Programs
 from esxcap.sim.topology import Host
 
@@ -73,6 +73,7 @@ ESXCLI: dict[tuple[str, ...], EsxcliCommand] = {
     ("network", "vswitch", "standard", "list"): _no_options(render.vswitch_standard_list),
     ("network", "vswitch", "standard", "portgroup", "list"): _no_options(render.portgroup_list),
     ("network", "vswitch", "dvs", "vmware", "list"): _no_options(render.dvs_list),
+    ("system", "settings", "advanced", "list"): host_tools.advanced_list,
 }
 
 
@@ -153,6 +154,8 @@ PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {
     "uname": uname,
     "hostname": hostname,
     "date": date,
+    "busybox": lambda host, args: host_tools.busybox(host, list(args)),
+    "vdf": lambda host, args: host_tools.vdf(host, list(args)),
 }
 
 

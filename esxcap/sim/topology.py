@@ -194,6 +194,8 @@ class Faults:
     ignored at its start (the classic C idiom), so a pktcap-uw started by `cmd &` under BusyBox sh never
     sees it.
     `flood`: every command except a capture prints without end on "stdout" or "stderr".
+    `pktcap_ignores_int`: the in-process simulator's pktcap-uw ignores SIGINT altogether (as one that
+    installs no handler and was started with INT ignored would): only TERM or KILL end it, no trailer.
     """
 
     silent: bool = False
@@ -214,6 +216,7 @@ class Faults:
     vnic_points: str = "both"
     pktcap_sigint: str = "handle"
     flood: str | None = None
+    pktcap_ignores_int: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,10 @@ class Host:
     faults: Faults = Faults()
     esxcli_latency_ms: int = 0
     """How long each `esxcli` call takes before it answers (real hosts: about 500-1000 ms)."""
+    shell_timeout_s: int = 0
+    """/UserVars/ESXiShellTimeOut: the SSH service stops this long after it was started (0: never)."""
+    shell_interactive_timeout_s: int = 0
+    """/UserVars/ESXiShellInteractiveTimeOut: idle sessions are closed after this long (0: never)."""
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
