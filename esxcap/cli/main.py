@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.discover",
         "Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port.",
     ),
+    "doctor": (
+        "cli.doctor",
+        "Self-check hosts once: what esxcap cannot know from here, as a report to paste into a bug.",
+    ),
     "sim": (
         "cli.discover",
         "Serve simulated ESXi hosts on 127.0.0.1 until Ctrl-C, with a ready-to-use inventory.",

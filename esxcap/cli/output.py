@@ -277,6 +277,20 @@ def hosts(rows: Sequence[dict[str, Any]]) -> None:
     )
 
 
+def doctor_report(report: dict[str, Any], remembered: str | None) -> None:
+    """One host's self-check as a table to paste into a bug report; where its results are kept."""
+    esxi = report["esxi"]
+    built = f"ESXi {esxi['version']} build {esxi['build']}" if esxi else "ESXi version unknown"
+    table = _table(
+        f"{report['host']} ({built}), checked in {report['seconds']} s",
+        ("Check", "Result", "Finding"),
+        ((f["check"], f["status"].upper(), f["summary"]) for f in report["findings"]),
+    )
+    _stdout().print(table)
+    if remembered:
+        info(f"remembered for build {esxi['build']} in {remembered}")
+
+
 def packet(line: str, to_stderr: bool = False) -> None:
     """One console line per captured packet (stderr when stdout carries the capture itself)."""
     stream = sys.stderr if to_stderr else sys.stdout

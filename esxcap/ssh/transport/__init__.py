@@ -65,6 +65,11 @@ class Connection(Protocol):
     receive_path: str
     """The library that reads the host's output and how, e.g. `asyncssh 2.24.1: fast receive path active`."""
 
+    @property
+    def algorithms(self) -> dict[str, str]:
+        """What was negotiated: cipher, MAC, server host key type and the server's version string."""
+        ...
+
     async def start(self, argv: Sequence[str]) -> RemoteProcess:
         """Start argv on the host and return at once; its output is read through the RemoteProcess."""
         ...
