@@ -23,9 +23,11 @@ class CliResult:
 
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """No ssh-agent, no ~/.ssh/config, a private HOME; wide terminal so tables do not fold."""
+    """No ssh-agent, no ~/.ssh/config, a private HOME and cache (what `doctor` remembers); wide terminal
+    so tables do not fold."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "ESXCAP_"))}
     env.update(HOME=str(home), ESXCAP_SSH_CONFIG="", COLUMNS="200", NO_COLOR="1", PYTHONUTF8="1")
+    env.update(XDG_CACHE_HOME=str(home / ".cache"))
     env.update(extra)
     return env
 

@@ -101,6 +101,21 @@ def _count_what_was_written(runs: Sequence[StreamRun]) -> None:
             run.packets, run.bytes = written.get(run.iface, (0, 0))
 
 
+def stop_with_term(runs: list[StreamRun], builds: dict[str, str], reporter: Reporter) -> None:
+    """Streams on builds where `esxcap doctor` saw INT ignored by pktcap-uw are stopped with TERM."""
+    from esxcap.ssh.host_memory import int_ignored
+
+    for host in sorted({run.stream.target.host for run in runs}):
+        if not int_ignored(builds[host]):
+            continue
+        reporter.info(
+            f"{host}: esxcap doctor found that INT does not stop pktcap-uw on build {builds[host]}; "
+            "stopping with TERM (no trailer, so no drop count)"
+        )
+        for run in runs:
+            run.term_to_stop = run.term_to_stop or run.stream.target.host == host
+
+
 async def run_capture(
     opened: Sequence[OpenHost[HostView]],
     failed: Sequence[HostResult[HostView]],
@@ -122,6 +137,7 @@ async def run_capture(
     sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
     clock.annotate(runs, checks, settings.align_clocks)
+    stop_with_term(runs, {o.host.name: o.value.facts.version.build for o in opened}, reporter)
     control = StopControl()
     remove_signals = install_stop_signals(control, reporter.info)
     deadline = deadline_for(settings.duration)

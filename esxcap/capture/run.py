@@ -16,6 +16,7 @@ count, was stopped on the host (e.g. `esxcap cleanup --all` elsewhere): an error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ STOP_WAIT_S = GRACE_SECONDS + 2
 """After a stop, how long a host's streams may take to end before the host is given up as frozen."""
 SIGNAL_STATUS = 128
 """Exit statuses from here on are a death by signal (128 + N)."""
+STOP_COMMAND_TIMEOUT_S = 2.0
+"""How long the TERM of a `term_to_stop` stream may take (a frozen host must not hold the stop up)."""
 
 
 @dataclass
@@ -89,6 +92,9 @@ class StreamRun:
     """Extra comments for the stream's interface (e.g. its host's clock offset)."""
     stop_reason: str | None = None
     """Why the stream ended when nobody here asked it to (e.g. "stopped on the host")."""
+    term_to_stop: bool = False
+    """`esxcap doctor` found that INT does not stop pktcap-uw on this host's build: a graceful stop sends
+    TERM to its PID at once instead of letting the wrapper wait the grace for INT to work."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     last_heard: float = 0.0
     """time.monotonic() of the last data from the host."""
@@ -125,8 +131,13 @@ async def _await_pid(proc: RemoteProcess, run: StreamRun) -> None:
     run.pid = pid
 
 
-async def _watch_stop(proc: RemoteProcess, control: StopControl, stopped: asyncio.Event) -> None:
+async def _watch_stop(
+    conn: Connection, run: StreamRun, proc: RemoteProcess, control: StopControl, stopped: asyncio.Event
+) -> None:
     await control.graceful.wait()
+    if run.term_to_stop and run.pid is not None:
+        with contextlib.suppress(HostError):
+            await conn.run(["kill", "-TERM", str(run.pid)], timeout=STOP_COMMAND_TIMEOUT_S)
     proc.close_stdin()
     _done, pending = await asyncio.wait(
         [asyncio.create_task(control.abort.wait()), asyncio.create_task(stopped.wait())],
@@ -144,7 +155,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
     proc = await conn.start(wrapper_argv(run.marker, deadline_s, stream.argv))
     run.started_at = time.time()
     stopped = asyncio.Event()
-    watcher = asyncio.create_task(_watch_stop(proc, control, stopped))
+    watcher = asyncio.create_task(_watch_stop(conn, run, proc, control, stopped))
     reader = PcapngTranscoder()
     sink = run.sink
     try:

@@ -15,6 +15,7 @@ anything else; `kill` answers like BusyBox ash (`sh: can't kill pid N: No such p
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ SIGNALS = {
 PKTCAP = "pktcap-uw"
 PKTCAP_WORLDS = 4
 FIRST_CID = 2293700
+ENDED_KEPT = 64
 PS_HEADER = f"{'WID':<9}{'CID':<9}{'World Name':<22}Command"
 _SYSTEM = (
     (1, 1, "init", "/bin/init"),
@@ -68,6 +70,8 @@ class ProcessTable:
     def __init__(self, first_cid: int = FIRST_CID) -> None:
         self._next = first_cid
         self._procs: dict[int, SimProcess] = {}
+        self.ended: deque[SimProcess] = deque(maxlen=ENDED_KEPT)
+        """The latest cartels that exited (with the signals they got), newest last."""
         self.files: dict[str, bytearray] = {}
         self.folders: set[str] = set()
         self.sessions = 36
@@ -91,7 +95,8 @@ class ProcessTable:
 
     def exited(self, proc: SimProcess) -> None:
         proc.state = "exited"
-        self._procs.pop(proc.cid, None)
+        if self._procs.pop(proc.cid, None) is not None:
+            self.ended.append(proc)
 
     def get(self, cid: int) -> SimProcess | None:
         return self._procs.get(cid)

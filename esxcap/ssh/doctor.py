@@ -32,6 +32,7 @@ SIGNAL_WAIT_S = 3.0
 START_WAIT_S = 10.0
 LATENCY_SAMPLES = 2
 LOW_TMP_MB = 50.0
+CHECK_TIMEOUT_S = 45.0
 VMKNIC_PORT_TYPE = 3
 
 
@@ -287,14 +288,22 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 
 
 async def run_doctor(host: HostConfig, conn: Connection) -> HostReport:
-    """Every check on one host, in order; a check that fails is reported and the next one runs."""
+    """Every check on one host, in order; a check that fails is reported and the next one runs, unless
+    the host stopped answering (then the rest are reported skipped: the whole stays under two minutes)."""
     probe = Probe(host, conn)
     start = time.perf_counter()
     findings: list[Finding] = []
+    answering = True
     for key, check in CHECKS:
+        if not answering:
+            findings.append(Finding(key, "fail", "skipped: the host stopped answering", {}))
+            continue
         try:
-            findings += await check(probe)
-        except (EsxcapError, TimeoutError) as error:
-            message = error.message if isinstance(error, EsxcapError) else "timed out"
-            findings.append(Finding(key, "fail", f"could not check: {message}", {}))
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                findings += await check(probe)
+        except EsxcapError as error:
+            findings.append(Finding(key, "fail", f"could not check: {error.message}", {}))
+        except TimeoutError:
+            answering = False
+            findings.append(Finding(key, "fail", f"no answer within {CHECK_TIMEOUT_S:.0f} s", {}))
     return HostReport(host.name, probe.version, tuple(findings), time.perf_counter() - start)

@@ -66,3 +66,9 @@ def finding_data(build: str, check: str, env: Mapping[str, str] | None = None) -
         ):
             return dict(finding["data"])
     return None
+
+
+def int_ignored(build: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether `doctor` found on this build that INT does not stop pktcap-uw under the wrapper."""
+    data = finding_data(build, "sigint", env)
+    return data is not None and data.get("stops") is False
