@@ -24,6 +24,8 @@ run esxcap -i "$state/inventory.yaml" capture --vm 'web 01' --dir both --duratio
 run esxcap -i "$state/inventory.yaml" capture --vm legacy-erp -c 6 --console -o "$state/legacy-erp.pcapng"
 if command -v capinfos >/dev/null; then run capinfos -c -I "$state/legacy-erp.pcapng"; fi
 run esxcap -i "$state/inventory.yaml" cleanup
+# The self-check an admin runs once per real host (results kept per ESXi build, here in the state dir).
+run env XDG_CACHE_HOME="$state/cache" esxcap -i "$state/inventory.yaml" doctor esx03
 if command -v tshark >/dev/null; then run esxcap analyze "$state"/captures/*.pcapng --top 3; fi
 run esxcap bundle --ticket DEMO-1 "$state"/captures/*.pcapng -o "$state/"
 run esxcap verify "$state"/DEMO-1-*.zip
