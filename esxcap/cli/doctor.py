@@ -7,30 +7,29 @@ from typing import Any
 
 from esxcap.cli import output
 from esxcap.cli.common import (
-    AcceptNewOpt,
+    Connect,
     GroupOpt,
     HostsArg,
     JsonOpt,
     ParallelOpt,
-    TransportOpt,
     app,
     error_dicts,
     error_rows,
     exit_code,
+    grouped,
     run_job,
     select_hosts,
-    session_options,
 )
 
 
 @app.command()
+@grouped
 def doctor(
+    connect: Connect,
     host: HostsArg = None,
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
-    accept_new: AcceptNewOpt = False,
-    transport: TransportOpt = None,
 ) -> None:
     """Self-check hosts once: what esxcap cannot know from here, as a report to paste into a bug.
 
@@ -44,9 +43,7 @@ def doctor(
         from esxcap.ssh.host_memory import remember
         from esxcap.ssh.session import run_on_hosts
 
-        results = await run_on_hosts(
-            select_hosts(host, group), session_options(accept_new, transport), run_doctor, parallel
-        )
+        results = await run_on_hosts(select_hosts(host, group), connect.session(), run_doctor, parallel)
         reports: list[dict[str, Any]] = []
         for result in results:
             if result.value is None:
