@@ -57,7 +57,9 @@ def full_discovery_plan(sim: SimulatorThread, request: TargetRequest) -> list[di
 
     found = asyncio.run(facts())
     caps = Capabilities.for_version(found.version.version_tuple).with_points(found.capture_points)
-    planned = streams(resolve([request], [HostView(HOST, found, caps)], True), CaptureOptions(), {HOST: caps})
+    planned = streams(
+        resolve([request], [HostView(HOST, found, caps)], True).targets, CaptureOptions(), {HOST: caps}
+    )
     return [
         {"target": s.target.label, "interface": s.interface_name, "argv": " ".join(s.argv)} for s in planned
     ]
@@ -92,8 +94,10 @@ def test_a_vm_capture_asks_for_that_vm_alone_and_overlaps_its_esxcli_calls(sim, 
         (("--vmk", "vmk1"), TargetRequest("vmk", "vmk1")),
         (("--uplink", "vmnic2"), TargetRequest("uplink", "vmnic2")),
         (("--drop",), TargetRequest("drop")),
+        (("--vm", "filler0*", "--many", "--yes"), TargetRequest("vm", "filler0*", many=True)),
+        (("--portgroup", "VM Network", "--yes"), TargetRequest("portgroup", "VM Network")),
     ],
-    ids=["vm-nic", "vm-any-case", "vmk", "uplink", "drop"],
+    ids=["vm-nic", "vm-any-case", "vmk", "uplink", "drop", "vm-glob", "portgroup"],
 )
 def test_the_plan_is_what_full_discovery_plans(sim, tmp_path, args, request_) -> None:
     assert dry_run(sim, tmp_path, *args) == full_discovery_plan(sim, request_)
