@@ -28,10 +28,9 @@ def doctor_topology() -> dict[str, Any]:
     template = yaml.safe_load(text)["hosts"]["esx03"]
     hosts = {name: {**template, "build": build} for name, build in BUILDS.items()}
     hosts["stubborn"].update(
-        date_nanoseconds=False,
         shell_timeout_s=3600,
         shell_interactive_timeout_s=900,
-        faults={"pktcap_ignores_int": True},
+        faults={"pktcap_ignores_int": True, "date_nanoseconds": False},
     )
     hosts["garbled"]["faults"] = {"pktcap_garbage": True}
     return {"hosts": hosts}
