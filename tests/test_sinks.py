@@ -24,7 +24,6 @@ from esxcap.pcap import (
     PcapngWriter,
     PcapStreamReader,
     Record,
-    ReorderWindow,
 )
 
 
@@ -148,7 +147,7 @@ def test_a_sink_of_one_stream_writes_each_chunk_at_once() -> None:
     sink = CaptureSink(out, comments=["one stream"])
     sink.expect_stream()
     iface = sink.add_stream(Interface("esx01:vm:VnicTx:out"))
-    assert sink.writes_through and sink.accepts_batches
+    assert sink.writes_through and not sink.wants_keys
     records = sample_records(50)
     stream = pcap_stream(records)
     reader = PcapngTranscoder()
@@ -168,9 +167,9 @@ def test_a_sink_of_several_streams_holds_copies_within_its_byte_bound(
     sink.expect_stream()
     sink.expect_stream()
     ids = [sink.add_stream(Interface(f"esx0{n}:vm:VnicRx:in")) for n in (1, 2)]
-    assert not sink.accepts_batches
-    with pytest.raises(ValueError, match="one stream"):
-        sink.write_batch(ids[0], _empty_batch())
+    assert sink.wants_keys
+    with pytest.raises(ValueError, match="keys"):
+        sink.write_batch(ids[0], _one_packet_batch(keys=False))
     streams = [sample_records(40, stream=n, start_ns=BASE_NS + n * 1000) for n in (0, 1)]
     for first, second in zip(*streams, strict=True):
         for iface, record in ((ids[1], second), (ids[0], first)):
@@ -179,6 +178,7 @@ def test_a_sink_of_several_streams_holds_copies_within_its_byte_bound(
             sink.push(iface, [record._replace(data=view)])
             view.release()
             chunk.extend(b"-")  # raises BufferError if the sink still held a view of the chunk
+            assert sink.held_bytes <= 8_000
     assert len(out.getvalue()) > 0, "the byte bound released packets before the end"
     sink.finish(BASE_NS + 10**9)
     written = _read(out.getvalue())
@@ -186,22 +186,11 @@ def test_a_sink_of_several_streams_holds_copies_within_its_byte_bound(
     assert sorted(data for _, _, data in written) == sorted(bytes(r.data) for s in streams for r in s)
 
 
-def _empty_batch() -> EpbBatch:
+def _one_packet_batch(keys: bool) -> EpbBatch:
     reader = PcapngTranscoder()
-    reader.feed(pcap_stream([]))
-    return reader.transcode(b"", 0)
-
-
-def test_reorder_window_bounds_the_bytes_it_holds() -> None:
-    window = ReorderWindow[int](window_ns=10**12, max_bytes=100)
-    released = []
-    for ts in range(10):
-        released += window.push(ts, ts, size=30)
-        assert window.held_bytes <= 100 and window.held_bytes == 30 * len(window)
-    assert released == [0, 1, 2, 3, 4, 5, 6] and window.forced == 7
-    assert window.flush() == [7, 8, 9] and window.held_bytes == 0
-    with pytest.raises(ValueError, match="max_bytes"):
-        ReorderWindow[int](max_bytes=-1)
+    stream = pcap_stream(sample_records(1))
+    reader.feed(stream[:24])
+    return reader.transcode(stream[24:], 0, keys=keys)
 
 
 @requires_tools
@@ -216,10 +205,7 @@ def test_files_of_one_and_of_two_streams_open_in_tshark(tmp_path: Path) -> None:
             stream, iface = pcap_stream(streams[n]), sink.add_stream(Interface(f"esx0{n}:vm:VnicRx:in"))
             reader = PcapngTranscoder()
             sink.push(iface, reader.feed(stream[:300]))
-            if sink.accepts_batches:
-                sink.write_batch(iface, reader.transcode(stream[300:], iface))
-            else:
-                sink.push(iface, reader.feed(stream[300:]))
+            sink.write_batch(iface, reader.transcode(stream[300:], iface, keys=sink.wants_keys))
         sink.finish(BASE_NS + 10**9)
         expected = sorted(r.ts_ns for s in streams[:count] for r in s)
         assert capinfos(path).packets == len(expected)

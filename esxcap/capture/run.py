@@ -163,8 +163,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         run.ready.set()
         while chunk := await proc.read():
             run.last_heard = time.monotonic()
-            if run.iface is not None and sink.accepts_batches and not run.shift_ns:
-                batch = reader.transcode(chunk, run.iface, sink.room)
+            if run.iface is not None:
+                batch = reader.transcode(chunk, run.iface, sink.room, run.shift_ns, sink.wants_keys)
                 run.packets += sink.write_batch(run.iface, batch)
                 run.bytes += batch.bytes
                 if batch.limit_reached:

@@ -4,11 +4,11 @@ byte stream (stdout, a viewer's stdin, a FIFO or character device named with -o,
 with one interface per stream and packets in time order.
 
 A sink fed by one stream writes its packets straight through (one pktcap-uw stream is already in time
-order), from PcapngTranscoder batches or records. A sink fed by several streams orders them in a reorder
-window: packets are held (copied out of their read chunks) until the newest one is REORDER_WINDOW_NS (1 s)
-newer, or until the window's byte bound (1 MiB per stream, 16 MiB at least) is reached, then written
-oldest first. A packet later than what was already written is still written (never dropped) and counted
-as late.
+order), from PcapngTranscoder batches or records. A sink fed by several streams orders them in a
+BlockWindow: each batch is encoded once into one buffer, its blocks are held (views into that buffer,
+with their timestamps) until the newest packet is REORDER_WINDOW_NS (1 s) newer, or until the window's
+byte bound (1 MiB per stream, 16 MiB at least) is reached, then written oldest first with one gathered
+write. A packet later than what was already written is still written (never dropped) and counted as late.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import IO, Any
 from esxcap.capture.files import create_part, place
 from esxcap.errors import HostError, UsageError
 from esxcap.pcap import (
+    BlockWindow,
     CaptureFile,
     CaptureFormatError,
     EpbBatch,
@@ -34,7 +35,8 @@ from esxcap.pcap import (
     InterfaceStatistics,
     PcapngWriter,
     Record,
-    ReorderWindow,
+    encode_epb,
+    epb_records,
 )
 
 REORDER_WINDOW_NS = 1_000_000_000
@@ -43,7 +45,7 @@ REORDER_BYTES_PER_STREAM = 1 << 20
 """What the window of one sink may hold: REORDER_BYTES_PER_STREAM for each stream feeding it, at least
 REORDER_MAX_BYTES, whatever their rate (200 streams: 200 MiB at most, 1 MiB each)."""
 HELD_OVERHEAD = 256
-"""Bytes a held packet costs beside its data (its record, tuples and counters), counted in the bound."""
+"""Bytes a held packet costs beside its block (its view, timestamp and list slots), counted in the bound."""
 BOUNDARIES_KEPT = 64
 """File offsets after the last writes (all block boundaries), kept to find the last whole block fast."""
 
@@ -159,9 +161,7 @@ class CaptureSink:
         else:
             self._file = target
         self._writer = PcapngWriter(self._file, comments=tuple(comments))
-        self._window: ReorderWindow[tuple[int, Record]] = ReorderWindow(
-            REORDER_WINDOW_NS, max_bytes=REORDER_MAX_BYTES
-        )
+        self._window = BlockWindow(REORDER_WINDOW_NS, REORDER_MAX_BYTES, HELD_OVERHEAD)
         self._streams: list[_StreamCounters] = []
         self._expected = 0
         self.max_bytes = max_bytes
@@ -178,6 +178,11 @@ class CaptureSink:
     def late(self) -> int:
         return self._window.late
 
+    @property
+    def held_bytes(self) -> int:
+        """What the reorder window holds now (blocks plus HELD_OVERHEAD per packet)."""
+        return self._window.held_bytes
+
     def expect_stream(self) -> None:
         """Announce one more stream that will feed this sink."""
         self._expected += 1
@@ -193,9 +198,9 @@ class CaptureSink:
         return max(self._expected, len(self._streams)) <= 1
 
     @property
-    def accepts_batches(self) -> bool:
-        """True when `write_batch` may be used: one stream, and no listener that needs records."""
-        return self.writes_through and self._listener is None
+    def wants_keys(self) -> bool:
+        """True when batches must carry keys (PcapngTranscoder.transcode(keys=True)): several streams."""
+        return not self.writes_through
 
     @property
     def room(self) -> int | None:
@@ -233,36 +238,31 @@ class CaptureSink:
             total += sum(len(record.data) for record in records)
         self.packet_bytes = total
         self._count(iface, taken, records[0].ts_ns, records[-1].ts_ns)
-        if self.writes_through:
-            self._write([(iface, record) for record in records])
-            return taken
-        released: list[tuple[int, Record]] = []
-        window_push = self._window.push
-        for record in records:
-            held = record._replace(data=bytes(record.data))
-            released += window_push(record.ts_ns, (iface, held), len(held.data) + HELD_OVERHEAD)
-        self._write(released)
+        blocks: list[bytes | memoryview] = [
+            encode_epb(iface, r.ts_ns, r.data, r.origlen, r.comments) for r in records
+        ]
+        if not self.writes_through:
+            blocks = self._window.push(iface, [record.ts_ns for record in records], blocks)
+        self._write(blocks, len(blocks))
         return taken
 
     def write_batch(self, iface: int, batch: EpbBatch) -> int:
-        """Write one stream's transcoded packets straight through (only while `accepts_batches`);
-        returns the number of packets."""
-        if not self.accepts_batches:
-            raise ValueError("pcapng blocks go straight through only to a sink of one stream, unwatched")
+        """Write one stream's transcoded packets (straight through, or ordered in the window when several
+        streams feed this sink: then the batch must carry keys); returns the number of packets."""
         if self._failed:
             raise self._failed
         self.packet_bytes += batch.bytes
         self.limit_reached = self.limit_reached or batch.limit_reached
-        if batch.packets and batch.first_ns is not None and batch.last_ns is not None:
-            self._count(iface, batch.packets, batch.first_ns, batch.last_ns)
-            if not self._failed:
-
-                def write() -> None:
-                    self._writer.write_blocks(batch.parts, batch.packets)
-                    if self._flush_each:
-                        self._file.flush()
-
-                self._guard(write)
+        if not batch.packets or batch.first_ns is None or batch.last_ns is None:
+            return 0
+        self._count(iface, batch.packets, batch.first_ns, batch.last_ns)
+        if self.writes_through:
+            self._write(batch.parts, batch.packets)
+        elif batch.stamps is None:
+            raise ValueError("a sink of several streams takes batches transcoded with keys=True")
+        else:
+            blocks = self._window.push(iface, batch.stamps, batch.blocks())
+            self._write(blocks, len(blocks))
         return batch.packets
 
     def _count(self, iface: int, packets: int, first_ns: int, last_ns: int) -> None:
@@ -275,20 +275,19 @@ class CaptureSink:
     def set_dropped(self, iface: int, dropped: int | None) -> None:
         self._streams[iface].dropped = dropped
 
-    def _write(self, items: Sequence[tuple[int, Record]]) -> None:
+    def _write(self, parts: Sequence[bytes | memoryview], packets: int) -> None:
+        """Append `packets` whole Enhanced Packet Blocks held in `parts`; the listener sees each."""
         if self._failed:
             raise self._failed
-        if not items:
+        if not parts:
             return
 
         def write() -> None:
-            listener = self._listener
-            if listener is None:
-                self._writer.write_records(items)
-            else:
-                for iface, record in items:
-                    self._writer.write_record(record, iface)
-                    listener(self._streams[iface].name, record)
+            self._writer.write_blocks(parts, packets)
+            if self._listener is not None:
+                names = [s.name for s in self._streams]
+                for record in epb_records([b"".join(parts)]):
+                    self._listener(names[record.interface], record)
             if self._flush_each:
                 self._file.flush()
 
@@ -332,7 +331,8 @@ class CaptureSink:
         (a numbered one if the name was taken meanwhile, unless forced) and return that name."""
         try:
             if not self._failed:
-                self._write(self._window.flush())
+                held = self._window.flush()
+                self._write(held, len(held))
                 for iface, s in enumerate(self._streams):
                     self._writer.write_statistics(
                         InterfaceStatistics(

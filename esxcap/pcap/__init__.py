@@ -14,9 +14,9 @@ from esxcap.pcap.classic import (
     parse_global_header,
     write_pcap_header,
 )
-from esxcap.pcap.merge import CaptureFile, MergeResult, RecordSource, ReorderWindow, merge
+from esxcap.pcap.merge import BlockWindow, CaptureFile, MergeResult, RecordSource, ReorderWindow, merge
 from esxcap.pcap.ngreader import PcapngStreamReader
-from esxcap.pcap.pcapng import USERAPPL, PcapngWriter
+from esxcap.pcap.pcapng import USERAPPL, PcapngWriter, encode_epb
 from esxcap.pcap.records import (
     LINKTYPE_ETHERNET,
     MAX_CAPLEN,
@@ -28,12 +28,13 @@ from esxcap.pcap.records import (
     Record,
     Section,
 )
-from esxcap.pcap.transcode import EpbBatch, PcapngTranscoder
+from esxcap.pcap.transcode import EpbBatch, PcapngTranscoder, epb_records
 
 __all__ = [
     "LINKTYPE_ETHERNET",
     "MAX_CAPLEN",
     "USERAPPL",
+    "BlockWindow",
     "CaptureFile",
     "CaptureFormatError",
     "CorruptCaptureError",
@@ -52,7 +53,9 @@ __all__ = [
     "RecordSource",
     "ReorderWindow",
     "Section",
+    "encode_epb",
     "encode_record",
+    "epb_records",
     "merge",
     "parse_global_header",
     "write_pcap_header",

@@ -1,12 +1,15 @@
 """Putting several captures into one timeline: `merge()` for finished files (k-way by timestamp, one
-pending record per input) and `ReorderWindow` for live streams (bounded delay and memory)."""
+pending record per input), `ReorderWindow` for live records and `BlockWindow` for live encoded blocks
+(bounded delay and memory)."""
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from esxcap.pcap.classic import PcapStreamReader
@@ -17,6 +20,8 @@ from esxcap.pcap.records import CaptureFormatError, Interface, InterfaceStatisti
 CHUNK_SIZE = 256 * 1024
 _SHB_MAGIC = SHB_TYPE.to_bytes(4, "little")
 T = TypeVar("T")
+Buffer = bytes | memoryview
+"""An encoded block as BlockWindow holds it (a view into its batch, or bytes)."""
 
 
 class RecordSource(Protocol):
@@ -223,3 +228,118 @@ class ReorderWindow(Generic[T]):
         self._released = ts_ns
         self.held_bytes -= size
         return item
+
+
+class BlockWindow:
+    """Timestamp order for the encoded packets of several live streams, without an object per packet
+    beyond the ones the stream's batch already holds.
+
+    Each stream pushes its packets as (timestamps, blocks) in the stream's own order; the window keeps
+    them per stream, sorted. A push releases every held packet whose timestamp is at least `window_ns`
+    older than the newest pushed so far; when the held bytes (blocks plus `overhead` per packet) pass
+    `max_bytes`, the oldest are released early (counted in `forced`) until at most half of `max_bytes`
+    is held, so the cost of ordering is spread over many packets. Released packets are ordered by one
+    stable sort of their timestamps (Timsort merges the streams' sorted runs in C): ties keep stream
+    order, then arrival order, as mergecap orders ties by input. A packet older than one already
+    released is released at once (never dropped) and counted in `late`.
+    """
+
+    def __init__(self, window_ns: int, max_bytes: int, overhead: int = 0) -> None:
+        if window_ns < 0 or max_bytes < 0 or overhead < 0:
+            raise ValueError("window_ns, max_bytes and overhead must be >= 0")
+        self.window_ns = window_ns
+        self.max_bytes = max_bytes
+        self.overhead = overhead
+        self.held_bytes = 0
+        self.late = 0
+        self.forced = 0
+        self._stamps: list[list[int]] = []
+        self._blocks: list[list[Buffer]] = []
+        self._newest: int | None = None
+        self._released: int | None = None
+
+    def __len__(self) -> int:
+        return sum(map(len, self._stamps))
+
+    def push(self, stream: int, stamps: list[int], blocks: list[Buffer]) -> list[Buffer]:
+        """Add one stream's packets (timestamps and blocks, index for index); return the blocks this
+        releases, in timestamp order."""
+        if len(stamps) != len(blocks):
+            raise ValueError("push() needs one timestamp per block")
+        while len(self._stamps) <= stream:
+            self._stamps.append([])
+            self._blocks.append([])
+        if not stamps:
+            return []
+        if stamps != sorted(stamps):
+            order = sorted(range(len(stamps)), key=stamps.__getitem__)
+            stamps, blocks = [stamps[i] for i in order], [blocks[i] for i in order]
+        out: list[Buffer] = []
+        released = self._released
+        if released is not None and stamps[0] < released:
+            late = bisect_left(stamps, released)
+            out += blocks[:late]
+            self.late += late
+            stamps, blocks = stamps[late:], blocks[late:]
+            if not stamps:
+                return out
+        held_stamps, held_blocks = self._stamps[stream], self._blocks[stream]
+        unordered = bool(held_stamps) and held_stamps[-1] > stamps[0]
+        held_stamps += stamps
+        held_blocks += blocks
+        if unordered:
+            order = sorted(range(len(held_stamps)), key=held_stamps.__getitem__)
+            held_stamps[:] = [held_stamps[i] for i in order]
+            held_blocks[:] = [held_blocks[i] for i in order]
+        self.held_bytes += sum(map(len, blocks)) + self.overhead * len(blocks)
+        if self._newest is None or stamps[-1] > self._newest:
+            self._newest = stamps[-1]
+        out += self._release(self._newest - self.window_ns)
+        if self.held_bytes > self.max_bytes:
+            before = len(out)
+            out += self._release(self._oldest_within(self.held_bytes - self.max_bytes // 2))
+            self.forced += len(out) - before
+        return out
+
+    def flush(self) -> list[Buffer]:
+        """Release every held packet, oldest first."""
+        if self._newest is None:
+            return []
+        return self._release(self._newest)
+
+    def _gather(self, counts: list[int]) -> tuple[list[int], list[Buffer]]:
+        """The first counts[s] held packets of each stream s, the last stream first (not yet sorted)."""
+        stamps: list[int] = []
+        blocks: list[Buffer] = []
+        for held_stamps, held_blocks, count in zip(
+            reversed(self._stamps), reversed(self._blocks), reversed(counts), strict=True
+        ):
+            if count:
+                stamps += held_stamps[:count]
+                blocks += held_blocks[:count]
+        return stamps, blocks
+
+    def _oldest_within(self, nbytes: int) -> int:
+        """The timestamp up to which the oldest held packets add up to at least `nbytes`."""
+        stamps, blocks = self._gather(list(map(len, self._stamps)))
+        order = sorted(range(len(stamps)), key=stamps.__getitem__)
+        sizes = accumulate(map(len, map(blocks.__getitem__, order)))
+        overhead = self.overhead
+        for count, size in enumerate(sizes, 1):
+            if size + overhead * count >= nbytes:
+                return stamps[order[count - 1]]
+        return stamps[order[-1]]
+
+    def _release(self, horizon: int) -> list[Buffer]:
+        counts = [bisect_right(held, horizon) for held in self._stamps]
+        if not any(counts):
+            return []
+        stamps, blocks = self._gather(counts)
+        for held_stamps, held_blocks, count in zip(self._stamps, self._blocks, counts, strict=True):
+            del held_stamps[:count]
+            del held_blocks[:count]
+        self.held_bytes -= sum(map(len, blocks)) + self.overhead * len(blocks)
+        if sum(1 for count in counts if count) > 1:
+            blocks = list(map(blocks.__getitem__, sorted(range(len(stamps)), key=stamps.__getitem__)))
+        self._released = max(stamps)
+        return blocks

@@ -113,6 +113,32 @@ def _block(block_type: int, body: bytes, options: Sequence[bytes]) -> bytes:
     return struct.pack("<II", block_type, total) + body + opts + struct.pack("<I", total)
 
 
+def encode_epb(
+    interface: int,
+    ts_ns: int,
+    data: bytes | memoryview,
+    origlen: int | None = None,
+    comments: Sequence[str] = (),
+) -> bytes:
+    """One Enhanced Packet Block. origlen defaults to the captured length."""
+    if not 0 <= ts_ns < TIMESTAMP_LIMIT:
+        raise TimestampRangeError(ts_ns)
+    caplen = len(data)
+    opts = b"".join(_text_options(OPT_COMMENT, comments)) + _option(OPT_END, b"") if comments else b""
+    padding = _pad(caplen)
+    total = 32 + caplen + len(padding) + len(opts)
+    head = _EPB_HEAD.pack(
+        EPB_TYPE,
+        total,
+        interface,
+        ts_ns >> 32,
+        ts_ns & 0xFFFFFFFF,
+        caplen,
+        caplen if origlen is None else origlen,
+    )
+    return b"".join((head, data, padding, opts, total.to_bytes(4, "little")))
+
+
 class PcapngWriter:
     """Writes one pcapng section to a binary file object; the Section Header Block is written at once.
 
@@ -162,22 +188,7 @@ class PcapngWriter:
         """Write one Enhanced Packet Block. origlen defaults to the captured length."""
         if not 0 <= interface < len(self.interfaces):
             self._check_interface(interface)
-        if not 0 <= ts_ns < TIMESTAMP_LIMIT:
-            raise TimestampRangeError(ts_ns)
-        caplen = len(data)
-        opts = b"".join(_text_options(OPT_COMMENT, comments)) + _option(OPT_END, b"") if comments else b""
-        padding = _pad(caplen)
-        total = 32 + caplen + len(padding) + len(opts)
-        head = _EPB_HEAD.pack(
-            EPB_TYPE,
-            total,
-            interface,
-            ts_ns >> 32,
-            ts_ns & 0xFFFFFFFF,
-            caplen,
-            caplen if origlen is None else origlen,
-        )
-        self._file.write(b"".join((head, data, padding, opts, total.to_bytes(4, "little"))))
+        self._file.write(encode_epb(interface, ts_ns, data, origlen, comments))
         self.packets += 1
 
     def write_record(self, record: Record, interface: int | None = None) -> None:

@@ -5,18 +5,24 @@ Blocks `PcapngWriter.write_records` would write for its records (the same bytes)
 Record per packet: one struct unpack, one struct pack and one slice per packet. The batch is a list of
 parts (block heads and views into the chunk) that `PcapngWriter.write_blocks` gathers with one writev:
 packet bytes are not copied on the way to the file.
+
+Asked for keys (a sink merging several streams), a batch also holds each packet's timestamp and block
+size, so that `EpbBatch.blocks()` can cut the encoded chunk into whole blocks for a BlockWindow to order.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from esxcap.pcap.classic import RECORD_HEADER_LEN, PcapStreamReader
 from esxcap.pcap.pcapng import EPB_TYPE
 from esxcap.pcap.records import CaptureFormatError, Record
 
+Part = bytes | memoryview
 _HEAD = struct.Struct("<IIIIIII")
 """EPB header: type, total length, interface, timestamp high and low words, caplen, origlen."""
 _TAIL_HEAD = tuple(struct.Struct(f"<{pad}xIIIIIIII") for pad in range(4))
@@ -52,12 +58,43 @@ class EpbBatch:
     last_ns: int | None
     limit_reached: bool
     """A packet did not fit in the byte budget: it and every packet after it were left out."""
+    stamps: list[int] | None = None
+    """With keys: each packet's timestamp (ns), in stream order."""
+    sizes: list[int] | None = None
+    """With keys: each packet's block length in bytes."""
+
+    def blocks(self) -> list[Part]:
+        """The batch as one view per Enhanced Packet Block (needs keys): the parts joined once, then cut."""
+        if self.sizes is None:
+            raise ValueError("blocks() needs a batch transcoded with keys=True")
+        joined = memoryview(b"".join(self.parts))
+        ends = list(accumulate(self.sizes))
+        return list(map(joined.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+
+
+_EPB_FIELDS = struct.Struct("<8xIIIII")
+"""Interface, timestamp high and low words, caplen, origlen of an EPB at its start."""
+
+
+def epb_records(blocks: Iterator[bytes | memoryview] | list[bytes | memoryview]) -> Iterator[Record]:
+    """The packets of buffers that each hold whole Enhanced Packet Blocks without options (as
+    transcode() writes them), with their interface ids."""
+    for buffer in blocks:
+        pos, end = 0, len(buffer)
+        while pos + 32 <= end:
+            (total,) = struct.unpack_from("<I", buffer, pos + 4)
+            iface, high, low, caplen, origlen = _EPB_FIELDS.unpack_from(buffer, pos)
+            yield Record(high << 32 | low, origlen, buffer[pos + 28 : pos + 28 + caplen], iface)
+            pos += total
 
 
 @dataclass
 class _Job:
     interface: int
     room: int
+    shift_ns: int = 0
+    stamps: list[int] | None = None
+    sizes: list[int] | None = None
     parts: list[bytes | memoryview] = field(default_factory=list)
     tail: int = -1
     """Padding of the last block encoded, whose closing length is still to be written (-1: none)."""
@@ -72,7 +109,16 @@ class _Job:
         if self.tail >= 0:
             self.parts.append(_TAIL[self.tail].pack(self.total))
             self.tail = -1
-        return EpbBatch(self.parts, self.packets, self.bytes, self.first_ns, self.last_ns, self.limit_reached)
+        return EpbBatch(
+            self.parts,
+            self.packets,
+            self.bytes,
+            self.first_ns,
+            self.last_ns,
+            self.limit_reached,
+            self.stamps,
+            self.sizes,
+        )
 
 
 class PcapngTranscoder(PcapStreamReader):
@@ -88,17 +134,25 @@ class PcapngTranscoder(PcapStreamReader):
         self._job: _Job | None = None
 
     def transcode(
-        self, chunk: bytes | bytearray | memoryview, interface: int, room: int | None = None
+        self,
+        chunk: bytes | bytearray | memoryview,
+        interface: int,
+        room: int | None = None,
+        shift_ns: int = 0,
+        keys: bool = False,
     ) -> EpbBatch:
         """Encode every record `chunk` completes as a packet of `interface`, while the sum of their caplen
         stays within `room` bytes (None: no budget; negative: none fits); the record that does not fit and
-        every record after it are read and left out."""
+        every record after it are read and left out. `shift_ns` is added to every timestamp; `keys`
+        fills the batch's stamps and sizes."""
         if self.header is None:
             raise ValueError("transcode() needs the stream's header: feed() the first bytes")
         if self._error is not None:
             raise self._error
         data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-        job = self._job = _Job(interface, sys.maxsize if room is None else room)
+        job = self._job = _Job(interface, sys.maxsize if room is None else room, shift_ns)
+        if keys:
+            job.stamps, job.sizes = [], []
         unused: list[Record] = []
         try:
             self._feed(data, unused)
@@ -121,7 +175,10 @@ class PcapngTranscoder(PcapStreamReader):
         packs = _PACKS
         limit, scale, end = self._limit, self._scale, len(data)
         last = end - RECORD_HEADER_LEN
-        iface, room, tail, total = job.interface, job.room, job.tail, job.total
+        iface, room, tail, total, shift = job.interface, job.room, job.tail, job.total, job.shift_ns
+        keyed = job.stamps is not None
+        stamps = job.stamps if job.stamps is not None else []
+        sizes = job.sizes if job.sizes is not None else []
         parts_before, taken = len(parts), 0
         second = high = low_base = base = -1
         try:
@@ -141,7 +198,7 @@ class PcapngTranscoder(PcapStreamReader):
                     room = -1
                     continue
                 if sec != second:
-                    base = sec * 1_000_000_000
+                    base = sec * 1_000_000_000 + shift
                     second, high, low_base = sec, base >> 32, base & 0xFFFFFFFF
                 low = low_base + frac * scale
                 if low > 0xFFFFFFFF:
@@ -152,6 +209,9 @@ class PcapngTranscoder(PcapStreamReader):
                 size = 32 + caplen + pad
                 append(packs[tail](total, EPB_TYPE, size, iface, high, low, caplen, origlen))
                 append(view[start:stop])
+                if keyed:
+                    stamps.append(high << 32 | low)
+                    sizes.append(size)
                 tail, total = pad, size
         finally:
             count = (len(parts) - parts_before) // 2
