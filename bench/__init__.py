@@ -29,6 +29,8 @@ class Options:
     quick: bool = False
     workdir: Path | None = None
     """Where sshd's files and the streamed captures go (None: the system's temp dir)."""
+    only: tuple[str, ...] = ()
+    """Benchmarks to run, by module name (empty: all)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class Row:
         if value is None:
             return cls(bench, case, f"not measured: {why_none}", f">= {minimum:g}", "MISS")
         return cls(bench, case, f"{value:.2f}", f">= {minimum:g}", "PASS" if value >= minimum else "MISS")
+
+    @classmethod
+    def at_most(cls, bench: str, case: str, value: float | None, maximum: float, why_none: str = "") -> Row:
+        """A cost ratio row: PASS when value <= maximum; `why_none` when it could not be computed."""
+        if value is None:
+            return cls(bench, case, f"not measured: {why_none}", f"<= {maximum:g}", "MISS")
+        return cls(bench, case, f"{value:.2f}", f"<= {maximum:g}", "PASS" if value <= maximum else "MISS")
 
 
 HEADERS = ("benchmark", "case", "result", "target", "verdict")

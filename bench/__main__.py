@@ -5,6 +5,7 @@ python -m bench --gib 4       4 GiB per case
 python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only,
                               discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs,
                               first packet: 1 run)
+python -m bench --only throughput --quick   one benchmark's rows (names: the modules listed below)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     merge_speed.run,
     startup.run,
 )
+NAMES = {bench.__module__.rsplit(".", 1)[-1]: bench for bench in BENCHMARKS}
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -47,20 +49,23 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is shown")
     parser.add_argument("--quick", action="store_true", help="64 MiB per case, one run")
     parser.add_argument("--dir", type=Path, help="where captures are written (default: the temp dir)")
+    parser.add_argument("--only", choices=sorted(NAMES), action="append", help="run only this benchmark")
     args = parser.parse_args(argv)
+    only = tuple(args.only or ())
     if args.quick:
-        return Options(nbytes=QUICK_BYTES, repeat=1, quick=True, workdir=args.dir)
+        return Options(nbytes=QUICK_BYTES, repeat=1, quick=True, workdir=args.dir, only=only)
     if args.gib <= 0 or args.repeat < 1:
         parser.error("--gib must be positive and --repeat at least 1")
-    return Options(nbytes=int(args.gib * GIB), repeat=args.repeat, workdir=args.dir)
+    return Options(nbytes=int(args.gib * GIB), repeat=args.repeat, workdir=args.dir, only=only)
 
 
 def main(argv: Sequence[str]) -> int:
     options = parse(argv)
     start = time.perf_counter()
     rows: list[Row] = []
-    for bench in BENCHMARKS:
-        rows += bench(options)
+    for name, bench in NAMES.items():
+        if not options.only or name in options.only:
+            rows += bench(options)
     print(format_table(rows))
     size = f"{options.nbytes / GIB:g} GiB" if options.nbytes >= GIB else f"{options.nbytes >> 20} MiB"
     took = time.perf_counter() - start

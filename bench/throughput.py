@@ -5,7 +5,9 @@ Cases (all against one private OpenSSH sshd on 127.0.0.1, remote command = bench
 - `ssh -c aes128-gcm@openssh.com host CMD > file` and `ssh host CMD > file` (OpenSSH's default cipher);
 - esxcap: AsyncsshTransport -> run_stream (the dead-man-switch wrapper, pcap reader, pcapng CaptureSink)
   in a child process (`python -m bench.throughput --child CONFIG`), so its peak RSS is esxcap's alone;
-  RSS is sampled at 25/50/75/100 % of the stream to show it stays flat.
+  RSS is sampled at 25/50/75/100 % of the stream to show it stays flat;
+- the same internal function with 3 and 10 streams (one connection each, the case's bytes shared among
+  them) merged into one pcapng file: their CPU s/GiB against the one-stream case (target <= 1.25x).
 The simulator case lives in bench.sim_throughput. Runs are interleaved and the median run is kept.
 """
 
@@ -33,6 +35,10 @@ BENCH = "throughput"
 SAME_CIPHER = "aes128-gcm@openssh.com"
 TARGET_SAME = 0.8
 TARGET_DEFAULT = 1.0
+MERGED_STREAMS = (3, 10)
+TARGET_MERGED_CPU = 1.25
+"""Merged N streams may cost at most this many times one stream's client CPU s/GiB."""
+ONE_STREAM = "esxcap run_stream -> pcapng"
 RSS_POINTS = (0.25, 0.5, 0.75)
 _KEX_CIPHER = re.compile(r"kex: server->client cipher: (\S+)")
 
@@ -134,6 +140,8 @@ class ChildConfig:
     nbytes: int
     out: str
     frame: int = 1514
+    streams: int = 1
+    """Streams (one connection each) merged into the one output file; argv's --bytes is per stream."""
 
 
 async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
@@ -154,29 +162,37 @@ async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
         explicit=frozenset({"port", "username", "known_hosts", "identity_file"}),
     )
     target = Target("bench", "vmk", Selector("vmk", "vmk0"), "pcapgen", "benchmark pcap generator")
-    stream = Stream(target, "stdout", "out", tuple(cfg.argv))
-    packets, packet_bytes = pcapgen.layout(cfg.nbytes, cfg.frame)
+    per_stream = cfg.nbytes // cfg.streams
+    packets, packet_bytes = pcapgen.layout(per_stream, cfg.frame)
     start_cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     transport = AsyncsshTransport(ssh_config=[])
-    conn = await transport.connect(host, password=lambda _prompt: None, accept_new=False)
-    cipher = conn.algorithms["cipher"]
+    conns = [
+        await transport.connect(host, password=lambda _prompt: None, accept_new=False)
+        for _ in range(cfg.streams)
+    ]
+    cipher = conns[0].algorithms["cipher"]
     sink = CaptureSink(Path(cfg.out), comments=["esxcap throughput benchmark"])
-    run = StreamRun(stream, sink)
+    runs = [StreamRun(Stream(target, "stdout", f"out{n}", tuple(cfg.argv)), sink) for n in range(cfg.streams)]
     samples: list[int] = []
     control = StopControl()
     received_at: list[float] = []
 
+    def received() -> int:
+        return sum(run.bytes for run in runs)
+
     async def watch() -> None:
         for point in (*RSS_POINTS, 1.0):
-            while run.bytes < point * packet_bytes:
+            while received() < point * packet_bytes * cfg.streams:
                 await asyncio.sleep(0.005)
             samples.append(current_rss_kib())
         received_at.append(time.perf_counter())
         control.stop("all bytes received")
 
     watcher = asyncio.create_task(watch())
-    await run_stream(conn, run, control, deadline_for(None))
+    await asyncio.gather(
+        *(run_stream(c, r, control, deadline_for(None)) for c, r in zip(conns, runs, strict=True))
+    )
     watcher.cancel()
     if not received_at:
         received_at.append(time.perf_counter())
@@ -184,18 +200,22 @@ async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
     finish_start = time.perf_counter()
     sink.finish(time.time_ns())
     finishing = time.perf_counter() - finish_start
-    await conn.close()
+    for conn in conns:
+        await conn.close()
     end = time.perf_counter()
     end_cpu = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (end_cpu.ru_utime - start_cpu.ru_utime) + (end_cpu.ru_stime - start_cpu.ru_stime)
     seconds = received_at[0] - start + finishing
     error = ""
-    if run.error is not None or run.exit_status != 0:
-        error = f"exit {run.exit_status}: {run.error or run.host_stderr}"
-    elif (run.packets, run.bytes) != (packets, packet_bytes):
-        error = f"got {run.packets} packets / {run.bytes} bytes, expected {packets} / {packet_bytes}"
+    for run in runs:
+        if run.error is not None or run.exit_status != 0:
+            error = f"exit {run.exit_status}: {run.error or run.host_stderr}"
+        elif (run.packets, run.bytes) != (packets, packet_bytes):
+            error = f"got {run.packets} packets / {run.bytes} bytes, expected {packets} / {packet_bytes}"
+    nbytes = per_stream * cfg.streams
+    note = f"{cfg.streams} streams, {sink.late} packets later than the window" if cfg.streams > 1 else ""
     return Measurement(
-        cfg.nbytes, seconds, cpu, end_cpu.ru_maxrss, cipher, tuple(samples), error, end - start - seconds
+        nbytes, seconds, cpu, end_cpu.ru_maxrss, cipher, tuple(samples), error, end - start - seconds, note
     )
 
 
@@ -248,12 +268,20 @@ def measure(options: Options, workdir: Path, sshd: OpenSshd) -> Cases:
     child = ChildConfig(
         sshd.port, sshd.user, str(sshd.known_hosts), str(sshd.client_key), argv, options.nbytes, ""
     )
+
+    def esxcap_case(streams: int) -> Callable[[Path], Measurement]:
+        def case(out: Path) -> Measurement:
+            per_stream = [sys.executable, str(gen), "--bytes", str(options.nbytes // streams)]
+            config = {**asdict(child), "out": str(out.with_suffix(".pcapng")), "streams": streams}
+            return run_esxcap(ChildConfig(**{**config, "argv": per_stream}))
+
+        return case
+
     cases: dict[str, Callable[[Path], Measurement]] = {
         "OpenSSH ssh -c aes128-gcm": lambda out: run_openssh(sshd, command, options.nbytes, out, SAME_CIPHER),
         "OpenSSH ssh (defaults)": lambda out: run_openssh(sshd, command, options.nbytes, out, None),
-        "esxcap run_stream -> pcapng": lambda out: run_esxcap(
-            ChildConfig(**{**asdict(child), "out": str(out.with_suffix(".pcapng"))})
-        ),
+        ONE_STREAM: esxcap_case(1),
+        **{merged_case(n): esxcap_case(n) for n in MERGED_STREAMS},
     }
     result = Cases()
     for i in range(options.repeat):
@@ -265,14 +293,17 @@ def measure(options: Options, workdir: Path, sshd: OpenSshd) -> Cases:
     return result
 
 
+def merged_case(streams: int) -> str:
+    return f"esxcap run_stream x{streams} -> one merged pcapng"
+
+
 def rows_for(cases: Cases) -> list[Row]:
     rows = []
     for name in cases.runs:
         m = cases.median(name)
         rows.append(Row(BENCH, name, m.describe()) if m else Row.skipped(BENCH, name, cases.error(name)))
     same, default, ours = (
-        cases.median(n)
-        for n in ("OpenSSH ssh -c aes128-gcm", "OpenSSH ssh (defaults)", "esxcap run_stream -> pcapng")
+        cases.median(n) for n in ("OpenSSH ssh -c aes128-gcm", "OpenSSH ssh (defaults)", ONE_STREAM)
     )
     why = "a case failed" if ours is None else ""
     ratio_same = ours.mb_s / same.mb_s if ours and same and ours.cipher == same.cipher else None
@@ -281,6 +312,11 @@ def rows_for(cases: Cases) -> list[Row]:
     rows.append(Row.ratio(BENCH, "esxcap / OpenSSH same cipher", ratio_same, TARGET_SAME, why))
     ratio_default = ours.mb_s / default.mb_s if ours and default else None
     rows.append(Row.ratio(BENCH, "esxcap / OpenSSH defaults", ratio_default, TARGET_DEFAULT, why))
+    for streams in MERGED_STREAMS:
+        merged = cases.median(merged_case(streams))
+        cost = merged.cpu_per_gib / ours.cpu_per_gib if merged and ours else None
+        case = f"CPU s/GiB x{streams} merged / one stream"
+        rows.append(Row.at_most(BENCH, case, cost, TARGET_MERGED_CPU, "a case failed"))
     return rows
 
 
