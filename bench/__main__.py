@@ -21,6 +21,7 @@ from bench import (
     QUICK_BYTES,
     Options,
     Row,
+    command,
     discovery_scale,
     first_packet,
     format_table,
@@ -33,6 +34,7 @@ from bench import (
 
 BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     throughput.run,
+    command.run,
     sim_throughput.run,
     discovery_scale.run,
     first_packet.run,

@@ -37,7 +37,7 @@ def _topology(workdir: Path) -> Path:
     return path
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """utime + stime of a running process (Linux /proc), 0 where unknown."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -51,13 +51,13 @@ def _capture(workdir: Path, state: Path, sim_pid: int, count: int) -> tuple[Meas
     out = workdir / "sim.pcapng"
     argv = [sys.executable, "-m", "esxcap", "-i", str(state / "inventory.yaml"), "capture"]
     argv += ["--host", HOST, "--vm", VM, "--dir", "out", "--count", str(count), "-o", str(out)]
-    sim_cpu = _cpu_seconds(sim_pid)
+    sim_cpu = cpu_seconds(sim_pid)
     start = time.perf_counter()
     with (workdir / "cli.log").open("wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         usage = wait_rusage(proc)
     seconds = time.perf_counter() - start
-    sim_cpu = _cpu_seconds(sim_pid) - sim_cpu
+    sim_cpu = cpu_seconds(sim_pid) - sim_cpu
     said = (workdir / "cli.log").read_text(errors="replace").strip().splitlines()
     if proc.returncode != 0 or not out.exists():
         return None, f"esxcap capture exit {proc.returncode}: {' / '.join(said[-3:]) or 'no output'}"

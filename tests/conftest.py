@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncssh  # noqa: TID251 - capture tests talk to the simulator as an SSH client
 import pytest
-from openssh import EsxiSshd, SshdUnavailable, start_esxi_sshd
+from bench.esxi_sshd import EsxiSshd, SshdUnavailable, start_esxi_sshd
 from tiers import pytest_collection_modifyitems  # noqa: F401 - marks every test with its tiers
 
 from esxcap.esxi.lifecycle import GRACE_SECONDS

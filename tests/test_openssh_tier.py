@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from clirun import esxcap, isolated_env
-from openssh import EsxiSshd
+from bench.esxi_sshd import EsxiSshd
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 from polling import wait_until
 
