@@ -26,6 +26,7 @@ from bench import (
     first_packet,
     format_table,
     merge_speed,
+    path_speed,
     scale,
     sim_throughput,
     startup,
@@ -40,6 +41,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     first_packet.run,
     scale.run,
     merge_speed.run,
+    path_speed.run,
     startup.run,
 )
 NAMES = {bench.__module__.rsplit(".", 1)[-1]: bench for bench in BENCHMARKS}

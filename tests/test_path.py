@@ -4,9 +4,14 @@ clock corrections from interface comments, repeated identical frames."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from esxcap.capture.clock import NANO_METHOD, ClockReading, clock_comment
-from esxcap.pcap import Interface, Record
-from esxcap.pcap.path import analyze, as_dict, identify, point_of
+from esxcap.pcap import CaptureFile, Interface, PcapngWriter, Record
+from esxcap.pcap import path as path_module
+from esxcap.pcap.path import analyze, analyze_source, as_dict, identify, point_of
 from esxcap.sim import frames
 
 A_MAC, B_MAC, ROUTER = "00:50:56:00:00:0a", "00:50:56:00:00:0b", "00:00:5e:00:01:01"
@@ -118,3 +123,45 @@ def test_identical_frames_later_are_new_packets() -> None:
     records = [Record(T + i * 500 * MS + d, 0, arp, k) for i in range(3) for k, d in ((0, 0), (1, 80_000))]
     [path] = analyze(ifaces, records)
     assert path.packets == 3 and [h.median_ns for h in path.hops] == [80_000]
+
+
+def _mixed_records() -> list[Record]:
+    """Pings both ways, UDP and TCP with ports, ARP repeats, another ethertype, a frame too short, at
+    points of two hosts (one seen twice at one point: a new packet)."""
+    arp = frames.arp(A_MAC, "10.0.1.5", "ff:ff:ff:ff:ff:ff", "10.0.1.6", reply=False)
+    udp = frames.ipv4(A_MAC, ROUTER, "10.0.1.5", "10.0.2.5", 17, b"\x9c\x40\x00\x35\x00\x0c\x00\x00abcd", 7)
+    tcp = frames.ipv4(A_MAC, ROUTER, "10.0.1.5", "10.0.2.5", 6, b"\x00\x50\x9c\x41" + bytes(16), 8)
+    other = bytes(12) + b"\x88\xcc" + b"lldp"
+    records = []
+    for n in range(40):
+        t = T + n * 3 * MS
+        frame = (ping(n), ping(n, reply=True), udp, tcp, arp, other, b"\x01\x02")[n % 7]
+        records += [Record(t, 0, frame, n % 2), Record(t + 200_000, 0, frame, 2 + n % 3)]
+    records.sort(key=lambda r: r.ts_ns)
+    return records
+
+
+def test_a_file_read_once_gives_what_the_records_give(tmp_path: Path) -> None:
+    records = _mixed_records()
+    path = tmp_path / "mixed.pcapng"
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        for iface in IFACES[:5]:
+            writer.add_interface(iface)
+        writer.write_records([(r.interface, r) for r in records])
+    expected = as_dict(analyze(IFACES[:5], records))
+    flows = [flow["flow"] for flow in expected["flows"]]  # type: ignore[attr-defined]
+    assert sorted(name.split()[0] for name in flows) == ["arp", "ethertype", "icmp", "icmp", "tcp", "udp"]
+    assert "udp 10.0.1.5:40000 <-> 10.0.2.5:53" in flows and "tcp 10.0.1.5:80 <-> 10.0.2.5:40001" in flows
+    with path.open("rb") as handle:
+        assert as_dict(analyze_source(CaptureFile(handle, path.name))) == expected
+
+
+def test_packets_leaving_the_match_window_are_let_go_without_changing_the_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = _mixed_records()
+    expected = as_dict(analyze(IFACES, records))
+    monkeypatch.setattr(path_module, "PRUNE_EVERY", 1)
+    monkeypatch.setattr(path_module, "MATCH_WINDOW_NS", 50 * MS)
+    assert as_dict(analyze(IFACES, records)) == expected

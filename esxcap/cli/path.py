@@ -16,14 +16,13 @@ from esxcap.errors import UsageError
 def path_report(path: Path) -> dict[str, object]:
     """The path view of a capture file, as its JSON document (read here, analysed by esxcap.pcap.path)."""
     from esxcap.pcap import CaptureFile
-    from esxcap.pcap.path import analyze, as_dict
+    from esxcap.pcap.path import analyze_source, as_dict
 
     if not path.is_file():
         raise UsageError(f"no such file: {path}", "check the path")
     with path.open("rb") as handle:
         source = CaptureFile(handle, path.name)
-        records = list(source)
-        return {"file": str(path), **as_dict(analyze(source.interfaces, records))}
+        return {"file": str(path), **as_dict(analyze_source(source))}
 
 
 @app.command()

@@ -27,10 +27,13 @@ import itertools
 import statistics
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import cast
 
-from esxcap.pcap import Interface, Record
+from esxcap.pcap import Interface, Record, RecordSource
 from esxcap.pcap.comments import parse_clock_comment
 
 MATCH_WINDOW_NS = 1_000_000_000
@@ -38,6 +41,10 @@ MIN_MARGIN_NS = 20_000_000
 PACKETS_SHOWN = 50
 _VLAN_TYPES = (0x8100, 0x88A8)
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+PRUNE_EVERY = 1 << 16
+"""Sightings between two prunings of the packets that left the match window."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class Point:
 class Identity:
     """What a frame is: the packet (`key`), its flow and direction, for display `flow` and `direction`."""
 
-    key: tuple[object, ...]
+    key: object
     flow: str
     direction: str
     forward: bool
@@ -110,15 +117,23 @@ class DirectionPath:
     """The first PACKETS_SHOWN packets: (point, corrected timestamp ns) in order."""
 
 
-@dataclass
-class _Packet:
-    identity: Identity
-    sightings: list[tuple[int, int]] = field(default_factory=list)
-    """(corrected ts ns, point index), in time order."""
+class _Sightings:
+    """Every sighting of every packet, in columns (no object per packet): sighting s has `stamps[s]`
+    (corrected ns) and `ifaces[s]`; packet p's sightings, in time order, are
+    `by_packet[starts[p]:starts[p + 1]]`, the first at `first_ns[p]`."""
 
-    @property
-    def first_ns(self) -> int:
-        return self.sightings[0][0]
+    def __init__(
+        self, stamps: array[int], ifaces: array[int], by_packet: list[int], counts: array[int]
+    ) -> None:
+        self.stamps, self.ifaces, self.by_packet = stamps, ifaces, by_packet
+        self.starts = array("q", [0, *accumulate(counts)])
+        self.first_ns = array("q", (stamps[by_packet[start]] for start in self.starts[:-1]))
+
+    def of(self, packet: int) -> list[tuple[int, int]]:
+        """(corrected ts ns, point index) of one packet, in time order."""
+        stamps, ifaces = self.stamps, self.ifaces
+        chosen = self.by_packet[self.starts[packet] : self.starts[packet + 1]]
+        return [(stamps[s], ifaces[s]) for s in chosen]
 
 
 def point_of(interface: Interface) -> Point:
@@ -143,72 +158,90 @@ def clock_correction(interface: Interface) -> int:
 
 def identify(frame: bytes | memoryview) -> Identity | None:
     """The packet's identity, flow and direction; None for a frame too short to tell."""
-    data = bytes(frame)
+    classified = _classify(frame)
+    if classified is None:
+        return None
+    key, flow = classified
+    return Identity(key, *_describe(flow))
+
+
+FlowKey = tuple[object, ...]
+"""(ethertype, ...): IPv4 (0x0800, addresses, protocol, ports or -1), ARP (0x0806, sender, target)."""
+
+
+def _classify(frame: bytes | memoryview) -> tuple[object, FlowKey] | None:
+    """(packet key, flow key) of a frame without building text: the key is an int for IPv4 (addresses,
+    protocol, IP id, payload CRC and length), the ARP body, or (ethertype, CRC, length)."""
+    data = memoryview(frame)
     if len(data) < 14:
         return None
-    etype, at = struct.unpack_from("!H", data, 12)[0], 14
+    etype, at = _U16.unpack_from(data, 12)[0], 14
     while etype in _VLAN_TYPES and len(data) >= at + 4:
-        etype, at = struct.unpack_from("!H", data, at + 2)[0], at + 4
-    body = data[at:]
-    if etype == 0x0800 and len(body) >= 20 and body[0] >> 4 == 4:
-        return _ipv4(body)
-    if etype == 0x0806 and len(body) >= 28:
-        a, b = ".".join(map(str, body[14:18])), ".".join(map(str, body[24:28]))
+        etype, at = _U16.unpack_from(data, at + 2)[0], at + 4
+    size = len(data) - at
+    if etype == 0x0800 and size >= 20 and data[at] >> 4 == 4:
+        total = _U16.unpack_from(data, at + 2)[0] or size
+        ident, proto = _U16.unpack_from(data, at + 4)[0], data[at + 9]
+        addresses = int.from_bytes(data[at + 12 : at + 20], "big")
+        payload = data[at + (data[at] & 0x0F) * 4 : at + min(total, size)]
+        ports = _U32.unpack_from(payload)[0] if proto in (6, 17) and len(payload) >= 4 else -1
+        key = (((addresses << 8 | proto) << 16 | ident) << 32 | zlib.crc32(payload)) << 32 | len(payload)
+        return key, (0x0800, addresses, proto, ports)
+    if etype == 0x0806 and size >= 28:
+        body = bytes(data[at:])
+        return body, (0x0806, body[14:18], body[24:28])
+    return (etype, zlib.crc32(data[at:]), size), (etype,)
+
+
+def _describe(flow: FlowKey) -> tuple[str, str, bool]:
+    """(flow, direction, forward) of a flow key from _classify."""
+    kind = flow[0]
+    if kind == 0x0806:
+        a, b = (".".join(map(str, bytes(address))) for address in flow[1:] if isinstance(address, bytes))
         ends = sorted((a, b))
-        return Identity(("arp", body), f"arp {ends[0]} <-> {ends[1]}", f"{a} -> {b}", [a, b] == ends)
-    name = f"ethertype 0x{etype:04x}"
-    return Identity(("eth", etype, zlib.crc32(body), len(body)), name, name, True)
-
-
-def _ipv4(body: bytes) -> Identity:
-    ihl = (body[0] & 0x0F) * 4
-    total = struct.unpack_from("!H", body, 2)[0] or len(body)
-    ident, proto = struct.unpack_from("!H", body, 4)[0], body[9]
-    src, dst = ".".join(map(str, body[12:16])), ".".join(map(str, body[16:20]))
-    payload = body[ihl : min(total, len(body))]
+        return f"arp {ends[0]} <-> {ends[1]}", f"{a} -> {b}", [a, b] == ends
+    if kind != 0x0800:
+        name = f"ethertype 0x{kind:04x}"
+        return name, name, True
+    addresses, proto, ports = cast(tuple[int, int, int], flow[1:])
+    src, dst = (
+        ".".join(map(str, part.to_bytes(4, "big"))) for part in (addresses >> 32, addresses & 0xFFFFFFFF)
+    )
     a, b = src, dst
-    if proto in (6, 17) and len(payload) >= 4:
-        sport, dport = struct.unpack_from("!HH", payload, 0)
-        a, b = f"{src}:{sport}", f"{dst}:{dport}"
+    if ports >= 0:
+        a, b = f"{src}:{ports >> 16}", f"{dst}:{ports & 0xFFFF}"
     ends = sorted((a, b))
     proto_name = _PROTOS.get(proto, f"proto {proto}")
-    key = ("ipv4", src, dst, proto, ident, zlib.crc32(payload), len(payload))
-    return Identity(key, f"{proto_name} {ends[0]} <-> {ends[1]}", f"{a} -> {b}", [a, b] == ends)
+    return f"{proto_name} {ends[0]} <-> {ends[1]}", f"{a} -> {b}", [a, b] == ends
 
 
 def analyze(interfaces: Sequence[Interface], records: Iterable[Record]) -> list[DirectionPath]:
     """Every flow direction seen in `records` (which refer to `interfaces` by index)."""
-    points = [point_of(i) for i in interfaces]
-    correction = [clock_correction(i) for i in interfaces]
-    seen = []
-    for record in records:
-        identity = identify(record.data)
-        if identity is not None:
-            seen.append((record.ts_ns - correction[record.interface], record.interface, identity))
-    seen.sort(key=lambda s: s[0])
-    packets: list[_Packet] = []
-    latest: dict[tuple[object, ...], _Packet] = {}
-    active: dict[int, tuple[int, int]] = {}
-    for ts, iface, identity in seen:
-        first, _ = active.get(iface, (ts, ts))
-        active[iface] = (first, ts)
-        packet = latest.get(identity.key)
-        if (
-            packet is None
-            or ts - packet.first_ns > MATCH_WINDOW_NS
-            or any(i == iface for _, i in packet.sightings)
-        ):
-            packet = _Packet(identity)
-            latest[identity.key] = packet
-            packets.append(packet)
-        packet.sightings.append((ts, iface))
-    groups: dict[tuple[str, bool], list[_Packet]] = {}
-    for packet in packets:
-        groups.setdefault((packet.identity.flow, packet.identity.forward), []).append(packet)
-    if seen:
-        whole = (seen[0][0], seen[-1][0])
+    return _analyze(records, lambda: interfaces)
+
+
+def analyze_source(source: RecordSource) -> list[DirectionPath]:
+    """`analyze` of a capture read once, front to back (its interfaces as they become known)."""
+    return _analyze(source, lambda: source.interfaces)
+
+
+def _analyze(records: Iterable[Record], interfaces: Callable[[], Sequence[Interface]]) -> list[DirectionPath]:
+    stamps, ifaces, flow_of, keys, flows = _read(records, interfaces)
+    points = [point_of(i) for i in interfaces()]
+    order = sorted(range(len(stamps)), key=stamps.__getitem__)
+    packet_of, counts, packet_flow, active = _match(order, stamps, ifaces, flow_of, keys)
+    del keys
+    sightings = _Sightings(stamps, ifaces, sorted(order, key=packet_of.__getitem__), counts)
+    groups: dict[tuple[str, bool], list[int]] = {}
+    described = [_describe(flow) for flow in flows]
+    for packet, flow_index in enumerate(packet_flow):
+        name, _direction_name, forward = described[flow_index]
+        groups.setdefault((name, forward), []).append(packet)
+    if order:
+        whole = (stamps[order[0]], stamps[order[-1]])
         active = {i: active.get(i, whole) for i in range(len(points))}
-    orders = {key: _order(group, points) for key, group in groups.items()}
+    del order
+    orders = {key: _order(group, sightings, points) for key, group in groups.items()}
     result = []
     for (flow, forward), group in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
         order = orders[flow, forward]
@@ -217,8 +250,72 @@ def analyze(interfaces: Sequence[Interface], records: Iterable[Record]) -> list[
         )
         after = max((other.index(i) + 1 for i in order if i in other), default=0)
         expected = order + [i for i in other[after:] if i not in order]
-        result.append(_direction(group, order, expected, points, active))
+        name, direction, _forward = described[packet_flow[group[0]]]
+        result.append(_direction(name, direction, group, sightings, order, expected, points, active))
     return result
+
+
+def _read(
+    records: Iterable[Record], interfaces: Callable[[], Sequence[Interface]]
+) -> tuple[array[int], array[int], array[int], list[object], list[FlowKey]]:
+    """Columns of every identified sighting: corrected timestamps, interfaces, flow indexes, packet
+    keys; and the flows (keys) in order of first appearance."""
+    stamps, ifaces, flow_of = array("q"), array("H"), array("L")
+    keys: list[object] = []
+    flows: dict[FlowKey, int] = {}
+    corrections: dict[int, int] = {}
+    for record in records:
+        classified = _classify(record.data)
+        if classified is None:
+            continue
+        key, flow = classified
+        index = flows.get(flow)
+        if index is None:
+            index = flows[flow] = len(flows)
+        iface = record.interface
+        correction = corrections.get(iface)
+        if correction is None:
+            correction = corrections[iface] = clock_correction(interfaces()[iface])
+        stamps.append(record.ts_ns - correction)
+        ifaces.append(iface)
+        flow_of.append(index)
+        keys.append(key)
+    return stamps, ifaces, flow_of, keys, list(flows)
+
+
+def _match(
+    order: list[int], stamps: array[int], ifaces: array[int], flow_of: array[int], keys: list[object]
+) -> tuple[array[int], array[int], array[int], dict[int, tuple[int, int]]]:
+    """Sightings (in time order) joined into packets: (packet of each sighting, sightings per packet,
+    flow of each packet, each interface's first and last sighting). Only the packets still inside the
+    match window are held by key."""
+    packet_of = array("L", [0]) * len(stamps)
+    counts, first_ns, packet_flow = array("L"), array("q"), array("L")
+    latest: dict[object, int] = {}
+    seen_at: dict[int, int] = {}
+    active: dict[int, tuple[int, int]] = {}
+    for done, sighting in enumerate(order, 1):
+        ts, iface, key = stamps[sighting], ifaces[sighting], keys[sighting]
+        first, _ = active.get(iface, (ts, ts))
+        active[iface] = (first, ts)
+        packet = latest.get(key)
+        bit = 1 << iface
+        if packet is None or ts - first_ns[packet] > MATCH_WINDOW_NS or seen_at[packet] & bit:
+            packet = len(counts)
+            latest[key] = packet
+            seen_at[packet] = bit
+            counts.append(1)
+            first_ns.append(ts)
+            packet_flow.append(flow_of[sighting])
+        else:
+            seen_at[packet] |= bit
+            counts[packet] += 1
+        packet_of[sighting] = packet
+        if not done % PRUNE_EVERY:
+            cutoff = ts - MATCH_WINDOW_NS
+            latest = {k: p for k, p in latest.items() if first_ns[p] >= cutoff}
+            seen_at = {p: seen_at[p] for p in latest.values()}
+    return packet_of, counts, packet_flow, active
 
 
 def _counterpart(iface: int, points: Sequence[Point]) -> int:
@@ -233,29 +330,32 @@ def _counterpart(iface: int, points: Sequence[Point]) -> int:
     return others[0] if len(others) == 1 else iface
 
 
-def _order(group: Sequence[_Packet], points: Sequence[Point]) -> list[int]:
+def _order(group: Sequence[int], sightings: _Sightings, points: Sequence[Point]) -> list[int]:
     """The direction's (non-Drop) points in path order: by median delay after each packet's first sighting."""
     delays: dict[int, list[int]] = {}
     for packet in group:
-        for ts, iface in packet.sightings:
+        first = sightings.first_ns[packet]
+        for ts, iface in sightings.of(packet):
             if not points[iface].drop:
-                delays.setdefault(iface, []).append(ts - packet.first_ns)
+                delays.setdefault(iface, []).append(ts - first)
     return sorted(delays, key=lambda i: (statistics.median(delays[i]), -len(delays[i]), i))
 
 
 def _direction(
-    group: Sequence[_Packet],
+    flow: str,
+    direction: str,
+    group: Sequence[int],
+    sightings: _Sightings,
     order: Sequence[int],
     expected: Sequence[int],
     points: Sequence[Point],
     active: dict[int, tuple[int, int]],
 ) -> DirectionPath:
-    first = group[0].identity
     hops = []
     for a, b in itertools.pairwise(order):
         gaps = []
         for packet in group:
-            at = {i: ts for ts, i in reversed(packet.sightings)}
+            at = {i: ts for ts, i in reversed(sightings.of(packet))}
             if a in at and b in at:
                 gaps.append(at[b] - at[a])
         if gaps:
@@ -269,30 +369,33 @@ def _direction(
                     max(gaps),
                 )
             )
-    spans = [p.sightings[-1][0] - p.first_ns for p in group]
+    first_ns = sightings.first_ns
+    spans = [sightings.of(p)[-1][0] - first_ns[p] for p in group]
     margin = max(MIN_MARGIN_NS, 2 * max(spans))
     losses: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], int] = {}
-    for packet in group:
-        got = [i for _, i in packet.sightings if not points[i].drop]
-        drops = tuple(points[i].shown for _, i in packet.sightings if points[i].drop)
+    for packet, span in zip(group, spans, strict=True):
+        seen = sightings.of(packet)
+        got = [i for _, i in seen if not points[i].drop]
+        drops = tuple(points[i].shown for _, i in seen if points[i].drop)
         last = max((expected.index(i) for i in got if i in expected), default=-1)
+        first = first_ns[packet]
         missing = tuple(
             points[i].shown
             for i in expected[last + 1 :]
             if i not in got
             and i in active
-            and active[i][0] <= packet.first_ns
-            and packet.sightings[-1][0] + margin <= active[i][1]
+            and active[i][0] <= first
+            and first + span + margin <= active[i][1]
         )
         if missing or drops:
             key = (tuple(points[i].shown for i in dict.fromkeys(got)), missing, drops)
             losses[key] = losses.get(key, 0) + 1
     examples = tuple(
-        tuple((points[i].shown, ts) for ts, i in packet.sightings) for packet in group[:PACKETS_SHOWN]
+        tuple((points[i].shown, ts) for ts, i in sightings.of(packet)) for packet in group[:PACKETS_SHOWN]
     )
     return DirectionPath(
-        first.flow,
-        first.direction,
+        flow,
+        direction,
         len(group),
         tuple(points[i].shown for i in order),
         tuple(hops),
