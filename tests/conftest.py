@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncssh  # noqa: TID251 - capture tests talk to the simulator as an SSH client
 import pytest
-from bench.esxi_sshd import EsxiSshd, SshdUnavailable, start_esxi_sshd
 from tiers import pytest_collection_modifyitems  # noqa: F401 - marks every test with its tiers
 
+from bench.esxi_sshd import EsxiSshd, SshdUnavailable, start_esxi_sshd
 from esxcap.esxi.lifecycle import GRACE_SECONDS
 from esxcap.sim import SimulatorThread, load_topology, topology_from_data
 from esxcap.ssh.transport.asyncssh_receive import CHECKED_VERSIONS

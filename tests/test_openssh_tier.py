@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 from clirun import esxcap, isolated_env
-from bench.esxi_sshd import EsxiSshd
 from pcaptools import CAPINFOS, TSHARK, capinfos, tshark_fields
 from polling import wait_until
 
+from bench.esxi_sshd import EsxiSshd
 from esxcap.capture.run import STOP_WAIT_S
 from esxcap.errors import UsageError
 from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT, new_marker, reported_exit, wrapper_argv
