@@ -5,6 +5,7 @@ late records kept and counted, bounded size); merged files are checked with tsha
 from __future__ import annotations
 
 import io
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -176,7 +177,7 @@ class WatchingWriter(PcapngWriter):
 @given(
     gaps=st.lists(st.lists(st.integers(0, 5_000), max_size=40), min_size=1, max_size=6),
 )
-def test_merge_holds_one_record_per_input_and_orders_ties_by_input(gaps: list[list[int]]) -> None:
+def test_merge_holds_one_record_per_input_and_orders_ties_as_mergecap(gaps: list[list[int]]) -> None:
     sources = []
     for index, steps in enumerate(gaps):
         ts, records = BASE_NS, []
@@ -189,7 +190,7 @@ def test_merge_holds_one_record_per_input_and_orders_ties_by_input(gaps: list[li
     assert result.per_input == tuple(len(g) for g in gaps)
     reader = PcapngStreamReader()
     out = reader.feed(writer.buffer.getvalue())
-    keys = [(r.ts_ns, r.interface) for r in out]
+    keys = [(r.ts_ns, -r.interface) for r in out]
     assert keys == sorted(keys)
     assert all(bytes(r.data)[0] == r.interface for r in out)
 
@@ -359,3 +360,35 @@ def test_live_merge_output_reads_in_order_in_tshark(tmp_path: Path) -> None:
     rows = tshark_fields(path, "frame.time_epoch", "frame.interface_name")
     expected = sorted((r.ts_ns, n) for n, s in enumerate(streams) for r in s)
     assert rows == [[epoch_text(ts), f"esx0{n}:vm:VnicRx:in"] for ts, n in expected]
+
+
+@requires_tools
+def test_merge_of_files_with_ties_matches_mergecap(tmp_path: Path) -> None:
+    """Same packets, same order as mergecap (ties between inputs: the later input first), pcap and
+    pcapng inputs alike."""
+    paths = []
+    for index in range(3):
+        records = sample_records(
+            60, stream=index, start_ns=BASE_NS + (index % 2) * 500_000, step_ns=1_000_000
+        )
+        path = tmp_path / f"in{index}.pcap"
+        if index == 2:
+            path = tmp_path / "in2.pcapng"
+            with path.open("wb") as handle:
+                writer = PcapngWriter(handle)
+                writer.add_interface(Interface("in2"))
+                writer.write_records([(0, r) for r in records])
+        else:
+            path.write_bytes(pcap_stream(records))
+        paths.append(path)
+    ours, theirs = tmp_path / "ours.pcapng", tmp_path / "theirs.pcapng"
+    handles = [p.open("rb") for p in paths]
+    with ours.open("wb") as out:
+        merge([CaptureFile(h, p.name) for h, p in zip(handles, paths, strict=True)], PcapngWriter(out))
+    for handle in handles:
+        handle.close()
+    subprocess.run(["mergecap", "-I", "none", "-w", str(theirs), *map(str, paths)], check=True)
+    fields = ("frame.time_epoch", "frame.interface_id", "frame.len", "udp.payload")
+    rows = tshark_fields(ours, *fields)
+    assert rows == tshark_fields(theirs, *fields) and len(rows) == 180
+    assert len({row[0] for row in rows}) == 120, "inputs 0 and 2 share every timestamp"

@@ -114,7 +114,8 @@ class _Interfaces:
 
 
 def merge(inputs: Sequence[RecordSource], writer: PcapngWriter) -> MergeResult:
-    """Write every record of `inputs` to `writer` in timestamp order (ties: input order, then file order).
+    """Write every record of `inputs` to `writer` in timestamp order (ties: the later input first, as
+    mergecap orders them, then file order).
 
     Memory holds one pending record per input, whatever the inputs' sizes. Each input interface becomes
     an output interface (inputs in order, interfaces in their order of appearance); the inputs' interface
@@ -123,22 +124,24 @@ def merge(inputs: Sequence[RecordSource], writer: PcapngWriter) -> MergeResult:
     interfaces = _Interfaces(inputs, writer)
     iterators = [iter(source) for source in inputs]
     heap: list[tuple[int, int, Record]] = []
+    """(timestamp, -input index, record): one pending record per input."""
     for index, iterator in enumerate(iterators):
         first = next(iterator, None)
         interfaces.add_known(index)
         if first is not None:
-            heap.append((first.ts_ns, index, first))
+            heap.append((first.ts_ns, -index, first))
     heapq.heapify(heap)
     counts = [0] * len(inputs)
     while heap:
-        _, index, record = heap[0]
+        _, negative, record = heap[0]
+        index = -negative
         writer.write_record(record, interfaces.out(index, record.interface))
         counts[index] += 1
         following = next(iterators[index], None)
         if following is None:
             heapq.heappop(heap)
         else:
-            heapq.heapreplace(heap, (following.ts_ns, index, following))
+            heapq.heapreplace(heap, (following.ts_ns, negative, following))
     for index, source in enumerate(inputs):
         interfaces.add_known(index)
         for stats in source.statistics:
