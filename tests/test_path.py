@@ -162,6 +162,7 @@ def test_packets_leaving_the_match_window_are_let_go_without_changing_the_result
 ) -> None:
     records = _mixed_records()
     expected = as_dict(analyze(IFACES, records))
+    assert as_dict(analyze(IFACES, records[::-1])) == expected, "a file out of time order is sorted first"
     monkeypatch.setattr(path_module, "PRUNE_EVERY", 1)
     monkeypatch.setattr(path_module, "MATCH_WINDOW_NS", 50 * MS)
     assert as_dict(analyze(IFACES, records)) == expected

@@ -24,6 +24,7 @@ comment records a clock offset with timestamps "as read" is corrected by that of
 from __future__ import annotations
 
 import itertools
+import operator
 import statistics
 import struct
 import zlib
@@ -123,10 +124,22 @@ class _Sightings:
     `by_packet[starts[p]:starts[p + 1]]`, the first at `first_ns[p]`."""
 
     def __init__(
-        self, stamps: array[int], ifaces: array[int], by_packet: list[int], counts: array[int]
+        self,
+        stamps: array[int],
+        ifaces: array[int],
+        order: Sequence[int],
+        packet_of: array[int],
+        counts: array[int],
     ) -> None:
-        self.stamps, self.ifaces, self.by_packet = stamps, ifaces, by_packet
+        self.stamps, self.ifaces = stamps, ifaces
         self.starts = array("q", [0, *accumulate(counts)])
+        next_slot = self.starts[:-1]
+        by_packet = array("L", [0]) * len(order)
+        for sighting in order:
+            packet = packet_of[sighting]
+            by_packet[next_slot[packet]] = sighting
+            next_slot[packet] += 1
+        self.by_packet = by_packet
         self.first_ns = array("q", (stamps[by_packet[start]] for start in self.starts[:-1]))
 
     def of(self, packet: int) -> list[tuple[int, int]]:
@@ -228,10 +241,10 @@ def analyze_source(source: RecordSource) -> list[DirectionPath]:
 def _analyze(records: Iterable[Record], interfaces: Callable[[], Sequence[Interface]]) -> list[DirectionPath]:
     stamps, ifaces, flow_of, keys, flows = _read(records, interfaces)
     points = [point_of(i) for i in interfaces()]
-    order = sorted(range(len(stamps)), key=stamps.__getitem__)
+    order = _time_order(stamps)
     packet_of, counts, packet_flow, active = _match(order, stamps, ifaces, flow_of, keys)
     del keys
-    sightings = _Sightings(stamps, ifaces, sorted(order, key=packet_of.__getitem__), counts)
+    sightings = _Sightings(stamps, ifaces, order, packet_of, counts)
     groups: dict[tuple[str, bool], list[int]] = {}
     described = [_describe(flow) for flow in flows]
     for packet, flow_index in enumerate(packet_flow):
@@ -253,6 +266,14 @@ def _analyze(records: Iterable[Record], interfaces: Callable[[], Sequence[Interf
         name, direction, _forward = described[packet_flow[group[0]]]
         result.append(_direction(name, direction, group, sightings, order, expected, points, active))
     return result
+
+
+def _time_order(stamps: array[int]) -> Sequence[int]:
+    """Sighting indexes in time order (ties: file order); a range when the file is in order already,
+    as esxcap's files are unless a clock correction moves an interface."""
+    if all(itertools.starmap(operator.le, itertools.pairwise(stamps))):
+        return range(len(stamps))
+    return sorted(range(len(stamps)), key=stamps.__getitem__)
 
 
 def _read(
@@ -284,7 +305,7 @@ def _read(
 
 
 def _match(
-    order: list[int], stamps: array[int], ifaces: array[int], flow_of: array[int], keys: list[object]
+    order: Sequence[int], stamps: array[int], ifaces: array[int], flow_of: array[int], keys: list[object]
 ) -> tuple[array[int], array[int], array[int], dict[int, tuple[int, int]]]:
     """Sightings (in time order) joined into packets: (packet of each sighting, sightings per packet,
     flow of each packet, each interface's first and last sighting). Only the packets still inside the
