@@ -4,7 +4,6 @@ measure (batched pcapng writes, the reorder window's in-order FIFO) give the sam
 from __future__ import annotations
 
 import asyncio
-import heapq
 import io
 import itertools
 import shlex
@@ -16,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.pcap import Interface, PcapngStreamReader, PcapngWriter, PcapStreamReader, Record, ReorderWindow
+from esxcap.pcap import Interface, PcapngStreamReader, PcapngWriter, PcapStreamReader, Record
 
 # bench/ sits at the repository root, beside esxcap/, and is not installed: `python -m bench` runs from there
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -77,56 +76,6 @@ def test_write_records_writes_the_bytes_write_record_writes(items: list[tuple[in
     assert [(r.interface, r.ts_ns, bytes(r.data)) for r in read] == [
         (i, r.ts_ns, bytes(r.data)) for i, r in items
     ]
-
-
-class _HeapWindow:
-    """The reorder window as a plain heap: what ReorderWindow must release, in the same calls."""
-
-    def __init__(self, window_ns: int, max_pending: int) -> None:
-        self.window_ns, self.max_pending = window_ns, max_pending
-        self.heap: list[tuple[int, int, int]] = []
-        self.seq, self.newest, self.released, self.late, self.forced = 0, None, None, 0, 0
-
-    def _pop(self) -> int:
-        ts, _, item = heapq.heappop(self.heap)
-        self.released = ts
-        return item
-
-    def push(self, ts: int, item: int) -> list[int]:
-        if self.released is not None and ts < self.released:
-            self.late += 1
-            return [item]
-        heapq.heappush(self.heap, (ts, self.seq, item))
-        self.seq += 1
-        self.newest = ts if self.newest is None else max(self.newest, ts)
-        out = []
-        while self.heap and self.heap[0][0] <= self.newest - self.window_ns:
-            out.append(self._pop())
-        while len(self.heap) > self.max_pending:
-            out.append(self._pop())
-            self.forced += 1
-        return out
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.integers(0, 60), max_size=120),
-    st.integers(0, 15),
-    st.integers(1, 12),
-    st.booleans(),
-)
-def test_reorder_window_releases_exactly_what_a_heap_would(
-    steps: list[int], window: int, max_pending: int, mostly_in_order: bool
-) -> None:
-    stamps = sorted(steps) if mostly_in_order else steps
-    if mostly_in_order and len(stamps) > 3:
-        stamps[len(stamps) // 2] = 0
-    fast, model = ReorderWindow[int](window, max_pending), _HeapWindow(window, max_pending)
-    for item, ts in enumerate(stamps):
-        assert fast.push(ts, item) == model.push(ts, item)
-        assert len(fast) == len(model.heap)
-    assert fast.flush() == [model._pop() for _ in range(len(model.heap))]
-    assert (fast.late, fast.forced) == (model.late, model.forced)
 
 
 def test_table_pads_columns_and_ratio_rows_check_their_target() -> None:

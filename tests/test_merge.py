@@ -1,6 +1,6 @@
-"""Combining captures: the k-way merge of finished files (time order, nothing lost, interfaces and
-comments kept, one pending record per input) and the live ReorderWindow (order within the window,
-late records kept and counted, bounded size); merged files are checked with tshark/capinfos too."""
+"""Combining finished captures: the k-way merge of files (time order, nothing lost, interfaces and
+comments kept, one pending record per input, ties as mergecap orders them); merged files are checked
+with tshark/capinfos and against mergecap too. Live streams: test_block_window.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from pcaptools import (
     BASE_NS,
     capinfos,
-    epoch_text,
     frame_origin,
     pcap_stream,
     requires_tools,
@@ -33,7 +32,6 @@ from esxcap.pcap import (
     PcapngStreamReader,
     PcapngWriter,
     Record,
-    ReorderWindow,
     merge,
 )
 
@@ -207,10 +205,6 @@ def test_merge_of_empty_inputs_still_declares_their_interfaces(tmp_path: Path) -
     assert [i.name for i in reader.interfaces] == ["esx09:vmk1:PortOutput:out"]
 
 
-Item = tuple[int, int, int]
-"""(timestamp, stream, sequence number within the stream)."""
-
-
 @pytest.mark.parametrize(
     ("content", "error", "reason"),
     [
@@ -228,138 +222,6 @@ def test_bad_input_file_is_named_in_the_error(
     assert str(caught.value).startswith("bad.pcap: ")
     assert reason in str(caught.value)
     assert caught.value.hint == "check that the file is a pcap or pcapng capture"
-
-
-def arrivals(streams: list[list[int]], order: list[int]) -> list[Item]:
-    """Interleave the streams (each sorted) in the arrival order given by stream picks; leftovers last."""
-    positions = [0] * len(streams)
-    out: list[Item] = []
-    for pick in [*order, *list(range(len(streams))) * 40]:
-        index = pick % len(streams)
-        if positions[index] < len(streams[index]):
-            out.append((streams[index][positions[index]], index, positions[index]))
-            positions[index] += 1
-    return out
-
-
-@SETTINGS
-@given(
-    streams=st.lists(st.lists(st.integers(0, 10_000), max_size=30).map(sorted), min_size=1, max_size=5),
-    order=st.lists(st.integers(0, 4), max_size=150),
-    window_ns=st.integers(0, 3_000),
-)
-def test_reorder_window_orders_within_the_window_and_counts_late(
-    streams: list[list[int]], order: list[int], window_ns: int
-) -> None:
-    window = ReorderWindow[Item](window_ns=window_ns)
-    released: list[Item] = []
-    late: list[Item] = []
-    held: list[Item] = []
-    newest = -1
-    for pushed, item in enumerate(arrivals(streams, order), start=1):
-        ts = item[0]
-        lag = newest - ts
-        newest = max(newest, ts)
-        out = window.push(ts, item)
-        if released and ts < max(r[0] for r in released):
-            assert out == [item]
-            assert lag > window_ns
-            late.append(item)
-            continue
-        assert all(r[0] <= newest - window_ns for r in out)
-        released += out
-        held.append(item)
-        held = [h for h in held if h not in out]
-        assert len(window) == len(held) == pushed - len(released) - len(late)
-        assert all(h[0] > newest - window_ns for h in held)
-    released += window.flush()
-    assert len(window) == 0
-    assert (window.late, window.forced) == (len(late), 0)
-    assert [r[0] for r in released] == sorted(r[0] for r in released)
-    assert sorted(released + late) == sorted(arrivals(streams, []))
-    for index in range(len(streams)):
-        seqs = [r[2] for r in released if r[1] == index]
-        assert seqs == sorted(seqs)
-
-
-def test_reorder_window_with_a_lagging_stream_and_a_very_late_record() -> None:
-    second = 1_000_000_000
-    window = ReorderWindow[str]()
-    out = window.push(BASE_NS, "a0")
-    out += window.push(BASE_NS + second, "a1")
-    out += window.push(BASE_NS + second // 2, "b0")
-    assert out == ["a0"]
-    out += window.push(BASE_NS + 2 * second, "a2")
-    assert out == ["a0", "b0", "a1"]
-    assert window.push(BASE_NS + second // 4, "b-late") == ["b-late"]
-    assert window.late == 1
-    assert window.flush() == ["a2"]
-    assert window.push(BASE_NS, "after flush") == ["after flush"]
-    assert window.late == 2
-
-
-def test_reorder_window_size_is_bounded() -> None:
-    window = ReorderWindow[int](window_ns=10**12, max_pending=3)
-    released = []
-    for ts in [5, 4, 3, 2, 1, 9, 8, 7]:
-        released += window.push(ts, ts)
-        assert len(window) <= 3
-    released += window.flush()
-    assert window.forced == 4
-    assert released == [2, 1, 3, 4, 5, 7, 8, 9]
-    assert window.late == 1  # 1 arrived after 2 had to leave early
-    with pytest.raises(ValueError, match="max_pending"):
-        ReorderWindow[int](max_pending=0)
-
-
-def live_merge(
-    streams: list[list[Record]], arrival: list[int], out: io.BytesIO
-) -> ReorderWindow[tuple[int, Record]]:
-    """Records of several streams pushed as they arrive, written as released (as the capture layer does)."""
-    writer = PcapngWriter(out, comments=["live"])
-    ids = [writer.add_interface(Interface(f"esx0{n}:vm:VnicRx:in")) for n in range(len(streams))]
-    window = ReorderWindow[tuple[int, Record]](window_ns=50_000_000)
-    positions = [0] * len(streams)
-    for pick in arrival:
-        stream = streams[pick]
-        if positions[pick] < len(stream):
-            record = stream[positions[pick]]
-            positions[pick] += 1
-            for iface, released in window.push(record.ts_ns, (ids[pick], record)):
-                writer.write_record(released, iface)
-    for iface, released in window.flush():
-        writer.write_record(released, iface)
-    return window
-
-
-def test_live_merge_through_the_window_is_time_ordered() -> None:
-    streams = [
-        sample_records(30, stream=n, start_ns=BASE_NS + n * 333_333, step_ns=1_000_000) for n in range(3)
-    ]
-    arrival = [0] * 20 + [1] * 5 + [2] * 30 + [1] * 25 + [0] * 10
-    out = io.BytesIO()
-    window = live_merge(streams, arrival, out)
-    assert window.late == 0
-    reader = PcapngStreamReader()
-    records = reader.feed(out.getvalue())
-    assert len(records) == 90
-    assert [r.ts_ns for r in records] == sorted(r.ts_ns for r in records)
-    assert all(frame_origin(r.data)[0] == r.interface for r in records)
-
-
-@requires_tools
-def test_live_merge_output_reads_in_order_in_tshark(tmp_path: Path) -> None:
-    streams = [
-        sample_records(30, stream=n, start_ns=BASE_NS + n * 333_333, step_ns=1_000_000) for n in range(3)
-    ]
-    out = io.BytesIO()
-    live_merge(streams, [2] * 30 + [0, 1] * 30, out)
-    path = tmp_path / "live.pcapng"
-    path.write_bytes(out.getvalue())
-    assert capinfos(path).general["Strict time order"] == ["True"]
-    rows = tshark_fields(path, "frame.time_epoch", "frame.interface_name")
-    expected = sorted((r.ts_ns, n) for n, s in enumerate(streams) for r in s)
-    assert rows == [[epoch_text(ts), f"esx0{n}:vm:VnicRx:in"] for ts, n in expected]
 
 
 @requires_tools

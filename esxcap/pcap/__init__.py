@@ -14,7 +14,7 @@ from esxcap.pcap.classic import (
     parse_global_header,
     write_pcap_header,
 )
-from esxcap.pcap.merge import BlockWindow, CaptureFile, MergeResult, RecordSource, ReorderWindow, merge
+from esxcap.pcap.merge import BlockWindow, CaptureFile, MergeResult, RecordSource, merge
 from esxcap.pcap.ngreader import PcapngStreamReader
 from esxcap.pcap.pcapng import USERAPPL, PcapngWriter, encode_epb
 from esxcap.pcap.records import (
@@ -51,7 +51,6 @@ __all__ = [
     "PcapngWriter",
     "Record",
     "RecordSource",
-    "ReorderWindow",
     "Section",
     "encode_epb",
     "encode_record",

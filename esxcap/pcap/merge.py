@@ -1,16 +1,15 @@
 """Putting several captures into one timeline: `merge()` for finished files (k-way by timestamp, one
-pending record per input), `ReorderWindow` for live records and `BlockWindow` for live encoded blocks
-(bounded delay and memory)."""
+pending record per input) and `BlockWindow` for the encoded blocks of live streams (bounded delay and
+memory)."""
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate
-from typing import BinaryIO, Generic, Protocol, TypeVar
+from typing import BinaryIO, Protocol
 
 from esxcap.pcap.classic import PcapStreamReader
 from esxcap.pcap.ngreader import PcapngStreamReader
@@ -19,7 +18,6 @@ from esxcap.pcap.records import CaptureFormatError, Interface, InterfaceStatisti
 
 CHUNK_SIZE = 256 * 1024
 _SHB_MAGIC = SHB_TYPE.to_bytes(4, "little")
-T = TypeVar("T")
 Buffer = bytes | memoryview
 """An encoded block as BlockWindow holds it (a view into its batch, or bytes)."""
 
@@ -148,89 +146,6 @@ def merge(inputs: Sequence[RecordSource], writer: PcapngWriter) -> MergeResult:
             out = interfaces.map[index, stats.interface]
             writer.write_statistics(replace(stats, interface=out))
     return MergeResult(sum(counts), tuple(counts), dict(interfaces.map))
-
-
-class ReorderWindow(Generic[T]):
-    """Timestamp order for records of several live streams, with bounded delay and bounded memory.
-
-    Push each item with its timestamp as it arrives (each stream in its own order, streams interleaved
-    however the network delivers them). An item is held until the newest timestamp pushed so far is at
-    least `window_ns` (default 1 s) past its own, then released; so the output is in timestamp order as
-    long as no stream lags more than the window behind the newest one (clock skew between hosts counts as
-    lag: align clocks first, or choose a window larger than the skew). At most `max_pending` items, and
-    at most `max_bytes` of their stated sizes, are held: past that the oldest are released early (counted
-    in `forced`). An item older than one already released cannot be put in order: it is released at once
-    (never dropped) and counted in `late`. `flush()` releases everything held, in order, at the end.
-
-    Items are anything, typically `(interface id, Record)`; ties keep arrival order.
-    """
-
-    def __init__(
-        self, window_ns: int = 1_000_000_000, max_pending: int = 100_000, max_bytes: int | None = None
-    ) -> None:
-        if window_ns < 0 or max_pending < 1 or (max_bytes is not None and max_bytes < 0):
-            raise ValueError("window_ns and max_bytes must be >= 0 and max_pending >= 1")
-        self.window_ns = window_ns
-        self.max_pending = max_pending
-        self.max_bytes = max_bytes
-        self.held_bytes = 0
-        """Sum of the sizes of the items held now."""
-        self.late = 0
-        self.forced = 0
-        self._heap: list[tuple[int, int, int, T]] = []
-        self._fifo: deque[tuple[int, int, int, T]] = deque()
-        """Held (ts, seq, size, item) while they arrived in timestamp order (a FIFO is then the heap's
-        order, cheaper); at most one of `_fifo` and `_heap` holds items."""
-        self._seq = 0
-        self._newest: int | None = None
-        self._released: int | None = None
-
-    def __len__(self) -> int:
-        return len(self._heap) + len(self._fifo)
-
-    def push(self, ts_ns: int, item: T, size: int = 0) -> list[T]:
-        """Add one item of `size` bytes (what it costs to hold); return the items this releases, oldest
-        first."""
-        if self._released is not None and ts_ns < self._released:
-            self.late += 1
-            return [item]
-        entry = (ts_ns, self._seq, size, item)
-        self._seq += 1
-        self.held_bytes += size
-        heap, fifo = self._heap, self._fifo
-        if heap or (fifo and ts_ns < fifo[-1][0]):
-            if fifo:
-                heap.extend(fifo)
-                fifo.clear()
-            heapq.heappush(heap, entry)
-        else:
-            fifo.append(entry)
-        newest = self._newest
-        if newest is None or ts_ns > newest:
-            self._newest = newest = ts_ns
-        horizon = newest - self.window_ns
-        out: list[T] = []
-        if not heap:
-            while fifo and fifo[0][0] <= horizon:
-                out.append(self._pop())
-        else:
-            while heap and heap[0][0] <= horizon:
-                out.append(self._pop())
-        max_bytes = self.max_bytes
-        while len(self) > self.max_pending or (max_bytes is not None and self.held_bytes > max_bytes):
-            out.append(self._pop())
-            self.forced += 1
-        return out
-
-    def flush(self) -> list[T]:
-        """Release every held item, oldest first."""
-        return [self._pop() for _ in range(len(self))]
-
-    def _pop(self) -> T:
-        ts_ns, _, size, item = self._fifo.popleft() if self._fifo else heapq.heappop(self._heap)
-        self._released = ts_ns
-        self.held_bytes -= size
-        return item
 
 
 class BlockWindow:
