@@ -175,6 +175,9 @@ class BlockWindow:
         self._blocks: list[list[Buffer]] = []
         self._newest: int | None = None
         self._released: int | None = None
+        self._heads: list[tuple[int, int]] = []
+        """Heap of (oldest held timestamp, stream): a release looks only at streams that have something
+        to release, whatever the number of streams (an entry whose stream's head moved is skipped)."""
 
     def __len__(self) -> int:
         return sum(map(len, self._stamps))
@@ -202,6 +205,7 @@ class BlockWindow:
             if not stamps:
                 return out
         held_stamps, held_blocks = self._stamps[stream], self._blocks[stream]
+        head = held_stamps[0] if held_stamps else None
         unordered = bool(held_stamps) and held_stamps[-1] > stamps[0]
         held_stamps += stamps
         held_blocks += blocks
@@ -209,6 +213,8 @@ class BlockWindow:
             order = sorted(range(len(held_stamps)), key=held_stamps.__getitem__)
             held_stamps[:] = [held_stamps[i] for i in order]
             held_blocks[:] = [held_blocks[i] for i in order]
+        if held_stamps[0] != head:
+            heapq.heappush(self._heads, (held_stamps[0], stream))
         self.held_bytes += sum(map(len, blocks)) + self.overhead * len(blocks)
         if self._newest is None or stamps[-1] > self._newest:
             self._newest = stamps[-1]
@@ -225,21 +231,19 @@ class BlockWindow:
             return []
         return self._release(self._newest)
 
-    def _gather(self, counts: list[int]) -> tuple[list[int], list[Buffer]]:
+    def _gather(self, counts: dict[int, int]) -> tuple[list[int], list[Buffer]]:
         """The first counts[s] held packets of each stream s, the last stream first (not yet sorted)."""
         stamps: list[int] = []
         blocks: list[Buffer] = []
-        for held_stamps, held_blocks, count in zip(
-            reversed(self._stamps), reversed(self._blocks), reversed(counts), strict=True
-        ):
-            if count:
-                stamps += held_stamps[:count]
-                blocks += held_blocks[:count]
+        for stream in sorted(counts, reverse=True):
+            count = counts[stream]
+            stamps += self._stamps[stream][:count]
+            blocks += self._blocks[stream][:count]
         return stamps, blocks
 
     def _oldest_within(self, nbytes: int) -> int:
         """The timestamp up to which the oldest held packets add up to at least `nbytes`."""
-        stamps, blocks = self._gather(list(map(len, self._stamps)))
+        stamps, blocks = self._gather({stream: len(held) for stream, held in enumerate(self._stamps)})
         order = sorted(range(len(stamps)), key=stamps.__getitem__)
         sizes = accumulate(map(len, map(blocks.__getitem__, order)))
         overhead = self.overhead
@@ -249,15 +253,22 @@ class BlockWindow:
         return stamps[order[-1]]
 
     def _release(self, horizon: int) -> list[Buffer]:
-        counts = [bisect_right(held, horizon) for held in self._stamps]
-        if not any(counts):
+        heads, held = self._heads, self._stamps
+        counts: dict[int, int] = {}
+        while heads and heads[0][0] <= horizon:
+            oldest, stream = heapq.heappop(heads)
+            if stream not in counts and held[stream] and held[stream][0] == oldest:
+                counts[stream] = bisect_right(held[stream], horizon)
+        if not counts:
             return []
         stamps, blocks = self._gather(counts)
-        for held_stamps, held_blocks, count in zip(self._stamps, self._blocks, counts, strict=True):
-            del held_stamps[:count]
-            del held_blocks[:count]
+        for stream, count in counts.items():
+            del held[stream][:count]
+            del self._blocks[stream][:count]
+            if held[stream]:
+                heapq.heappush(heads, (held[stream][0], stream))
         self.held_bytes -= sum(map(len, blocks)) + self.overhead * len(blocks)
-        if sum(1 for count in counts if count) > 1:
+        if len(counts) > 1:
             blocks = list(map(blocks.__getitem__, sorted(range(len(stamps)), key=stamps.__getitem__)))
         self._released = max(stamps)
         return blocks
