@@ -4,7 +4,7 @@
 esx03 8.0) in a fresh state dir; `make_sim(data)` starts one from a topology dict shaped like the YAML
 (see esxcap/sim/default_topology.yaml). Both stop at the end of the test.
 `openssh` is OpenSSH's sshd serving FAST_TOPOLOGY's hosts `new` and `mid` through the command shims
-(tests/openssh.py); after each test nothing may be left running on them.
+(bench/esxi_sshd.py); after each test nothing may be left running on them.
 """
 
 from __future__ import annotations
