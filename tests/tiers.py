@@ -20,6 +20,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_anonymize": (SIMULATOR, TSHARK),
     "test_asyncssh_receive": (SIMULATOR,),
     "test_bench_helpers": (PURE,),
+    "test_block_window": (PURE,),
     "test_bundle": (SIMULATOR, TSHARK),
     "test_capture_discovery": (SIMULATOR,),
     "test_choices": (PURE,),
