@@ -379,3 +379,13 @@ def test_cleanup_stops_ours_and_leaves_foreign_captures_unless_all(tmp_path_fact
         assert forced.code == 0, forced.stderr
         assert [row["action"] for row in forced.json()["captures"]] == ["stopped"]
         assert remote_pktcaps(st, "esx03") == []
+
+
+def test_hex_dump_spans_lines(running, env, tmp_path) -> None:
+    result = esxcap(
+        "-i", inv(running), "capture", "--vm", "web 01", "-c", "1", "--console", "--hex",
+        "-o", str(tmp_path / "h.pcapng"), env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "\\x0a" not in result.stdout
+    assert any(line.strip().startswith("0x0000:") for line in result.stdout.splitlines())

@@ -87,6 +87,10 @@ def test_an_existing_output_is_kept_unless_forced_and_the_message_says_so(fast, 
     refused = capture(fast, "-o", str(out))
     assert refused.code == 2 and out.read_bytes() == VICTIM_TEXT
     assert f"{out} already exists" in " ".join(refused.stderr.split()) and "--force" in refused.stderr
+    forced_text = capture(fast, "-o", str(out), "--force")  # --force replaces captures, not any file
+    assert forced_text.code == 2 and out.read_bytes() == VICTIM_TEXT
+    assert "not a capture or an archive" in " ".join(forced_text.stderr.split())
+    out.write_bytes(b"\x0a\x0d\x0d\x0a" + VICTIM_TEXT)  # an earlier capture's file
     forced = capture(fast, "-o", str(out), "--force")
     assert forced.code == 0, forced.stderr
     assert packets(out) == 5

@@ -97,7 +97,38 @@ def check_destination(path: Path, force: bool, what: str = "output file") -> Non
                 f"{what} {path} already exists; esxcap does not overwrite files",
                 "choose another name, or add --force to replace it",
             )
+        if force and stat.S_ISREG(path.lstat().st_mode) and not _written_by_us(path):
+            raise UsageError(
+                f"{what} {path} is not a capture or an archive: --force replaces only files of the kinds "
+                "esxcap writes (pcap, pcapng, zip, tar.gz, JSON, or empty)",
+                "choose another name (or remove that file yourself, if it really is meant to go)",
+            )
     check_folder(folder, what)
+
+
+OUR_KINDS = (
+    b"\xa1\xb2\xc3\xd4",
+    b"\xd4\xc3\xb2\xa1",
+    b"\xa1\xb2\x3c\x4d",
+    b"\x4d\x3c\xb2\xa1",
+    b"\x0a\x0d\x0d\x0a",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"{",
+)
+"""How the files esxcap writes begin: pcap (both byte orders, micro- and nanoseconds), pcapng, zip, gzip
+(tar.gz), JSON (sidecars)."""
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether `path` is empty or begins as a file of a kind esxcap writes (so --force may replace it:
+    never /etc/passwd because a capture was named after it)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return not head or head.startswith(OUR_KINDS)
 
 
 def check_folder(folder: Path, what: str = "output file") -> None:

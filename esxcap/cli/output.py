@@ -294,7 +294,7 @@ def doctor_report(report: dict[str, Any], remembered: str | None) -> None:
 def packet(line: str, to_stderr: bool = False) -> None:
     """One console line per captured packet (stderr when stdout carries the capture itself)."""
     stream = sys.stderr if to_stderr else sys.stdout
-    stream.write(printable(line) + "\n")
+    stream.write(printable(line, keep_newlines=True) + "\n")  # a hex dump spans lines
     stream.flush()
 
 
