@@ -132,6 +132,10 @@ def test_wide_selections(sim, env) -> None:
     )
     assert unasked.code == ExitCode.USAGE and "needs confirming" in unasked.stderr
     assert "esx03: web02 eth0" in unasked.stderr
+    every_nic = esxcap(
+        "-i", str(sim.sim.inventory_path), "capture", "--vm", "app 03", "--nic", "all", "-c", "1", env=env
+    )
+    assert every_nic.code == ExitCode.USAGE and "needs confirming" in every_nic.stderr
     nowhere = esxcap(
         "-i", str(sim.sim.inventory_path), "capture", "--portgroup", "nope", "--dry-run", env=env
     )

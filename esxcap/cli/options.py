@@ -279,8 +279,9 @@ class Targets(OptionGroup):
 
     @property
     def wide(self) -> bool:
-        """Whether the selection can grow with the estate (--many, --portgroup): asked before capturing."""
-        return self.many or bool(self.portgroup)
+        """Whether the selection can grow with the estate (--many, --portgroup, --nic all): asked before
+        capturing."""
+        return self.many or bool(self.portgroup) or "all" in (self.nic or ())
 
 
 def capture_options(
