@@ -183,3 +183,21 @@ def test_version_verbose_says_whether_the_fast_receive_path_is_on(tmp_path: Path
     assert (
         f"asyncssh {asyncssh}: fast receive path off: ESXCAP_FAST_RECEIVE=0" in switched.stdout.splitlines()
     )
+
+
+def test_the_simulator_names_a_bad_state_folder_or_a_taken_port(tmp_path: Path) -> None:
+    import socket
+
+    env = isolated_env(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    as_file = esxcap("sim", "--state-dir", str(afile), env=env, timeout=60)
+    assert as_file.code == 2 and "is a file" in as_file.stderr and "Traceback" not in as_file.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = esxcap(
+            "sim", "--state-dir", str(tmp_path / "s"), "--port-base", str(port), env=env, timeout=60
+        )
+    assert busy.code == 2 and "cannot listen" in busy.stderr and "Traceback" not in busy.stderr

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import asyncssh
 
+from esxcap.errors import ConfigError
 from esxcap.sim import capture_exec
 from esxcap.sim.processes import SIGNALS, ProcessTable
 from esxcap.sim.programs import CallCount, host_programs
@@ -273,4 +274,11 @@ class _Server(asyncssh.SSHServer):
 
 async def start_hosts(hosts: Sequence[SimHost], port_base: int) -> None:
     """Start every host: port_base + i, or ephemeral ports when port_base is 0."""
-    await asyncio.gather(*(h.start(port_base + i if port_base else 0) for i, h in enumerate(hosts)))
+    try:
+        await asyncio.gather(*(h.start(port_base + i if port_base else 0) for i, h in enumerate(hosts)))
+    except OSError as exc:
+        last = port_base + len(hosts) - 1
+        raise ConfigError(
+            f"the simulator cannot listen on 127.0.0.1 ports {port_base}-{last}: {exc.strerror or exc}",
+            "choose other ports with --port-base N, or 0 for any free ports",
+        ) from exc

@@ -40,6 +40,10 @@ def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 def lock(state_dir: Path) -> int:
     """Hold the state folder for one simulator: a second one would rewrite the keys and inventory the
     first is serving. Returns the lock's descriptor (closed with the simulator)."""
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(
+            f"state folder {state_dir} is a file", "give the simulator a folder with --state-dir DIR"
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(state_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
