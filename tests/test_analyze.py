@@ -204,3 +204,12 @@ def test_analyze_samples_a_long_file_and_says_so(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert result.json()["packets"] == 50 and result.json()["partial"] is True
     assert "only the first 50 packets were analysed" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("content", [b"", b'{"schema": "esxcap-capture/1"}\n', b"PK\x03\x04zip"])
+def test_analyze_names_a_file_that_is_no_capture(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "not-a-capture"
+    path.write_bytes(content)
+    result = esxcap("analyze", str(path), env=isolated_env(tmp_path))
+    assert result.code == 2 and "is not a pcap or pcapng file" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from esxcap.errors import UsageError
+from esxcap.pcap import is_capture_start
 
 FILE_MODE = 0o600
 WRITE_BUFFER = 64 * 1024
@@ -106,18 +107,8 @@ def check_destination(path: Path, force: bool, what: str = "output file") -> Non
     check_folder(folder, what)
 
 
-OUR_KINDS = (
-    b"\xa1\xb2\xc3\xd4",
-    b"\xd4\xc3\xb2\xa1",
-    b"\xa1\xb2\x3c\x4d",
-    b"\x4d\x3c\xb2\xa1",
-    b"\x0a\x0d\x0d\x0a",
-    b"PK\x03\x04",
-    b"\x1f\x8b",
-    b"{",
-)
-"""How the files esxcap writes begin: pcap (both byte orders, micro- and nanoseconds), pcapng, zip, gzip
-(tar.gz), JSON (sidecars)."""
+ARCHIVES_AND_SIDECARS = (b"PK\x03\x04", b"\x1f\x8b", b"{")
+"""How the other files esxcap writes begin: zip, gzip (tar.gz), JSON (sidecars)."""
 
 
 def _written_by_us(path: Path) -> bool:
@@ -128,7 +119,7 @@ def _written_by_us(path: Path) -> bool:
             head = handle.read(4)
     except OSError:
         return False
-    return not head or head.startswith(OUR_KINDS)
+    return not head or is_capture_start(head) or head.startswith(ARCHIVES_AND_SIDECARS)
 
 
 def check_folder(folder: Path, what: str = "output file") -> None:

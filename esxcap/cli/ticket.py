@@ -15,6 +15,7 @@ from esxcap.cli import output
 from esxcap.cli.common import ForceOpt, JsonOpt, app
 from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import UsageError
+from esxcap.pcap import is_capture_start
 from esxcap.ticket.bundle import PARTS_SUFFIX, BundleOptions, BundleResult, build_bundle
 from esxcap.ticket.bundle_inputs import archive_format, collect_captures, default_name, parse_size
 
@@ -196,6 +197,11 @@ def analyze(
 
     if not file.is_file():
         raise UsageError(f"no such file: {file}", "check the path")
+    with file.open("rb") as handle:
+        if not is_capture_start(handle.read(4)):
+            raise UsageError(
+                f"{file} is not a pcap or pcapng file", "give a capture file (e.g. one esxcap capture wrote)"
+            )
     if max_packets < 0:
         raise UsageError("--max-packets must be 0 (all) or more", f"e.g. --max-packets {ANALYZE_PACKETS}")
     require_tshark()

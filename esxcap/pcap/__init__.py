@@ -11,6 +11,7 @@ from esxcap.pcap.classic import (
     PcapStreamReader,
     PcapWriter,
     encode_record,
+    is_capture_start,
     parse_global_header,
     write_pcap_header,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "encode_epb",
     "encode_record",
     "epb_records",
+    "is_capture_start",
     "merge",
     "parse_global_header",
     "write_pcap_header",

@@ -28,6 +28,15 @@ _MAGICS = {
     MAGIC_NANO.to_bytes(4, "little"): ("<", True),
     MAGIC_NANO.to_bytes(4, "big"): (">", True),
 }
+CAPTURE_MAGICS = (*_MAGICS, PCAPNG_MAGIC)
+"""How a pcap (either byte order, micro- or nanoseconds) or pcapng file begins."""
+
+
+def is_capture_start(head: bytes) -> bool:
+    """Whether bytes read from a file's start begin a pcap or pcapng file."""
+    return head[:4] in CAPTURE_MAGICS
+
+
 _MIN_SNAPLEN_LIMIT = 65535
 """Bytes a record may hold whatever snaplen the header states; see PcapHeader.caplen_limit."""
 
