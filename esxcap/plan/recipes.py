@@ -105,7 +105,7 @@ def _find_vm(views: Sequence[HostView], name: str, nic: str | None) -> _Vm:
         if len(vm.ports) > 1:
             raise UsageError(
                 f"VM '{vm.entry.name}' has {len(vm.ports)} vNICs ({', '.join(labels)})",
-                "say which with --nic-a/--nic-b (1 = first, or ethN)",
+                "say which vNIC: --nic-a/--nic-b for vm-to-vm, --nic for dvfilter (1 = first, or ethN)",
             )
         return _Vm(view, vm, 0)
     if nic.isdigit() and 1 <= int(nic) <= len(vm.ports):
