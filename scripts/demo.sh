@@ -14,7 +14,8 @@ for _ in $(seq 100); do
 done
 [ -s "$state/inventory.yaml" ] || { echo "simulator did not start:"; cat "$state.log"; exit 1; }
 
-run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# each command shown as it can be pasted (words with spaces quoted)
+run() { printf '\n\033[1m$'; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
 run esxcap -i "$state/inventory.yaml" hosts
 run esxcap -i "$state/inventory.yaml" discover
 run esxcap -i "$state/inventory.yaml" find 'web*'
