@@ -229,6 +229,12 @@ def _cli(control: Path, inventory: Path, env: dict[str, str], *args: str) -> sub
     )
 
 
+def _with_ssh(desk: tuple[ServiceDesk, Path, dict[str, str], str, str], *args: str) -> subprocess.Popen[str]:
+    """`capture --vm VM --enable-ssh ARGS` on the desk's VM, its service calls answered by the desk."""
+    service, inventory, env, vm, _host = desk
+    return _cli(service.folder, inventory, env, "capture", "--vm", vm, "--enable-ssh", *args)
+
+
 def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
     stdout, stderr = proc.communicate(timeout=timeout)
     return proc.returncode, stdout, stderr
@@ -254,14 +260,8 @@ def test_enable_ssh_starts_and_stops_it_exactly_once(desk, tmp_path: Path) -> No
     assert off[0] == 1 and "--enable-ssh" in off[2] and service.calls == []
     out = tmp_path / "on.pcapng"
     code, stdout, stderr = _finish(
-        _cli(
-            service.folder,
-            inventory,
-            env,
-            "capture",
-            "--vm",
-            vm,
-            "--enable-ssh",
+        _with_ssh(
+            desk,
             "-d",
             "2",
             "-o",
@@ -282,31 +282,21 @@ def test_enable_ssh_starts_and_stops_it_exactly_once(desk, tmp_path: Path) -> No
 
 
 def test_enable_ssh_when_starting_fails_or_the_port_stays_shut(desk, tmp_path: Path) -> None:
-    service, inventory, env, vm, host = desk
+    service, host = desk[0], desk[4]
     service.update(start_fails=True)
-    code, _out, stderr = _finish(
-        _cli(service.folder, inventory, env, "capture", "--vm", vm, "--enable-ssh", "-c", "1")
-    )
+    code, _out, stderr = _finish(_with_ssh(desk, "-c", "1"))
     assert code == 1 and "Host.Config.NetService" in stderr
     service.update(start_fails=False)
     service.start_opens_port = False
-    code, _out, stderr = _finish(
-        _cli(service.folder, inventory, env, "capture", "--vm", vm, "--enable-ssh", "-c", "1")
-    )
+    code, _out, stderr = _finish(_with_ssh(desk, "-c", "1"))
     assert code == 1 and "did not answer" in stderr
     assert service.calls == [f"start {host}", f"start {host}", f"stop {host}"]  # what it started, it stops
 
 
 def test_interrupted_capture_still_stops_ssh(desk, tmp_path: Path) -> None:
-    service, inventory, env, vm, host = desk
-    proc = _cli(
-        service.folder,
-        inventory,
-        env,
-        "capture",
-        "--vm",
-        vm,
-        "--enable-ssh",
+    service, host = desk[0], desk[4]
+    proc = _with_ssh(
+        desk,
         "-d",
         "60",
         "-o",
@@ -321,15 +311,9 @@ def test_interrupted_capture_still_stops_ssh(desk, tmp_path: Path) -> None:
 
 
 def test_a_second_capture_keeps_ssh_until_the_last_one_ends(desk, tmp_path: Path) -> None:
-    service, inventory, env, vm, host = desk
-    first = _cli(
-        service.folder,
-        inventory,
-        env,
-        "capture",
-        "--vm",
-        vm,
-        "--enable-ssh",
+    service, host = desk[0], desk[4]
+    first = _with_ssh(
+        desk,
         "-d",
         "8",
         "-o",
@@ -337,14 +321,8 @@ def test_a_second_capture_keeps_ssh_until_the_last_one_ends(desk, tmp_path: Path
     )
     assert wait_until(lambda: service.calls == [f"start {host}"] and any(tmp_path.glob("a.pcapng*.part")), 60)
     second = _finish(
-        _cli(
-            service.folder,
-            inventory,
-            env,
-            "capture",
-            "--vm",
-            vm,
-            "--enable-ssh",
+        _with_ssh(
+            desk,
             "-d",
             "1",
             "-o",
@@ -359,22 +337,14 @@ def test_a_second_capture_keeps_ssh_until_the_last_one_ends(desk, tmp_path: Path
 
 
 def test_lockdown_lets_in_exception_users_only(desk, tmp_path: Path) -> None:
-    service, inventory, env, vm, host = desk
+    service, host = desk[0], desk[4]
     service.update(lockdown={host: ["lockdownNormal", ["svc-capture"]]})
-    code, _out, stderr = _finish(
-        _cli(service.folder, inventory, env, "capture", "--vm", vm, "--enable-ssh", "-c", "1")
-    )
+    code, _out, stderr = _finish(_with_ssh(desk, "-c", "1"))
     assert code == 2 and "normal lockdown mode" in stderr and "svc-capture" in stderr and service.calls == []
     service.update(lockdown={host: ["lockdownNormal", ["root", "svc-capture"]]})
     code, _out, stderr = _finish(
-        _cli(
-            service.folder,
-            inventory,
-            env,
-            "capture",
-            "--vm",
-            vm,
-            "--enable-ssh",
+        _with_ssh(
+            desk,
             "-c",
             "1",
             "-o",
