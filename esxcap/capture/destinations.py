@@ -23,6 +23,7 @@ from typing import IO, cast
 
 from esxcap import __version__
 from esxcap.capture.files import check_destination, check_folder, create_part, place
+from esxcap.capture.ring import Ring, RingSpec, check_free_space
 from esxcap.capture.sinks import CaptureSink, CopyingStream, open_stream_file, stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
@@ -47,6 +48,8 @@ class OutputChoice:
     copy: Path | None = None
     """With `device`: a file that also gets everything written into it (the extcap's "also save to")."""
     force: bool = False
+    ring: RingSpec | None = None
+    """--ring: segments named after the file (without its suffix) or, in a directory, the capture."""
 
     @property
     def paths(self) -> bool:
@@ -60,12 +63,15 @@ def choose_output(
     split: bool = False,
     path: bool = False,
     force: bool = False,
+    ring: RingSpec | None = None,
 ) -> OutputChoice:
-    """Check -o/--live/--split/--path/--force and say where packets go; a file or folder that cannot
-    be written is refused now, before anything connects."""
+    """Check -o/--live/--split/--path/--force/--ring and say where packets go; a file or folder that
+    cannot be written (or lacks the ring's space) is refused now, before anything connects."""
     device = Path(out).expanduser() if out not in (None, "-") else None
     if device is not None and stream_file_kind(device) is None:
         device = None
+    if ring is not None:
+        return _ring_output(out, live, device, split, ring)
     for wanted, option in ((split, "--split"), (path, "--path")):
         if wanted and (live or out == "-" or device is not None):
             raise UsageError(
@@ -92,6 +98,27 @@ def choose_output(
         return OutputChoice(directory=_folder(where), split=split, force=force)
     check_destination(where, force)
     return OutputChoice(file=where, split=split, force=force)
+
+
+def _ring_output(
+    out: str | None, live: bool, device: Path | None, split: bool, ring: RingSpec
+) -> OutputChoice:
+    """Where a ring's segments go: -o FILE (segments named after it) or a folder (default ./captures)
+    with enough free space; never a stream, a FIFO or a live viewer (a ring is files that come and go)."""
+    if live or out == "-" or device is not None:
+        what = "--live" if live else "-o -" if out == "-" else f"-o {device}"
+        raise UsageError(
+            f"--ring writes segment files; {what} is a stream, which has none",
+            "drop --ring, or write the ring to a folder with -o DIR/",
+        )
+    where = Path(out).expanduser() if out is not None else DEFAULT_DIR
+    if out is None or out.endswith(("/", "\\")) or where.is_dir():
+        choice = OutputChoice(directory=_folder(where), split=split, ring=ring)
+    else:
+        check_folder(where.parent, "ring")
+        choice = OutputChoice(file=where, split=split, ring=ring)
+    check_free_space(choice.directory or where.parent, ring)
+    return choice
 
 
 def _folder(folder: Path) -> Path:
@@ -205,13 +232,56 @@ def sinks_for(
             device = cast(IO[bytes], CopyingStream(device, choice.copy))
         shared = CaptureSink(device, comments, max_bytes, view, flush_each=True)
         return Outputs([shared] * len(planned), None, view, device)
+    if choice.ring is not None:
+        return Outputs(_ring_sinks(planned, choice, choice.ring, comments, started, max_bytes, view, name))
     if choice.file is not None:
         sink = CaptureSink(choice.file, comments, max_bytes, view, force=choice.force)
         return Outputs([sink] * len(planned), None, view)
+    path = _merged_path(planned, choice, started, name)
+    return Outputs([CaptureSink(path, comments, max_bytes, view)] * len(planned), None, view)
+
+
+def _merged_path(planned: Sequence[Stream], choice: OutputChoice, started: float, name: str | None) -> Path:
+    """The merged file's path: -o FILE, else `<UTC time>-<name>.pcapng` in the folder."""
+    if choice.file is not None:
+        return choice.file
     assert choice.directory is not None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-    path = choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
-    return Outputs([CaptureSink(path, comments, max_bytes, view)] * len(planned), None, view)
+    return choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
+
+
+def _ring_sinks(
+    planned: Sequence[Stream],
+    choice: OutputChoice,
+    spec: RingSpec,
+    comments: list[str],
+    started: float,
+    max_bytes: int | None,
+    view: ConsoleView | None,
+    name: str | None,
+) -> list[CaptureSink]:
+    """One ring for the merged capture, or with --split one ring per stream (no merged one: each stream
+    keeps its own K segments); the rings' base is the merged file's path without `.pcapng`."""
+    merged = _merged_path(planned, choice, started, name)
+    base = merged.with_name(merged.stem if merged.suffix in (".pcapng", ".pcap") else merged.name)
+    if not choice.split:
+        return [CaptureSink(Ring(base, spec, comments), comments, max_bytes, view)] * len(planned)
+    check_free_space(base.parent, spec, len(planned))
+    return [
+        CaptureSink(
+            Ring(base.with_name(f"{base.name}-{stream_file_label(s.interface_name)}"), spec, comments),
+            comments,
+            max_bytes,
+            view,
+        )
+        for s in planned
+    ]
+
+
+def stream_file_label(interface_name: str) -> str:
+    """`<host>-<target>-<point>` of a stream's interface name, file-name safe (as --split names files)."""
+    host, _, rest = interface_name.partition(":")
+    return f"{safe_name(host)}-{safe_name(rest)}"
 
 
 def merged_name(planned: Sequence[Stream]) -> str:
@@ -234,8 +304,7 @@ def split_file(merged: Path) -> list[Path]:
             for record in source:
                 if record.interface not in made:
                     iface = source.interfaces[record.interface]
-                    host, _, rest = iface.name.partition(":")
-                    path = merged.with_name(f"{merged.stem}-{safe_name(host)}-{safe_name(rest)}.pcapng")
+                    path = merged.with_name(f"{merged.stem}-{stream_file_label(iface.name)}.pcapng")
                     part, fileobj = create_part(path)
                     section = source.sections[0].comments if source.sections else ()
                     writer = PcapngWriter(fileobj, comments=(*section, f"split from {merged.name}"))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -59,6 +61,24 @@ def place(part: Path, path: Path, force: bool = False) -> Path:
                 part.unlink()
             return candidate
     raise FileExistsError(f"{path} and {MAX_NUMBERED} numbered names beside it are taken; kept {part}")
+
+
+def cut_to_whole_blocks(part: Path, boundaries: Iterable[int]) -> None:
+    """After a failed write a pcapng file may end inside a block: cut it back to its last whole block,
+    walking from the last known block boundary (`boundaries`: offsets after writes) it does not pass,
+    so that every reader opens it (the space this frees is never needed)."""
+    with contextlib.suppress(OSError), part.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        end = max((b for b in boundaries if b <= size), default=0)
+        handle.seek(end)
+        tail = handle.read(size - end)
+        pos = 0
+        while pos + 12 <= len(tail):
+            (length,) = struct.unpack_from("<I", tail, pos + 4)
+            if length < 12 or pos + length > len(tail):
+                break
+            pos += length
+        handle.truncate(end + pos)
 
 
 def _replaceable(path: Path) -> bool:

@@ -19,6 +19,7 @@ from typing import Protocol
 from esxcap.capture import clock
 from esxcap.capture.destinations import OutputChoice, sinks_for, split_file
 from esxcap.capture.metadata import write_capture_sidecars
+from esxcap.capture.ring import ring_summary
 from esxcap.capture.run import (
     StopControl,
     StreamRun,
@@ -28,7 +29,7 @@ from esxcap.capture.run import (
     start_clock,
     stop_reason,
 )
-from esxcap.capture.sinks import REORDER_WINDOW_NS
+from esxcap.capture.sinks import REORDER_WINDOW_NS, CaptureSink
 from esxcap.errors import HostError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
@@ -101,6 +102,11 @@ def _count_what_was_written(runs: Sequence[StreamRun]) -> None:
             run.packets, run.bytes = written.get(run.iface, (0, 0))
 
 
+def _files_of(sink: CaptureSink, files: dict[int, Path | None]) -> list[Path | None]:
+    """The files a sink made: its file, or a ring's kept segments."""
+    return [s.path for s in sink.ring.segments] if sink.ring is not None else [files[id(sink)]]
+
+
 def stop_with_term(runs: list[StreamRun], builds: dict[str, str], reporter: Reporter) -> None:
     """Streams on builds where `esxcap doctor` saw INT ignored by pktcap-uw are stopped with TERM."""
     from esxcap.ssh.host_memory import int_ignored
@@ -168,7 +174,7 @@ async def run_capture(
                 run.error = run.error or error
         elif isinstance(error, BaseException):
             unexpected = unexpected or error
-    made = sorted({p for p in files.values() if p is not None})
+    made = sorted({p for s in set(sinks) for p in _files_of(s, files) if p is not None})
     reason = stop_reason(control, runs)
     failures = [
         {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error
@@ -180,7 +186,9 @@ async def run_capture(
             checks = await clock.check_all(conns, checks)
         for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
             reporter.warning(warning)
-        if settings.split:
+        for ring in {s.ring for s in sinks if s.ring is not None}:
+            reporter.info(ring_summary(ring))
+        if settings.split and settings.choice.ring is None:
             for path in made:
                 reporter.info(f"--split: {len(split_file(path))} files beside {path}")
     finally:

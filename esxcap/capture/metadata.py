@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from esxcap import __version__
 from esxcap.capture.files import create_part, place
+from esxcap.capture.ring import Ring
 from esxcap.capture.sinks import OutputError
 from esxcap.errors import UsageError
 from esxcap.esxi.models import HostFacts
@@ -211,6 +212,25 @@ def read_sidecar(capture: Path) -> dict[str, Any] | None:
     return document
 
 
+def ring_dict(ring: Ring) -> dict[str, Any]:
+    """A ring's entry: its spec, the segments kept (oldest first; those rotated out are only counted)."""
+    return {
+        "base": ring.base.name,
+        "spec": dataclasses.asdict(ring.spec),
+        "rotated_out": ring.rotated_out,
+        "segments": [
+            {
+                "file": s.path.name,
+                "packets": s.packets,
+                "bytes": s.size,
+                "first_packet_utc": utc(s.first_ns / 1e9) if s.first_ns is not None else None,
+                "last_packet_utc": utc(s.last_ns / 1e9) if s.last_ns is not None else None,
+            }
+            for s in ring.segments
+        ],
+    }
+
+
 def stream_dict(run: StreamRun, file: str | None) -> dict[str, Any]:
     """One stream's entry: where, what, the exact remote command, counts and error."""
     return {
@@ -280,6 +300,9 @@ def write_capture_sidecars(
             file=path.name,
             clocks={n: c for n, c in (clocks or {}).items() if n in names},
         )
+        ring = file_runs[0].sink.ring
+        if ring is not None:
+            document["ring"] = ring_dict(ring)
         try:
             write_sidecar(path, document)
         except OutputError as exc:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from esxcap.capture.sinks import CaptureSink, ReaderClosed
+from esxcap.capture.sinks import CaptureSink, DiskFull, ReaderClosed
 from esxcap.errors import HostError, RemoteCommandError
 from esxcap.esxi.lifecycle import (
     GRACE_SECONDS,
@@ -198,6 +198,9 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         run.error = _host_said(run, proc, f"sent a corrupt pcap stream ({exc.message})", exc)
     except ReaderClosed:
         control.stop("the reader closed the output")
+    except DiskFull as exc:
+        run.error = run.error or exc
+        control.stop("the disk is full")
     except HostError as exc:
         if not control.abort.is_set():
             run.error = run.error or exc

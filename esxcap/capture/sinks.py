@@ -17,14 +17,14 @@ import contextlib
 import io
 import os
 import stat
-import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from esxcap.capture.files import create_part, place
+from esxcap.capture.files import create_part, cut_to_whole_blocks, place
+from esxcap.capture.ring import DISK_FULL_ERRNOS, Ring
 from esxcap.errors import HostError, UsageError
 from esxcap.pcap import (
     BlockWindow,
@@ -55,6 +55,10 @@ PacketListener = Callable[[str, Record], None]
 
 class OutputError(HostError):
     """Writing a capture file failed (disk full, permissions); what was written stays readable."""
+
+
+class DiskFull(OutputError):
+    """The disk (or the file-size limit, or the quota) is full: the capture stops, its files complete."""
 
 
 class ReaderClosed(OutputError):
@@ -145,7 +149,7 @@ class CaptureSink:
 
     def __init__(
         self,
-        target: Path | IO[bytes],
+        target: Path | IO[bytes] | Ring,
         comments: Sequence[str],
         max_bytes: int | None = None,
         listener: PacketListener | None = None,
@@ -155,12 +159,17 @@ class CaptureSink:
         self.path: Path | None = None
         self.part: Path | None = None
         self._force = force
-        if isinstance(target, Path):
-            self.path = target
-            self.part, self._file = create_part(target)
+        self.ring = target if isinstance(target, Ring) else None
+        self._file: IO[bytes] | Ring
+        self._writer: PcapngWriter | Ring
+        if isinstance(target, Ring):
+            self._file = self._writer = target  # the ring writes its own segments
         else:
+            if isinstance(target, Path):
+                self.path = target
+                self.part, target = create_part(target)
             self._file = target
-        self._writer = PcapngWriter(self._file, comments=tuple(comments))
+            self._writer = PcapngWriter(target, comments=tuple(comments))
         self._window = BlockWindow(REORDER_WINDOW_NS, REORDER_MAX_BYTES, HELD_OVERHEAD)
         self._streams: list[_StreamCounters] = []
         self._expected = 0
@@ -303,32 +312,18 @@ class CaptureSink:
             self._failed = ReaderClosed("the reader closed the output stream", None)
             raise self._failed from exc
         except OSError as exc:
-            where = self.path or "the output stream"
-            self._failed = OutputError(
+            where = self.path or (self.ring.folder if self.ring else "the output stream")
+            error = DiskFull if exc.errno in DISK_FULL_ERRNOS else OutputError
+            self._failed = error(
                 f"cannot write {where}: {exc.strerror or exc}",
                 "free some space or choose another place with -o; what was written so far is kept",
             )
             raise self._failed from exc
 
-    def _cut_to_whole_blocks(self, part: Path) -> None:
-        """After a failed write the file may end inside a block: cut it back to the last whole one, so
-        that every reader opens it (the space it frees is never needed)."""
-        with contextlib.suppress(OSError), part.open("r+b") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            end = max((b for b in self._boundaries if b <= size), default=0)
-            handle.seek(end)
-            tail = handle.read(size - end)
-            pos = 0
-            while pos + 12 <= len(tail):
-                (length,) = struct.unpack_from("<I", tail, pos + 4)
-                if length < 12 or pos + length > len(tail):
-                    break
-                pos += length
-            handle.truncate(end + pos)
-
     def finish(self, end_ns: int) -> Path | None:
         """Write what the window still holds and per-stream statistics, close, give the `.part` its name
-        (a numbered one if the name was taken meanwhile, unless forced) and return that name."""
+        (a numbered one if the name was taken meanwhile, unless forced) and return that name (a ring's
+        base, its segments closed)."""
         try:
             if not self._failed:
                 held = self._window.flush()
@@ -348,15 +343,17 @@ class CaptureSink:
         except (OSError, ReaderClosed):
             pass  # a failed write is kept in self._failed; a reader that left has read whole blocks
         finally:
+            if self.ring is not None:
+                self.ring.close()
             if self.part:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 if self._failed:
-                    self._cut_to_whole_blocks(self.part)
+                    cut_to_whole_blocks(self.part, self._boundaries)
                     self.written = _count_packets(self.part)
         if self.part and self.path:
             self.path = place(self.part, self.path, self._force)
-        return self.path
+        return self.ring.base if self.ring is not None else self.path
 
 
 def _count_packets(path: Path) -> dict[int, tuple[int, int]]:

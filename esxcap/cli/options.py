@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from esxcap.capture.destinations import OutputChoice, choose_output
+from esxcap.capture.ring import parse_ring
 from esxcap.cli.common import ForceOpt, GroupOpt, JsonOpt, OptionGroup, ParallelOpt
 from esxcap.errors import UsageError
 from esxcap.esxi.pktcap import FlowFilter
@@ -121,16 +122,30 @@ class Delivery(OptionGroup):
         ),
     ] = None
     json_out: JsonOpt = False
+    ring: Annotated[
+        str | None,
+        typer.Option(
+            "--ring",
+            help="Keep a rolling set of segment files: files:K,filesize:SIZE and/or duration:S or "
+            "interval:S (wall-clock aligned).",
+            metavar="SPEC",
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         if self.bundle is not None and (self.live or self.out == "-"):
             raise UsageError("--bundle packs the written files; a stream leaves none", "write files with -o")
+        if self.ring is not None:
+            parse_ring(self.ring)
+            if self.show_path:
+                raise UsageError("--path reads one finished file; a ring is many", "drop --path or --ring")
 
     def choice(self, stdout_is_tty: bool) -> OutputChoice | None:
         """Where packets go (None for --dry-run, which writes nothing)."""
         if self.dry_run:
             return None
-        return choose_output(self.out, self.live, stdout_is_tty, self.split, self.show_path, self.force)
+        ring = parse_ring(self.ring) if self.ring is not None else None
+        return choose_output(self.out, self.live, stdout_is_tty, self.split, self.show_path, self.force, ring)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from esxcap.capture.destinations import OutputChoice
 from esxcap.capture.job import CaptureOutcome, RunSettings, prepare_host, run_capture
 from esxcap.capture.metadata import add_to_sidecars
+from esxcap.capture.sinks import DiskFull
 from esxcap.cli import output
 from esxcap.cli.common import Connect, load_inventory_or_empty, prompt_password, select_hosts
 from esxcap.cli.exitcodes import ExitCode, outcome_code
@@ -215,7 +216,8 @@ async def _after(
     if delivery.bundle and outcome.made:
         await _bundle(outcome.made, delivery.bundle)
     bad = sum(1 for r in outcome.runs if r.error is not None) + len(outcome.failed)
-    return outcome_code(bad, len(outcome.runs) + len(outcome.failed))
+    disk_full = any(isinstance(r.error, DiskFull) for r in outcome.runs)
+    return outcome_code(bad, len(outcome.runs) + len(outcome.failed), disk_full=disk_full)
 
 
 async def _bundle(made: list[Path], ticket: str) -> None:
