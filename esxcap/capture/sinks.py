@@ -305,7 +305,7 @@ class CaptureSink:
     def _guard(self, action: Callable[[], int | None]) -> int:
         try:
             result = action() or 0
-            if self.part is not None:
+            if self.part is not None and not isinstance(self._file, Ring):
                 self._boundaries.append(self._file.tell())
             return result
         except BrokenPipeError as exc:
