@@ -324,7 +324,7 @@ def test_local_disk_full_keeps_a_valid_file_and_stops_the_remote_capture(start, 
         launcher=launcher,
     )  # fmt: skip
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 4, stderr  # ExitCode.DISK_FULL
     written = packets_in(out)
     assert written > 0
     streams = json.loads(stdout)["streams"]
@@ -336,7 +336,7 @@ def test_local_disk_full_keeps_a_valid_file_and_stops_the_remote_capture(start, 
     )
     _stdout, stderr = proc.communicate(timeout=60)
     shown = " ".join(stderr.split())
-    assert proc.returncode == 1 and shown.count(f"cannot write {again}:") == 1, stderr
+    assert proc.returncode == 4 and shown.count(f"cannot write {again}:") == 1, stderr
     assert "free some space" in stderr
     assert_nothing_left(st)
 

@@ -17,7 +17,13 @@ from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import UsageError
 from esxcap.pcap import is_capture_start
 from esxcap.ticket.bundle import PARTS_SUFFIX, BundleOptions, BundleResult, build_bundle
-from esxcap.ticket.bundle_inputs import archive_format, collect_captures, default_name, parse_size
+from esxcap.ticket.bundle_inputs import (
+    DEFAULT_CAPTURES,
+    archive_format,
+    collect_captures,
+    default_name,
+    parse_size,
+)
 
 ANALYZE_PACKETS = 1_000_000
 """`esxcap analyze` reads at most this many packets unless told otherwise (tshark needs about a minute)."""
@@ -117,8 +123,25 @@ def bundle(
             "--attach", help="Upload to jira+https://HOST/KEY, servicenow+https://HOST/TABLE/ID, https://"
         ),
     ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", help="Of a --ring capture: its last N segments.", metavar="N")
+    ] = None,
+    around: Annotated[
+        str | None,
+        typer.Option(
+            "--around",
+            help="Of a --ring capture: the segment holding this UTC time and its neighbours.",
+            metavar="TIME",
+        ),
+    ] = None,
 ) -> None:
     """Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt."""
+    if last is not None and last < 1:
+        raise UsageError(f"--last {last}: a number of segments, at least 1", "e.g. --last 3")
+    if last is not None or around is not None or any(_ring_base(c) for c in captures or ()):
+        from esxcap.capture.ring import pick_segments
+
+        captures = pick_segments(captures or [DEFAULT_CAPTURES], last, around)
     if fmt is not None:
         archive_format(Path(), fmt)
     if snaplen is not None and snaplen < 14:
@@ -133,6 +156,13 @@ def bundle(
         force=force,
     )
     raise typer.Exit(bundle_captures(captures or [], options, out, attach))
+
+
+def _ring_base(path: Path) -> bool:
+    """Whether `path` names a ring by its base (no such file, but `<base>_00001_<UTC>.pcapng` beside)."""
+    from esxcap.capture.ring import find_rings
+
+    return not path.exists() and bool(find_rings(path))
 
 
 @app.command()

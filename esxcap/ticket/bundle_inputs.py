@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from esxcap.capture.ring import size_in_bytes
 from esxcap.errors import UsageError
 
 FORMATS = ("zip", "tar.gz")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 DEFAULT_CAPTURES = Path("captures")
 
@@ -78,13 +78,11 @@ def archive_stem(name: str) -> str:
 
 def parse_size(text: str) -> int:
     """`500k`, `10M`, `1.5GiB`, `2048` -> bytes (K = 1024)."""
-    match = _SIZE.match(text)
-    if not match:
+    size = size_in_bytes(text)
+    if size is None:
         raise UsageError(
             f"--split-size {text}: not a size", "e.g. --split-size 10M (K, M, G: powers of 1024)"
         )
-    number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * 1024 ** ("kmgt".index(unit) + 1)) if unit else int(number)
     if size < 1024:
         raise UsageError(f"--split-size {text}: parts must hold at least 1 KiB", "e.g. --split-size 10M")
     return size
