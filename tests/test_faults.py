@@ -341,6 +341,23 @@ def test_local_disk_full_keeps_a_valid_file_and_stops_the_remote_capture(start, 
     assert_nothing_left(st)
 
 
+def test_a_ring_on_a_full_disk_stops_with_exit_4_and_complete_segments(start, env, small_disk) -> None:
+    where, launcher = small_disk
+    st = start(topology(flows=[BULK]))
+    proc = background(
+        str(st.sim.inventory_path), env, "--vm", "web02", "-d", "60", "--ring", "filesize:1M",
+        "-o", f"{where}/", "--json", launcher=launcher,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4, stderr  # ExitCode.DISK_FULL, before the 60 s were up
+    segments = sorted(where.glob("*_[0-9][0-9][0-9][0-9][0-9]_*.pcapng"))
+    assert segments and all(packets_in(s) > 0 for s in segments)  # cut back to whole blocks
+    assert not list(where.glob("*.part"))
+    streams = json.loads(stdout)["streams"]
+    assert all("cannot write" in s["error"] for s in streams)
+    assert_nothing_left(st)
+
+
 # --- the CLI is told to stop ----------------------------------------------------------------------------
 
 

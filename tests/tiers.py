@@ -59,6 +59,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_proxy_jump": (SIMULATOR, OPENSSH),
     "test_recipes": (SIMULATOR,),
     "test_remote": (PURE,),
+    "test_ring": (SIMULATOR, TSHARK),
     "test_security": (SIMULATOR,),
     "test_sim_pktcap": (SIMULATOR, TSHARK),
     "test_sim_processes": (SIMULATOR,),
