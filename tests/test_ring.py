@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def ping_seqs(segments: list[Path]) -> list[int]:
 
 def assert_consecutive(seqs: list[int]) -> None:
     assert seqs, "no packets"
-    assert [(b - a) % 65536 for a, b in zip(seqs, seqs[1:], strict=False)] == [1] * (len(seqs) - 1)
+    assert [(b - a) % 65536 for a, b in pairwise(seqs)] == [1] * (len(seqs) - 1)
 
 
 def sidecar(folder: Path) -> dict[str, object]:
@@ -96,7 +97,7 @@ def test_files_k_keeps_the_newest_k_segments(fast_sim, env, tmp_path) -> None:
     assert [s["file"] for s in listed["segments"]] == [s.name for s in segments]
     seqs = ping_seqs(segments)
     assert_consecutive(seqs)
-    assert len(seqs) < 600 and sum(3 * 8192 >= s.stat().st_size for s in segments) == 3
+    assert len(seqs) < 600 and sum(s.stat().st_size for s in segments) <= 3 * 8192  # the bound on disk
     assert "older rotated out" in stderr
 
 
