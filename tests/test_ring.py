@@ -36,6 +36,13 @@ def capture(st: SimulatorThread, env: dict[str, str], *args: str) -> tuple[int, 
     return result.code, result.stderr
 
 
+def ring_of_pings(st: SimulatorThread, env: dict[str, str], out: Path, *args: str) -> tuple[list[Path], str]:
+    """Capture n1's pings into a ring in `out`; its segments (in name order) and what stderr said."""
+    code, stderr = capture(st, env, *PINGS, *args, "-o", f"{out}/")
+    assert code == 0, stderr
+    return segments_in(out), stderr
+
+
 def segments_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("*_[0-9][0-9][0-9][0-9][0-9]_*Z.pcapng"))
 
@@ -62,9 +69,7 @@ def sidecar(folder: Path) -> dict[str, object]:
 
 def test_rotation_keeps_every_packet_once_in_order(fast_sim, env, tmp_path) -> None:
     out = tmp_path / "ring"
-    code, stderr = capture(fast_sim, env, *PINGS, "-c", "600", "--ring", "filesize:8k", "-o", f"{out}/")
-    assert code == 0, stderr
-    segments = segments_in(out)
+    segments, _ = ring_of_pings(fast_sim, env, out, "-c", "600", "--ring", "filesize:8k")
     assert len(segments) >= 4
     assert [int(s.name.rsplit("_", 2)[1]) for s in segments] == list(range(1, len(segments) + 1))
     assert all(s.stat().st_size <= 8192 for s in segments)
@@ -84,11 +89,7 @@ def test_rotation_keeps_every_packet_once_in_order(fast_sim, env, tmp_path) -> N
 
 def test_files_k_keeps_the_newest_k_segments(fast_sim, env, tmp_path) -> None:
     out = tmp_path / "ring"
-    code, stderr = capture(
-        fast_sim, env, *PINGS, "-c", "600", "--ring", "files:3,filesize:8k", "-o", f"{out}/", "--json"
-    )
-    assert code == 0, stderr
-    segments = segments_in(out)
+    segments, stderr = ring_of_pings(fast_sim, env, out, "-c", "600", "--ring", "files:3,filesize:8k")
     assert len(segments) == 3
     numbers = [int(s.name.rsplit("_", 2)[1]) for s in segments]
     assert numbers[0] > 1 and numbers == list(range(numbers[0], numbers[0] + 3))
@@ -103,9 +104,7 @@ def test_files_k_keeps_the_newest_k_segments(fast_sim, env, tmp_path) -> None:
 
 def test_interval_segments_keep_to_whole_seconds_of_the_clock(fast_sim, env, tmp_path) -> None:
     out = tmp_path / "ring"
-    code, stderr = capture(fast_sim, env, *PINGS, "-d", "3", "--ring", "interval:1", "-o", f"{out}/")
-    assert code == 0, stderr
-    segments = segments_in(out)
+    segments, _ = ring_of_pings(fast_sim, env, out, "-d", "3", "--ring", "interval:1")
     assert len(segments) >= 3
     seconds = []
     for segment in segments:
@@ -206,12 +205,6 @@ def test_a_ring_cuts_between_blocks_only(tmp_path) -> None:
     assert ring.rotated_out > 0
 
 
-def make_ring(st: SimulatorThread, env: dict[str, str], out: Path) -> list[Path]:
-    code, stderr = capture(st, env, *PINGS, "-d", "4", "--ring", "interval:1", "-o", f"{out}/")
-    assert code == 0, stderr
-    return segments_in(out)
-
-
 def bundled(archive: Path) -> list[str]:
     with zipfile.ZipFile(archive) as bundle:
         return sorted(Path(n).name for n in bundle.namelist() if n.endswith(".pcapng"))
@@ -219,7 +212,7 @@ def bundled(archive: Path) -> list[str]:
 
 def test_bundle_picks_the_last_segments_or_those_around_a_time(fast_sim, env, tmp_path) -> None:
     out = tmp_path / "ring"
-    segments = make_ring(fast_sim, env, out)
+    segments, _ = ring_of_pings(fast_sim, env, out, "-d", "4", "--ring", "interval:1")
     assert len(segments) >= 4
     inv = ("-i", str(fast_sim.sim.inventory_path))
 
@@ -252,3 +245,18 @@ def test_bundle_picks_the_last_segments_or_those_around_a_time(fast_sim, env, tm
     code, stderr = bundle(str(out), "--around", "noon")
     assert code == 2 and "--around noon: not a time" in stderr
     assert not (tmp_path / "none.zip").exists()
+
+
+def test_a_recipe_writes_a_ring_like_capture(fast_sim, env, tmp_path) -> None:
+    out = tmp_path / "recipe"
+    result = esxcap(
+        "-i", str(fast_sim.sim.inventory_path), "recipe", "vm-to-vm", "n1", "m1", "-c", "100",
+        "--ring", "files:2,filesize:8k", "-o", f"{out}/", "--json", env=env,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    segments = segments_in(out)
+    assert len(segments) == 2 and all(packets(s) > 0 for s in segments)
+    streams = result.json()["streams"]
+    assert {n for s in segments for i in capinfos(s).interfaces for n in i["Name"]} == {
+        s["interface"] for s in streams
+    }
