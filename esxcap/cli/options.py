@@ -137,8 +137,11 @@ class Delivery(OptionGroup):
             raise UsageError("--bundle packs the written files; a stream leaves none", "write files with -o")
         if self.ring is not None:
             parse_ring(self.ring)
-            if self.show_path:
-                raise UsageError("--path reads one finished file; a ring is many", "drop --path or --ring")
+            for wanted, option in ((self.show_path, "--path"), (self.open_after, "--open")):
+                if wanted:
+                    raise UsageError(
+                        f"{option} reads one finished file; a ring is many", f"drop {option} or --ring"
+                    )
 
     def choice(self, stdout_is_tty: bool) -> OutputChoice | None:
         """Where packets go (None for --dry-run, which writes nothing)."""
