@@ -207,6 +207,7 @@ def test_a_ring_cuts_between_blocks_only(tmp_path) -> None:
 
 
 def bundled(archive: Path) -> list[str]:
+    """The capture files in a bundle archive, by name."""
     with zipfile.ZipFile(archive) as bundle:
         return sorted(Path(n).name for n in bundle.namelist() if n.endswith(".pcapng"))
 
@@ -224,6 +225,10 @@ def test_bundle_picks_the_last_segments_or_those_around_a_time(fast_sim, env, tm
     code, stderr = bundle(str(out), "--last", "2", "-o", str(tmp_path / "last.zip"))
     assert code == 0, stderr
     assert bundled(tmp_path / "last.zip") == [s.name for s in segments[-2:]]
+    with zipfile.ZipFile(tmp_path / "last.zip") as archive:
+        [manifest] = [json.loads(archive.read(n)) for n in archive.namelist() if n.endswith("manifest.json")]
+    assert "new" in manifest["hosts"]  # the ring's sidecar describes each segment
+    assert all(f["capture"]["ring"]["base"] in f["source"] for f in manifest["files"])
 
     middle = segments[2]
     moment = tshark_fields(middle, "frame.time_epoch")[3][0]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from esxcap import __version__
 from esxcap.capture.files import create_part, place
-from esxcap.capture.ring import Ring
+from esxcap.capture.ring import SEGMENT_NAME, Ring
 from esxcap.capture.sinks import OutputError
 from esxcap.errors import UsageError
 from esxcap.esxi.models import HostFacts
@@ -199,8 +199,11 @@ def add_to_sidecars(captures: Sequence[Path], key: str, value: Any, warn: Callab
 
 
 def read_sidecar(capture: Path) -> dict[str, Any] | None:
-    """The capture's sidecar document, or None when it has none."""
+    """The capture's sidecar document (a ring segment's: its ring's), or None when it has none."""
     path = sidecar_path(capture)
+    segment = SEGMENT_NAME.match(capture.name)
+    if segment is not None and not path.is_file():
+        path = sidecar_path(capture.with_name(segment.group("base")))
     if not path.is_file():
         return None
     try:
