@@ -6,7 +6,8 @@ named `<UTC time>-<host>-<target>.pcapng` for one target, `<UTC time>-<name>.pca
 (`merged-<H>hosts-<S>streams` unless a recipe names it). `--split` also keeps one file per stream,
 written from the merged file when the capture ends (`<merged name>-<host>-<target>-<point>.pcapng`).
 `-o` naming a FIFO or character device (Wireshark's extcap FIFO, /dev/null) writes straight into it, like
-a stream: no `.part`, no rename, no chmod, no sidecar.
+a stream: no `.part`, no rename, no chmod, no sidecar. `--ring` writes segments named after that file
+(esxcap.capture.ring; with --split one ring per stream, no merged ring) and one sidecar `<base>.json`.
 """
 
 from __future__ import annotations
