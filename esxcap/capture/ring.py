@@ -18,8 +18,9 @@ import errno
 import re
 import shutil
 import struct
+import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from esxcap.capture.files import create_part, cut_to_whole_blocks, place
 from esxcap.errors import UsageError
 from esxcap.pcap import Interface, InterfaceStatistics, PcapngWriter
+from esxcap.pcap.pcapng import TIMESTAMP_LIMIT
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 """Write errors that mean "no more room": a full disk, a file-size limit, a quota."""
@@ -34,8 +36,8 @@ FREE_SPACE_MARGIN = 1.1
 """A ring starts only when its folder has K x filesize x this much free space."""
 SEGMENT_NAME = re.compile(r"^(?P<base>.+)_(?P<number>\d{5,})_(?P<utc>\d{8}T\d{6}Z)\.pcapng$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_BLOCK_HEAD = struct.Struct("<II")
-_EPB_KEYS = struct.Struct("<III")
+_EPB_HEAD = struct.Struct("<IIIII")
+"""An Enhanced Packet Block's type, length, interface and timestamp (high, low words)."""
 EPB_TYPE = 6
 STATISTICS_ROOM = 160
 """Bytes kept free in a segment for each interface's statistics block, written when it closes."""
@@ -150,13 +152,6 @@ class Segment:
 
 
 @dataclass
-class _IfaceCounts:
-    packets: int = 0
-    first_ns: int | None = None
-    last_ns: int | None = None
-
-
-@dataclass
 class SegmentWriter:
     """One standalone pcapng segment: created as a private `.part` with its section header and
     `interfaces`, fed whole Enhanced Packet Blocks, closed with per-interface statistics and named."""
@@ -167,7 +162,10 @@ class SegmentWriter:
     packets: int = 0
     first_ns: int | None = None
     last_ns: int | None = None
-    _counts: list[_IfaceCounts] = field(default_factory=list)
+    _packets: list[int] = field(default_factory=list)
+    """Packets of each interface in this segment; the first and last timestamp of each below."""
+    _first: dict[int, int] = field(default_factory=dict)
+    _last: dict[int, int] = field(default_factory=dict)
     _good: int = 0
     """The file's length after the last write that went through (whole blocks)."""
     _broken: bool = False
@@ -182,29 +180,30 @@ class SegmentWriter:
     @property
     def size(self) -> int:
         """The segment's length once closed: what is written and its statistics blocks."""
-        return self._file.tell() + STATISTICS_ROOM * len(self._counts)
+        return self._file.tell() + STATISTICS_ROOM * len(self._packets)
 
     def add_interface(self, interface: Interface) -> None:
         self._writer.add_interface(interface)
-        self._counts.append(_IfaceCounts())
+        self._packets.append(0)
         self._good = self._file.tell()
 
-    def write(self, blocks: memoryview, keys: Sequence[tuple[int, int]]) -> None:
-        """Append whole blocks holding the packets whose (interface, timestamp) are `keys`."""
+    def write(self, blocks: memoryview, ifaces: list[int], stamps: list[int]) -> None:
+        """Append whole blocks holding packets of these interfaces and timestamps (index for index)."""
         try:
-            self._writer.write_blocks([blocks], len(keys))
+            self._writer.write_blocks([blocks], len(ifaces))
         except OSError:
             self._broken = True
             raise
-        self.packets += len(keys)
-        for iface, ts in keys:
-            counts = self._counts[iface]
-            counts.packets += 1
-            counts.first_ns = ts if counts.first_ns is None else counts.first_ns
-            counts.last_ns = ts
-            self.first_ns = ts if self.first_ns is None or ts < self.first_ns else self.first_ns
-            self.last_ns = ts if self.last_ns is None or ts > self.last_ns else self.last_ns
         self._good = self._file.tell()
+        self.packets += len(ifaces)
+        first, last = min(stamps), max(stamps)
+        self.first_ns = first if self.first_ns is None else min(first, self.first_ns)
+        self.last_ns = last if self.last_ns is None else max(last, self.last_ns)
+        for iface, count in Counter(ifaces).items():
+            self._packets[iface] += count
+        for iface, ts in dict(zip(reversed(ifaces), reversed(stamps), strict=True)).items():
+            self._first.setdefault(iface, ts)
+        self._last.update(zip(ifaces, stamps, strict=True))
 
     def close(self, end_ns: int, totals: Sequence[InterfaceStatistics] = ()) -> Segment | None:
         """Write each interface's statistics for this segment (drop counts from `totals`, which cover
@@ -213,14 +212,14 @@ class SegmentWriter:
         dropped = {s.interface: s.dropped for s in totals}
         failed = self._broken
         try:
-            for iface, counts in enumerate([] if failed else self._counts):
+            for iface, packets in enumerate([] if failed else self._packets):
                 self._writer.write_statistics(
                     InterfaceStatistics(
                         interface=iface,
                         ts_ns=end_ns,
-                        starttime_ns=counts.first_ns,
-                        endtime_ns=counts.last_ns,
-                        received=counts.packets,
+                        starttime_ns=self._first.get(iface),
+                        endtime_ns=self._last.get(iface),
+                        received=packets,
                         dropped=dropped.get(iface),
                         comments=("ifdrop counts the whole capture",) if dropped.get(iface) else (),
                     )
@@ -268,38 +267,42 @@ class Ring:
         return len(self.interfaces) - 1
 
     def write_blocks(self, parts: Sequence[bytes | memoryview], packets: int) -> None:
-        """Append whole blocks (`parts` joined hold `packets` EPBs), starting new segments between them."""
+        """Append whole blocks (`parts` joined hold `packets` EPBs), starting new segments between them:
+        a segment's first packet always goes in (one larger than filesize too)."""
         data = memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
+        unpack, end = _EPB_HEAD.unpack_from, len(data)
         start = pos = 0
-        keys: list[tuple[int, int]] = []
-        while pos + 8 <= len(data):
-            block_type, total = _BLOCK_HEAD.unpack_from(data, pos)
+        ifaces: list[int] = []
+        stamps: list[int] = []
+        room, ends_at = self._limits()
+        opened = self._open
+        while pos + 20 <= end:
+            block_type, total, iface, high, low = unpack(data, pos)
             if block_type == EPB_TYPE:
-                iface, high, low = _EPB_KEYS.unpack_from(data, pos + 8)
                 ts = high << 32 | low
-                opened = self._open
-                if opened is None or (
-                    (opened.packets or keys) and self._full(opened, pos - start + total, ts)
+                if (pos + total - start > room or ts >= ends_at) and (
+                    ifaces or opened is None or opened.packets
                 ):
-                    if opened is not None and keys:
-                        opened.write(data[start:pos], keys)
-                        keys, start = [], pos
-                    self._rotate(ts)
-                keys.append((iface, ts))
+                    if opened is not None and ifaces:
+                        opened.write(data[start:pos], ifaces, stamps)
+                        ifaces, stamps, start = [], [], pos
+                    opened = self._rotate(ts)
+                    room, ends_at = self._limits()
+                ifaces.append(iface)
+                stamps.append(ts)
             pos += total
-        if keys:
-            assert self._open is not None
-            self._open.write(data[start:pos], keys)
+        if opened is not None and ifaces:
+            opened.write(data[start:pos], ifaces, stamps)
 
-    def _full(self, segment: SegmentWriter, pending: int, ts: int) -> bool:
-        """Whether a packet of `ts` that would make the open segment `pending` bytes longer starts the
-        next segment (never the first packet of one: a packet larger than filesize still gets written)."""
-        if self._ends_at is not None and ts >= self._ends_at:
-            return True
+    def _limits(self) -> tuple[int, int]:
+        """(bytes the open segment may still take, the time from which packets go to the next one)."""
+        if self._open is None:
+            return 0, 0
         size = self.spec.filesize
-        return size is not None and segment.size + pending > size
+        room = sys.maxsize if size is None else size - self._open.size
+        return room, TIMESTAMP_LIMIT if self._ends_at is None else self._ends_at
 
-    def _rotate(self, ts: int) -> None:
+    def _rotate(self, ts: int) -> SegmentWriter:
         """Close the open segment, make room under files:K and open the next one at `ts`."""
         if self._open is not None:
             self._close_open(ts)
@@ -313,6 +316,7 @@ class Ring:
         path = self.base.with_name(f"{self.base.name}_{self._number:05d}_{utc_stamp(ts)}.pcapng")
         self._open = SegmentWriter(path, self.comments, self.interfaces)
         self._ends_at = self._segment_end(ts)
+        return self._open
 
     def _segment_end(self, ts: int) -> int | None:
         if self.spec.duration is not None:
