@@ -27,6 +27,7 @@ from bench import (
     format_table,
     merge_speed,
     path_speed,
+    ring_speed,
     scale,
     sim_throughput,
     startup,
@@ -42,6 +43,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     scale.run,
     merge_speed.run,
     path_speed.run,
+    ring_speed.run,
     startup.run,
 )
 NAMES = {bench.__module__.rsplit(".", 1)[-1]: bench for bench in BENCHMARKS}
