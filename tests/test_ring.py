@@ -266,3 +266,17 @@ def test_a_recipe_writes_a_ring_like_capture(fast_sim, env, tmp_path) -> None:
     assert {n for s in segments for i in capinfos(s).interfaces for n in i["Name"]} == {
         s["interface"] for s in streams
     }
+
+
+def test_duration_segments_span_at_most_their_seconds_from_their_first_packet(tmp_path) -> None:
+    ring = Ring(tmp_path / "unit", RingSpec(duration=1.0), [])
+    ring.add_interface(Interface("a:b:c", 1, 0))
+    stamps = [BASE_NS + 300_000_000 + n * 7_000_000 for n in range(500)]  # 3.5 s, 7 ms apart
+    blocks = [encode_epb(0, ts, udp_frame(n)) for n, ts in enumerate(stamps)]
+    for start in range(0, 500, 64):
+        ring.write_blocks([b"".join(blocks[start : start + 64])], len(blocks[start : start + 64]))
+    ring.flush()
+    spans = [(s.first_ns, s.last_ns) for s in ring.segments]
+    assert len(spans) == 4 and sum(s.packets for s in ring.segments) == 500
+    assert all(last is not None and first is not None and last - first < 1e9 for first, last in spans)
+    assert [first for first, _ in spans] == [stamps[0] + k * 1_001_000_000 for k in range(4)]
