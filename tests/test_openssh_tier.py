@@ -7,6 +7,7 @@ natively is checked for real. Every test runs on every transport esxcap has.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -384,3 +385,23 @@ def test_keepalives_notice_a_frozen_host_and_one_ctrl_c_ends_the_rest(openssh, t
     assert elapsed < STOP_WAIT_S, elapsed
     check_frozen_new_healthy_mid(stdout, out)
     assert b"keepalive" in stdout
+
+
+def test_a_ring_rotates_over_a_real_sshd(openssh, transport, tmp_path) -> None:
+    out = tmp_path / "ring"
+    result = cli(
+        openssh, transport, tmp_path, "capture", "--vm", "n1", "--host", "new", "--dir", "out",
+        "--proto", "icmp", "-c", "400", "--ring", "files:2,filesize:8k", "-o", f"{out}/", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    segments = sorted(out.glob("*.pcapng"))
+    assert len(segments) == 2 and not list(out.glob("*.part"))
+    kept = [packets_in(s) for s in segments]
+    assert all(kept) and sum(kept) < 400
+    [sidecar] = out.glob("*.json")
+    ring = json.loads(sidecar.read_text())["ring"]
+    assert [s["packets"] for s in ring["segments"]] == kept and ring["rotated_out"] > 0
+    if TSHARK:
+        seqs = [int(r[0]) for s in segments for r in tshark_fields(s, "icmp.seq")]
+        assert [(b - a) % 65536 for a, b in itertools.pairwise(seqs)] == [1] * (len(seqs) - 1)
+    assert openssh.pktcaps() == []
