@@ -237,6 +237,10 @@ def test_bundle_picks_the_last_segments_or_those_around_a_time(fast_sim, env, tm
     assert code == 0, stderr
     assert bundled(tmp_path / "around.zip") == [s.name for s in segments[1:4]]
 
+    code, stderr = bundle(str(base), "-o", str(tmp_path / "whole.zip"))  # the base names the whole ring
+    assert code == 0, stderr
+    assert bundled(tmp_path / "whole.zip") == [s.name for s in segments]
+
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(moment)))
     code, stderr = bundle(str(out), "--around", iso, "-o", str(tmp_path / "iso.zip"))
     assert code == 0, stderr

@@ -138,10 +138,12 @@ def bundle(
     """Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt."""
     if last is not None and last < 1:
         raise UsageError(f"--last {last}: a number of segments, at least 1", "e.g. --last 3")
-    if last is not None or around is not None or any(_ring_base(c) for c in captures or ()):
-        from esxcap.capture.ring import pick_segments
+    from esxcap.capture.ring import pick_segments
 
+    if last is not None or around is not None:
         captures = pick_segments(captures or [DEFAULT_CAPTURES], last, around)
+    elif captures:
+        captures = [s for c in captures for s in (pick_segments([c], None, None) if _ring_base(c) else [c])]
     if fmt is not None:
         archive_format(Path(), fmt)
     if snaplen is not None and snaplen < 14:
