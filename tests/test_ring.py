@@ -6,6 +6,7 @@ many hosts merged and --split, refusals before connecting, and `bundle --last/--
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import zipfile
 from itertools import pairwise
@@ -284,3 +285,19 @@ def test_duration_segments_span_at_most_their_seconds_from_their_first_packet(tm
     assert len(spans) == 4 and sum(s.packets for s in ring.segments) == 500
     assert all(last is not None and first is not None and last - first < 1e9 for first, last in spans)
     assert [first for first, _ in spans] == [stamps[0] + k * 1_001_000_000 for k in range(4)]
+
+
+def test_split_rings_need_room_for_every_stream(fast_sim, env, tmp_path) -> None:
+    """Room for one ring but not for two: --split (a ring per stream) is refused once the streams are
+    known, before any packet is written."""
+    out = tmp_path / "split"
+    out.mkdir()
+    filesize = int(shutil.disk_usage(out).free / 1.1 / 1.5)
+    result = esxcap(
+        "-i", str(fast_sim.sim.inventory_path), "capture", "--vmk", "vmk0", "--host", "mid", "--host", "new",
+        "-c", "10", "--ring", f"files:1,filesize:{filesize}", "--split", "-o", f"{out}/", env=env,
+    )  # fmt: skip
+    assert result.code == 2, result.stderr
+    shown = " ".join(result.stderr.split())
+    assert "the ring needs" in shown and "for 2 rings" in shown
+    assert not any(out.iterdir())
