@@ -18,7 +18,7 @@ from typing import Protocol
 
 from esxcap.capture import clock
 from esxcap.capture.destinations import OutputChoice, sinks_for, split_file
-from esxcap.capture.metadata import write_capture_sidecars
+from esxcap.capture.metadata import add_to_sidecars, write_capture_sidecars
 from esxcap.capture.ring import ring_summary
 from esxcap.capture.run import (
     StopControl,
@@ -30,8 +30,10 @@ from esxcap.capture.run import (
     stop_reason,
 )
 from esxcap.capture.sinks import REORDER_WINDOW_NS, CaptureSink
+from esxcap.capture.triggered import TriggerEvent, TriggerRecorder, to_local_ns, triggered_outputs
 from esxcap.errors import HostError
 from esxcap.inventory import HostConfig
+from esxcap.pcap.triggers import TriggerPlan
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
 from esxcap.plan.scope import DiscoveryScope
 from esxcap.ssh.session import HostResult, OpenHost
@@ -52,6 +54,7 @@ class RunSettings:
     split: bool = False
     align_clocks: bool = False
     name: str | None = None
+    trigger: TriggerPlan | None = None
 
 
 class Reporter(Protocol):
@@ -80,6 +83,8 @@ class CaptureOutcome:
     stop_reason: str | None
     receive_paths: dict[str, str]
     """Host -> how its output was read (Connection.receive_path)."""
+    events: list[dict[str, object]] | None = None
+    """--trigger: each event kept (its file, window, triggers, failures)."""
 
 
 async def prepare_host(host: HostConfig, conn: Connection, scope: DiscoveryScope | None = None) -> HostView:
@@ -137,14 +142,22 @@ async def run_capture(
         reporter.warning(warning)
     started = time.time()
     show = reporter.packet if settings.console or settings.hexdump else None
-    outputs = sinks_for(
-        planned, settings.choice, started, settings.max_bytes, show, settings.hexdump, settings.name
-    )
+    recorder: TriggerRecorder | None = None
+    if settings.trigger is not None:
+        outputs, recorder = triggered_outputs(
+            planned, settings.choice, started, settings.trigger, reporter.info, settings.name
+        )
+    else:
+        outputs = sinks_for(
+            planned, settings.choice, started, settings.max_bytes, show, settings.hexdump, settings.name
+        )
     sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
     clock.annotate(runs, checks, settings.align_clocks)
     stop_with_term(runs, {o.host.name: o.value.facts.version.build for o in opened}, reporter)
     control = StopControl()
+    if recorder is not None:
+        _arm(recorder, runs, checks, control)
     remove_signals = install_stop_signals(control, reporter.info)
     deadline = deadline_for(settings.duration)
     by_host: dict[str, list[StreamRun]] = {}
@@ -166,6 +179,7 @@ async def run_capture(
         end_ns = time.time_ns()
         files = {id(s): s.finish(end_ns) for s in set(sinks)}
         outputs.close()
+        events = recorder.finish() if recorder is not None else []
         _count_what_was_written(runs)
     unexpected: BaseException | None = None
     for host_runs, error in zip(by_host.values(), host_errors, strict=True):
@@ -175,6 +189,7 @@ async def run_capture(
         elif isinstance(error, BaseException):
             unexpected = unexpected or error
     made = sorted({p for s in set(sinks) for p in _files_of(s, files) if p is not None})
+    made = sorted({*made, *(e.path for e in events)})
     reason = stop_reason(control, runs)
     failures = [
         {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error
@@ -186,6 +201,8 @@ async def run_capture(
             checks = await clock.check_all(conns, checks)
         for warning in clock.warnings(list(checks.values()), REORDER_WINDOW_NS, settings.align_clocks):
             reporter.warning(warning)
+        if recorder is not None and not events:
+            reporter.info(f"--trigger {recorder.plan.condition.text} did not fire: no event was kept")
         for ring in {s.ring for s in sinks if s.ring is not None}:
             reporter.info(ring_summary(ring))
         if settings.split and settings.choice.ring is None:
@@ -205,7 +222,72 @@ async def run_capture(
             reporter.warning,
             clocks={name: c.as_dict() for name, c in checks.items()},
         )
+        described = _describe_events(events, recorder, runs, reporter) if recorder else None
+        if described:
+            for event, document in zip(events, described, strict=True):
+                write_capture_sidecars(
+                    runs,
+                    {id(sinks[0]): event.path},
+                    {o.host.name: (o.host, o.value.facts) for o in opened},
+                    failures,
+                    started,
+                    end_ns / 1e9,
+                    settings.options,
+                    {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
+                    reporter.warning,
+                    clocks={name: c.as_dict() for name, c in checks.items()},
+                )
+                add_to_sidecars([event.path], "trigger", document, reporter.warning)
     receive_paths = {name: conn.receive_path for name, conn in conns.items()}
     return CaptureOutcome(
-        runs, files, made, list(failed), checks, control.abort.is_set(), reason, receive_paths
+        runs, files, made, list(failed), checks, control.abort.is_set(), reason, receive_paths, described
     )
+
+
+def _arm(
+    recorder: TriggerRecorder,
+    runs: Sequence[StreamRun],
+    checks: dict[str, clock.ClockCheck],
+    control: StopControl,
+) -> None:
+    """Tell the recorder each stream's clock and point, and let the last event stop the capture."""
+    for run in runs:
+        check_ = checks.get(run.stream.target.host)
+        offset = check_.start.offset_ns if check_ is not None and check_.start is not None else None
+        recorder.expect(
+            run.stream.interface_name, to_local_ns(run.shift_ns, offset), run.stream.point_label == "Drop"
+        )
+    loop = asyncio.get_running_loop()
+    kept = recorder.plan.events
+
+    def stop_after(seconds: float) -> None:
+        loop.call_later(seconds, control.stop, f"--trigger: {kept} event(s) kept")
+
+    recorder.on_last_event = stop_after
+
+
+def _describe_events(
+    events: Sequence[TriggerEvent],
+    recorder: TriggerRecorder,
+    runs: Sequence[StreamRun],
+    reporter: Reporter,
+) -> list[dict[str, object]]:
+    """Each event as the metadata records it; a stream that failed before its window ended is said."""
+    described = []
+    for event in events:
+        document = event.as_dict(recorder.names)
+        failed = [
+            {"stream": r.stream.interface_name, "error": r.error.message}
+            for r in runs
+            if r.error is not None and (r.ended_at or 0) * 1e9 <= event.end_ns
+        ]
+        document["failed_during_window"] = failed
+        for failure in failed:
+            reporter.warning(
+                f"trigger event {event.number}: {failure['stream']} failed before its window ended "
+                f"({failure['error']}); {event.path.name} holds what arrived"
+            )
+        packets, streams = sum(event.packets.values()), len(event.packets)
+        reporter.info(f"trigger event {event.number}: {event.path} ({packets} packets of {streams} streams)")
+        described.append(document)
+    return described

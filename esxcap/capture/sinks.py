@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from esxcap.capture.files import create_part, cut_to_whole_blocks, place
 from esxcap.capture.ring import DISK_FULL_ERRNOS, Ring
@@ -51,6 +51,17 @@ BOUNDARIES_KEPT = 64
 
 PacketListener = Callable[[str, Record], None]
 """Called with (interface name, record) for every packet written, in file order (console output)."""
+
+
+class BlockTap(Protocol):
+    """Sees a sink's packets as encoded blocks (a triggered capture: esxcap.capture.triggered): each
+    stream's as it arrives (`scan`), then all of them in time order as they are written (`take`)."""
+
+    def add_interface(self, iface: int, interface: Interface) -> None: ...
+
+    def scan(self, iface: int, stamps: Sequence[int], blocks: Sequence[bytes | memoryview]) -> None: ...
+
+    def take(self, blocks: Sequence[bytes | memoryview]) -> None: ...
 
 
 class OutputError(HostError):
@@ -155,8 +166,10 @@ class CaptureSink:
         listener: PacketListener | None = None,
         flush_each: bool = False,
         force: bool = False,
+        tap: BlockTap | None = None,
     ) -> None:
         self.path: Path | None = None
+        self.tap = tap
         self.part: Path | None = None
         self._force = force
         self.ring = target if isinstance(target, Ring) else None
@@ -203,8 +216,9 @@ class CaptureSink:
 
     @property
     def writes_through(self) -> bool:
-        """True while a single stream feeds this sink: its packets are written as they come."""
-        return max(self._expected, len(self._streams)) <= 1
+        """True while a single stream feeds this sink (and no tap needs whole blocks): its packets are
+        written as they come."""
+        return self.tap is None and max(self._expected, len(self._streams)) <= 1
 
     @property
     def wants_keys(self) -> bool:
@@ -223,7 +237,10 @@ class CaptureSink:
         """Register one stream's interface; returns its interface id."""
         self._streams.append(_StreamCounters(interface.name))
         self._size_window()
-        return self._guard(lambda: self._writer.add_interface(interface))
+        iface = self._guard(lambda: self._writer.add_interface(interface))
+        if self.tap is not None:
+            self.tap.add_interface(iface, interface)
+        return iface
 
     def push(self, iface: int, records: Sequence[Record]) -> int:
         """Take a stream's records (written at once, or queued in the window when several streams feed
@@ -251,7 +268,10 @@ class CaptureSink:
             encode_epb(iface, r.ts_ns, r.data, r.origlen, r.comments) for r in records
         ]
         if not self.writes_through:
-            blocks = self._window.push(iface, [record.ts_ns for record in records], blocks)
+            stamps = [record.ts_ns for record in records]
+            if self.tap is not None:
+                self.tap.scan(iface, stamps, blocks)
+            blocks = self._window.push(iface, stamps, blocks)
         self._write(blocks, len(blocks))
         return taken
 
@@ -270,7 +290,10 @@ class CaptureSink:
         elif batch.stamps is None:
             raise ValueError("a sink of several streams takes batches transcoded with keys=True")
         else:
-            blocks = self._window.push(iface, batch.stamps, batch.blocks())
+            blocks = batch.blocks()
+            if self.tap is not None:
+                self.tap.scan(iface, batch.stamps, blocks)
+            blocks = self._window.push(iface, batch.stamps, blocks)
             self._write(blocks, len(blocks))
         return batch.packets
 
@@ -292,6 +315,8 @@ class CaptureSink:
             return
 
         def write() -> None:
+            if self.tap is not None:
+                self.tap.take(parts)
             self._writer.write_blocks(parts, packets)
             if self._listener is not None:
                 names = [s.name for s in self._streams]

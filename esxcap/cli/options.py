@@ -19,6 +19,7 @@ from esxcap.capture.ring import parse_ring
 from esxcap.cli.common import ForceOpt, GroupOpt, JsonOpt, OptionGroup, ParallelOpt
 from esxcap.errors import UsageError
 from esxcap.esxi.pktcap import FlowFilter
+from esxcap.pcap.triggers import TriggerPlan, parse_trigger
 from esxcap.plan.planner import CaptureOptions, TargetRequest
 
 MAX_COUNT = 2**31 - 1
@@ -27,6 +28,9 @@ MAX_DURATION = 366 * 24 * 3600.0
 """The longest `-d` (a year; the wrapper's deadline is integer seconds in BusyBox's shell arithmetic)."""
 MAX_BYTES = 2**62
 """The largest --max-bytes (well inside a 64-bit counter)."""
+BEFORE_BYTES = 64 << 20
+"""--before-bytes by default: the before-window's memory (all streams together); beyond it, a spill file."""
+MAX_WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,63 @@ class StopWhen(OptionGroup):
     snaplen: Annotated[
         int, typer.Option("--snaplen", "-s", help="Bytes kept per packet (0 = all).", metavar="BYTES")
     ] = 0
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep only the moments around this condition, on every host: tcp-rst, "
+            "tcp-syn-noreply[:S], icmp-unreach, drop, gap:S, bytes:HEX@OFFSET, count:N:COND, df:FILTER.",
+            metavar="EXPR",
+        ),
+    ] = None
+    before: Annotated[
+        float, typer.Option(help="With --trigger: seconds kept before it.", metavar="SECONDS")
+    ] = 10.0
+    after: Annotated[
+        float, typer.Option(help="With --trigger: seconds kept after it.", metavar="SECONDS")
+    ] = 5.0
+    before_bytes: Annotated[
+        int,
+        typer.Option(help="With --trigger: memory for the before-window (then a file).", metavar="BYTES"),
+    ] = BEFORE_BYTES
+    trigger_count: Annotated[
+        int | None,
+        typer.Option(help="With --trigger: keep N events (one file each), then stop.", metavar="N"),
+    ] = None
 
     def __post_init__(self) -> None:
+        self._check_limits()
+        if self.trigger is None:
+            if self.trigger_count is not None:
+                raise UsageError("--trigger-count counts trigger events", "add --trigger EXPR")
+            return
+        for name, value in (("--before", self.before), ("--after", self.after)):
+            if not (math.isfinite(value) and 0 <= value <= MAX_WINDOW_S):
+                raise UsageError(f"{name} {value}: 0 to {MAX_WINDOW_S:.0f} seconds", f"e.g. {name} 10")
+        if not 1 << 20 <= self.before_bytes <= MAX_BYTES:
+            raise UsageError(f"--before-bytes {self.before_bytes}: at least 1 MiB (1048576)", "e.g. 67108864")
+        if self.trigger_count is not None and not 1 <= self.trigger_count <= 10000:
+            raise UsageError(
+                f"--trigger-count {self.trigger_count}: 1 to 10000 events", "e.g. --trigger-count 3"
+            )
+        plan = self.trigger_plan()
+        if plan is not None and plan.condition.kind == "df":
+            from esxcap.capture.viewers import find_tshark
+
+            if find_tshark() is None:
+                raise UsageError(
+                    f"--trigger {self.trigger}: a display filter needs tshark, which is not installed",
+                    "install tshark (Wireshark), or use a native condition such as tcp-rst",
+                )
+
+    def trigger_plan(self) -> TriggerPlan | None:
+        """What --trigger asked for (None without it)."""
+        if self.trigger is None:
+            return None
+        return TriggerPlan(
+            parse_trigger(self.trigger), self.before, self.after, self.before_bytes, self.trigger_count or 1
+        )
+
+    def _check_limits(self) -> None:
         if self.count is not None and not 1 <= self.count <= MAX_COUNT:
             raise UsageError(f"--count {self.count}: a packet count of 1 to {MAX_COUNT}", "e.g. --count 100")
         if self.duration is not None and not (

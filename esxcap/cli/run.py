@@ -100,6 +100,11 @@ def _failures(failed: Sequence[HostResult[HostView]], request: CaptureRequest) -
 async def run_request(request: CaptureRequest, plan: Planner) -> int:
     """Open, plan, dry-run or capture, report; returns the exit code."""
     choice = request.delivery.choice(sys.stdout.isatty())
+    if request.stop.trigger is not None and choice is not None and not choice.paths:
+        raise UsageError(
+            "--trigger writes one file per event; a stream output (-o -, --live, a FIFO) keeps none",
+            "write them to a folder with -o FOLDER (or leave -o out: ./captures)",
+        )
     inventory = load_inventory_or_empty()
     if not (inventory.vcenter and request.vm_names and not (request.hosts or request.group)):
         if request.enable_ssh:
@@ -172,6 +177,7 @@ async def _run_on(
             split=request.delivery.split,
             align_clocks=request.delivery.align_clocks,
             name=name,
+            trigger=request.stop.trigger_plan(),
         )
         shown_failed = failed if request.host_bound or assist else []
         # console lines keep off stdout when it carries the capture or the JSON document
@@ -201,6 +207,8 @@ async def _after(
     """Summary, path view, viewer and bundle of a finished capture; its exit code."""
     extra["clocks"] = [c.as_dict() for c in outcome.clocks.values()]
     extra["connections"] = outcome.receive_paths
+    if outcome.events is not None:
+        extra["triggers"] = outcome.events
     if delivery.show_path and outcome.made:
         from esxcap.cli.path import path_report
 

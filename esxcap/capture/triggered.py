@@ -1,0 +1,268 @@
+"""Triggered captures (`--trigger`): the moment kept on every host.
+
+A `TriggerRecorder` taps the capture's sink. It sees each stream's packets as they arrive (`scan`: the
+condition is checked there) and every packet again in time order once the sink's reorder window
+releases it (`take`: kept in the before-window, and written to each open event whose window holds it).
+When the condition fires, an event opens: [t - before, t + after] in this machine's time, each stream's
+timestamps converted with its host's measured clock offset, so the same moment is kept on every host.
+Each event is one merged pcapng, `<base>_trigger001_<UTC>.pcapng`, holding every stream's packets of the
+window, the trigger packet marked with a packet comment (what fired, on which stream).
+
+A trigger inside an open event's window belongs to that event: its packet is marked too and the event
+lists it, but the window is neither extended nor a new event opened. Without `--trigger-count` the
+capture stops once the first event's after-window has passed; with N, once the Nth's has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from esxcap.capture.before import BeforeBuffer, Buffer
+from esxcap.capture.destinations import OutputChoice, Outputs, merged_name, safe_name, section_comments
+from esxcap.capture.files import create_part, place
+from esxcap.capture.sinks import CaptureSink
+from esxcap.errors import UsageError
+from esxcap.pcap import Interface, PcapngWriter, encode_epb
+from esxcap.pcap.triggers import Hit, TriggerPlan, TriggerScanner
+from esxcap.plan.planner import Stream
+
+CLOSE_MARGIN_NS = 2_000_000_000
+"""An event is complete once a packet this much newer than its window's end has been released (other
+hosts' streams may lag by their clock offsets and the network)."""
+STOP_MARGIN_S = 1.5
+"""After the last event's window ends, how long the streams still run so its last packets arrive."""
+_EPB_FIELDS = struct.Struct("<8xIIIII")
+
+
+def event_name(base: Path, number: int, ts_ns: int) -> Path:
+    """`<base>_trigger001_<UTC>.pcapng` beside `base` (names sort by event)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ts_ns / 1e9)) + f".{ts_ns // 1_000_000 % 1000:03d}Z"
+    return base.with_name(f"{base.stem}_trigger{number:03d}_{stamp}.pcapng")
+
+
+@dataclass
+class TriggerEvent:
+    """One kept moment: its window (local ns), its file, the triggers inside it, what it holds."""
+
+    number: int
+    trigger: Hit
+    stream: str
+    start_ns: int
+    end_ns: int
+    before_kept_s: float
+    path: Path
+    part: Path
+    file: IO[bytes]
+    writer: PcapngWriter
+    marks: dict[tuple[int, int], str] = field(default_factory=dict)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    packets: dict[int, int] = field(default_factory=dict)
+    closed: bool = False
+
+    def write(self, stamps: Sequence[int], blocks: Sequence[Buffer]) -> None:
+        """Append the blocks whose local time lies in the window; marked ones get their comment."""
+        parts: list[Buffer] = []
+        for local, held in zip(stamps, blocks, strict=True):
+            if not self.start_ns <= local <= self.end_ns:
+                continue
+            iface, high, low, caplen, origlen = _EPB_FIELDS.unpack_from(held, 0)
+            ts = high << 32 | low
+            comment = self.marks.pop((iface, ts), None) if self.marks else None
+            if comment is None:
+                parts.append(held)
+            else:
+                parts.append(encode_epb(iface, ts, bytes(held[28 : 28 + caplen]), origlen, (comment,)))
+            self.packets[iface] = self.packets.get(iface, 0) + 1
+        if parts:
+            self.writer.write_blocks(parts, len(parts))
+
+    def as_dict(self, names: Sequence[str]) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "file": self.path.name,
+            "condition": self.triggers[0]["condition"],
+            "fired_on": self.stream,
+            "what": self.trigger.what,
+            "trigger_utc": _utc(self.trigger.local_ns),
+            "window_utc": [_utc(self.start_ns), _utc(self.end_ns)],
+            "before_s_kept": round(self.before_kept_s, 3),
+            "triggers": self.triggers,
+            "packets": {names[i]: n for i, n in sorted(self.packets.items())},
+        }
+
+
+def _utc(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns // 1_000_000 % 1000:03d}Z"
+
+
+class TriggerRecorder:
+    """The tap of a triggered capture's sink (see the module): scans, holds the before-window, writes
+    one file per event. `info` speaks to the user; `on_last_event(seconds)` is called when the last
+    event to keep opens, with how long the capture should still run."""
+
+    def __init__(
+        self,
+        plan: TriggerPlan,
+        base: Path,
+        comments: Sequence[str],
+        info: Callable[[str], None],
+        force: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.base = base
+        self._comments = tuple(comments)
+        self._info = info
+        self._force = force
+        self.scanner = TriggerScanner(plan.condition)
+        self.before = BeforeBuffer(plan.before_bytes, base.parent)
+        self._streams: dict[str, tuple[int, bool]] = {}
+        """Interface name -> (shift to local time, at the Drop point), told before the streams start."""
+        self._interfaces: list[Interface] = []
+        self._to_local: list[int] = []
+        self.events: list[TriggerEvent] = []
+        self.first_ns: int | None = None
+        self.on_last_event: Callable[[float], None] = lambda _seconds: None
+        self._newest = 0
+        self._keep_ns = round(plan.before_s * 1e9) + plan.condition.late_ns + CLOSE_MARGIN_NS
+
+    def expect(self, interface_name: str, to_local_ns: int, drop_point: bool) -> None:
+        self._streams[interface_name] = (to_local_ns, drop_point)
+
+    def add_interface(self, iface: int, interface: Interface) -> None:
+        to_local, drop = self._streams.get(interface.name, (0, False))
+        self._interfaces.append(interface)
+        self._to_local.append(to_local)
+        self.scanner.add_stream(iface, to_local, drop)
+        for event in self.events:
+            if not event.closed:
+                event.writer.add_interface(interface)
+
+    def scan(self, iface: int, stamps: Sequence[int], blocks: Sequence[Buffer]) -> None:
+        if stamps:
+            local = stamps[0] + self._to_local[iface]
+            self.first_ns = local if self.first_ns is None else min(self.first_ns, local)
+        for hit in self.scanner.scan(iface, stamps, blocks):
+            self.fire(hit)
+
+    def fire(self, hit: Hit) -> None:
+        """A trigger: marked in the open event whose window holds it, else a new event (while fewer than
+        the events to keep were opened)."""
+        stream = self._interfaces[hit.iface].name
+        entry = {"condition": self.plan.condition.text, "stream": stream, "what": hit.what}
+        comment = f"esxcap trigger {self.plan.condition.text} fired on {stream}: {hit.what}"
+        for event in self.events:
+            if event.start_ns <= hit.local_ns <= event.end_ns:
+                if not event.closed:
+                    event.marks[hit.iface, hit.ts_ns] = comment
+                event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
+                return
+        if len(self.events) >= self.plan.events:
+            return
+        self._open(hit, stream, entry, comment)
+
+    def _open(self, hit: Hit, stream: str, entry: dict[str, Any], comment: str) -> None:
+        plan = self.plan
+        start = hit.local_ns - round(plan.before_s * 1e9)
+        first = self.first_ns if self.first_ns is not None else hit.local_ns
+        kept = min(plan.before_s, max(0.0, (hit.local_ns - first) / 1e9))
+        number = len(self.events) + 1
+        path = event_name(self.base, number, hit.local_ns)
+        part, handle = create_part(path)
+        section = (
+            *self._comments,
+            f"esxcap trigger event {number}: {comment}; window {plan.before_s:g} s before, "
+            f"{plan.after_s:g} s after, in this machine's time (each host's clock offset applied)",
+        )
+        writer = PcapngWriter(handle, comments=section)
+        for interface in self._interfaces:
+            writer.add_interface(interface)
+        end = hit.local_ns + round(plan.after_s * 1e9)
+        event = TriggerEvent(number, hit, stream, start, end, kept, path, part, handle, writer)
+        event.marks[hit.iface, hit.ts_ns] = comment
+        event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
+        self.events.append(event)
+        self._info(f"trigger {number}: {comment}")
+        if kept < plan.before_s:
+            self._info(
+                f"trigger {number} fired {kept:.1f} s after the capture's first packet: its before-window "
+                f"holds {kept:.1f} s, not {plan.before_s:g} s"
+            )
+        held = list(self.before.since(start))
+        if held:
+            event.write([local for local, _ in held], [block for _, block in held])
+        if number == plan.events:
+            self.on_last_event(max(0.0, (event.end_ns - time.time_ns()) / 1e9) + STOP_MARGIN_S)
+
+    def take(self, blocks: Sequence[Buffer]) -> None:
+        """Released blocks in time order: kept for later events, written to the open ones."""
+        if not blocks:
+            return
+        unpack, to_local = _EPB_FIELDS.unpack_from, self._to_local
+        stamps = []
+        for block in blocks:
+            iface, high, low, _caplen, _origlen = unpack(block, 0)
+            stamps.append((high << 32 | low) + to_local[iface])
+        listed = list(blocks)
+        newest = max(stamps)
+        for event in self.events:
+            if not event.closed:
+                event.write(stamps, listed)
+                if newest > event.end_ns + CLOSE_MARGIN_NS:
+                    self._close(event)
+        self.before.add(stamps, listed)
+        self._newest = max(self._newest, newest)
+        self.before.prune(self._newest - self._keep_ns)
+
+    def _close(self, event: TriggerEvent) -> None:
+        event.closed = True
+        event.file.close()
+        event.path = place(event.part, event.path, self._force)
+
+    def finish(self) -> list[TriggerEvent]:
+        """Close every open event (call after the sink has released everything); the events kept."""
+        for event in self.events:
+            if not event.closed:
+                with contextlib.suppress(OSError):
+                    self._close(event)
+        self.before.close()
+        return self.events
+
+    @property
+    def names(self) -> list[str]:
+        return [i.name for i in self._interfaces]
+
+
+def triggered_outputs(
+    planned: Sequence[Stream],
+    choice: OutputChoice,
+    started: float,
+    plan: TriggerPlan,
+    info: Callable[[str], None],
+    name: str | None = None,
+) -> tuple[Outputs, TriggerRecorder]:
+    """The one sink of a triggered capture (its continuous timeline goes nowhere: only the events are
+    kept) and its recorder, whose event files are named after what the capture's file would be."""
+    if choice.file is not None:
+        base = choice.file
+    elif choice.directory is not None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+        base = choice.directory / f"{stamp}-{safe_name(name or merged_name(planned))}.pcapng"
+    else:
+        raise UsageError("--trigger writes one file per event; a stream output keeps none", "write -o FOLDER")
+    recorder = TriggerRecorder(plan, base, section_comments(planned, started), info, choice.force)
+    nowhere = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed with the Outputs
+    sink = CaptureSink(nowhere, (), tap=recorder)
+    return Outputs([sink] * len(planned), device=nowhere), recorder
+
+
+def to_local_ns(shift_ns: int, offset_ns: int | None) -> int:
+    """What turns a stream's written timestamps into this machine's time: minus its host's offset,
+    minus the shift --align-clocks already applied."""
+    return -(offset_ns or 0) - shift_ns
