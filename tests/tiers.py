@@ -29,6 +29,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_cli_discover": (SIMULATOR,),
     "test_cli_front": (SIMULATOR,),
     "test_cli_options": (SIMULATOR,),
+    "test_cli_trigger": (SIMULATOR, TSHARK),
     "test_clock": (PURE,),
     "test_contract": (PURE,),
     "test_decode": (PURE,),

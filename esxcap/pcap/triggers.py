@@ -203,7 +203,7 @@ class TriggerScanner:
         found: list[tuple[int, int, str, memoryview | None]] = []
         if kind == "drop":
             if iface in self._drop:
-                found.append((0, stamps[0], "a packet at the Drop point", None))
+                found.append((iface, stamps[0], "a packet at the Drop point", None))
         elif kind == "gap":
             found += self._gaps(iface, stamps, shift)
         else:

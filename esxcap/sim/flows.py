@@ -9,6 +9,9 @@ function of n, so any capture at any time computes exactly the packets it would 
 - tcp: connections of SYN, SYN/ACK, ACK, a request and two responses with their ACKs, then FIN/ACK,
   FIN/ACK, ACK; every fifth connection is reset by the server after the data instead; with the flow's
   `retransmit_every` N, every Nth connection sends its request twice (the second a retransmission);
+  with `unanswered_every` N, every Nth connection is a SYN sent twice that nobody answers;
+- udp-closed: a UDP datagram to a port nobody listens on (client -> server), answered by ICMP port
+  unreachable quoting its IP header and first 8 bytes;
 - bulk: maximum-size UDP frames client -> server, as many as a reader accepts (no rate).
 
 Frames leave the client addressed to `next_hop` (the server, or the router when the flow is routed);
@@ -62,17 +65,22 @@ _CLOSE = (
     _Step(True, frames.TCP_ACK, 0),
 )
 _RESET = (_Step(False, frames.TCP_RST | frames.TCP_ACK, 0),)
+_UNANSWERED = (_OPEN[0], replace(_OPEN[0], repeat=True))
 _REPEAT = (_DATA[0], replace(_DATA[0], repeat=True), *_DATA[1:])
 _NORMAL = _OPEN + _DATA + _CLOSE
 _ABORTED = _OPEN + _DATA + _RESET
 RESET_EVERY = 5
 
 
-def _connections(retransmit_every: int) -> tuple[tuple[_Step, ...], ...]:
-    """One cycle of connections: every RESET_EVERY-th reset, every `retransmit_every`-th retransmitting."""
-    count = math.lcm(RESET_EVERY, retransmit_every or 1)
-    cycle = []
+def _connections(retransmit_every: int, unanswered_every: int = 0) -> tuple[tuple[_Step, ...], ...]:
+    """One cycle of connections: every RESET_EVERY-th reset, every `retransmit_every`-th retransmitting,
+    every `unanswered_every`-th a SYN nobody answers."""
+    count = math.lcm(RESET_EVERY, retransmit_every or 1, unanswered_every or 1)
+    cycle: list[tuple[_Step, ...]] = []
     for i in range(count):
+        if unanswered_every and i % unanswered_every == unanswered_every - 1:
+            cycle.append(_UNANSWERED)
+            continue
         data = _REPEAT if retransmit_every and i % retransmit_every == retransmit_every - 1 else _DATA
         cycle.append(_OPEN + data + (_RESET if i % RESET_EVERY == RESET_EVERY - 1 else _CLOSE))
     return tuple(cycle)
@@ -106,7 +114,7 @@ class Conversation:
         self.period_ns = max(1, round(1e9 / flow.rate_pps))
         self.phase_ns = zlib.crc32(flow.name.encode()) % self.period_ns
         self.ident = zlib.crc32(flow.name.encode()) & 0xFFFF
-        self._connections = _connections(flow.retransmit_every)
+        self._connections = _connections(flow.retransmit_every, flow.unanswered_every)
         self._super = sum(len(c) for c in self._connections)
         self._seqs = [_sequence_numbers(c) for c in self._connections]
 
@@ -152,11 +160,29 @@ class Conversation:
             sport, dport = (cport, self.flow.port) if forward else (self.flow.port, cport)
             payload = frames.udp(src.ip, dst.ip, sport, dport, body)
             return frames.ipv4(src.mac, next_hop, src.ip, dst.ip, frames.PROTO_UDP, payload, ident)
+        if kind == "udp-closed":
+            return self._closed_port(n, forward, src, dst, next_hop, ident)
         if kind == "bulk":
             body = bytes(BULK_FRAME - 14 - 20 - 8)
             payload = frames.udp(src.ip, dst.ip, EPHEMERAL, self.flow.port, body)
             return frames.ipv4(src.mac, next_hop, src.ip, dst.ip, frames.PROTO_UDP, payload, ident)
         return self._tcp(n, src, dst, next_hop, ident)
+
+    def _closed_port(
+        self, n: int, forward: bool, src: Address, dst: Address, next_hop: str, ident: int
+    ) -> bytes:
+        """A datagram to the closed port, or the ICMP port unreachable quoting it."""
+        cport = EPHEMERAL + (n // 2) % 16000
+        probe_ident = (self.ident + n - (0 if forward else 1)) & 0xFFFF
+        client, server = (src, dst) if forward else (dst, src)
+        datagram = frames.udp(client.ip, server.ip, cport, self.flow.port, bytes(32))
+        if forward:
+            return frames.ipv4(src.mac, next_hop, src.ip, dst.ip, frames.PROTO_UDP, datagram, ident)
+        probe = frames.ipv4(
+            client.mac, server.mac, client.ip, server.ip, frames.PROTO_UDP, datagram, probe_ident
+        )
+        payload = frames.icmp_unreachable(probe[14 : 14 + 28])
+        return frames.ipv4(src.mac, next_hop, src.ip, dst.ip, frames.PROTO_ICMP, payload, ident)
 
     def _tcp_step(self, n: int) -> tuple[int, _Step, tuple[int, int], tuple[_Step, ...]]:
         cycle, rest = divmod(n, self._super)

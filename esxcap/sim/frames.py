@@ -84,6 +84,12 @@ def icmp_echo(ident: int, seq: int, reply: bool, size: int = 56) -> bytes:
     return head[:2] + struct.pack("!H", checksum(head + data)) + head[4:] + data
 
 
+def icmp_unreachable(quoted: bytes, code: int = 3) -> bytes:
+    """ICMP destination unreachable (port unreachable by default) quoting a datagram's start."""
+    head = struct.pack("!BBHI", 3, code, 0, 0)
+    return head[:2] + struct.pack("!H", checksum(head + quoted)) + head[4:] + quoted
+
+
 def _pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
     return ip_bytes(src) + ip_bytes(dst) + struct.pack("!BBH", 0, proto, length)
 

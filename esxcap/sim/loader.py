@@ -78,8 +78,8 @@ def topology_from_data(data: object, source: str) -> Topology:
     return topology
 
 
-_FLOW_KINDS = ("icmp", "arp", "dns", "tcp", "bulk")
-_DEFAULT_PORTS = {"dns": 53, "tcp": 80, "bulk": 9}
+_FLOW_KINDS = ("icmp", "arp", "dns", "tcp", "bulk", "udp-closed")
+_DEFAULT_PORTS = {"dns": 53, "tcp": 80, "bulk": 9, "udp-closed": 33434}
 
 
 def _flow(f: _Fields, index: int) -> Flow:
@@ -95,19 +95,20 @@ def _flow(f: _Fields, index: int) -> Flow:
         port=f.number("port", _DEFAULT_PORTS.get(kind, 0), hi=65535),
         rate_pps=float(rate),
         drop=f.flag("drop", False),
-        retransmit_every=_flow_faults(f, kind),
+        **_flow_faults(f, kind),
     )
     f.done()
     return flow
 
 
-def _flow_faults(f: _Fields, kind: str) -> int:
+def _flow_faults(f: _Fields, kind: str) -> dict[str, int]:
     g = _Fields(f.get("faults", {}), f"{f.path}.faults", f.source)
-    every = g.number("retransmit_every", 0, hi=1000)
-    if every and kind != "tcp":
-        raise g.error("retransmit_every", f"only tcp flows retransmit, this one is {kind}")
+    faults = {key: g.number(key, 0, hi=1000) for key in ("retransmit_every", "unanswered_every")}
+    for key, every in faults.items():
+        if every and kind != "tcp":
+            raise g.error(key, f"only tcp flows have {key}, this one is {kind}")
     g.done()
-    return every
+    return faults
 
 
 def _flow_end(f: _Fields, key: str) -> FlowEnd:

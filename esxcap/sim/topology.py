@@ -14,7 +14,7 @@ from typing import Literal
 from esxcap.esxi.models import EsxiVersion
 
 PortKind = Literal["uplink", "vmknic", "vnic"]
-FlowKind = Literal["icmp", "arp", "dns", "tcp", "bulk"]
+FlowKind = Literal["icmp", "arp", "dns", "tcp", "bulk", "udp-closed"]
 
 NET_STATS_TYPE: dict[PortKind, int] = {"vmknic": 3, "uplink": 4, "vnic": 5}
 """`net-stats -l` Type column (REFERENCE §2.3, INFERRED meaning)."""
@@ -306,6 +306,8 @@ class Flow:
     drop: bool = False
     retransmit_every: int = 0
     """tcp: every Nth connection sends its request twice (0: never)."""
+    unanswered_every: int = 0
+    """tcp: every Nth connection's SYN (and its retransmission) gets no answer (0: never)."""
 
 
 @dataclass(frozen=True)
