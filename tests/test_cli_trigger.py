@@ -164,7 +164,8 @@ def test_each_condition_fires_on_the_simulators_traffic(running, env, tmp_path, 
 def test_a_host_failing_mid_window_still_writes_the_event_and_says_so(running, env, tmp_path) -> None:
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "esxcap", "-i", str(running.sim.inventory_path), "recipe", "vm-to-vm",
-            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", "6", "-o", f"{out}/", "--json"]  # fmt: skip
+            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", "6", "-o", f"{out}/",
+            "--json"]  # fmt: skip
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: list(out.glob("*_trigger001_*.part")), 30)
