@@ -71,6 +71,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_stream_outputs": (SIMULATOR,),
     "test_targets": (PURE,),
     "test_transport": (SIMULATOR,),
+    "test_triggers": (PURE,),
     "test_upload": (SIMULATOR, TSHARK),
     "test_validate": (PURE,),
     "test_vcenter": (PURE,),
