@@ -144,6 +144,7 @@ CONDITIONS = {
         "a gap: silent",
     ),
     "bytes:0806@12": (("capture", "--vm", "m1"), "bytes 0806 at offset 12"),
+    "df:tcp.flags.reset == 1": (("recipe", "vm-to-vm", "m2", "n1"), "display filter 'tcp.flags.reset == 1'"),
 }
 
 
@@ -157,6 +158,8 @@ def test_each_condition_fires_on_the_simulators_traffic(running, env, tmp_path, 
     assert comments and said in comments[0], comments
     if condition == "bytes:0806@12":
         assert fields(event, "eth.type", display="frame.comment")[0] == ["0x0806"]
+    if condition.startswith("df:"):
+        assert fields(event, "tcp.flags.reset", display="frame.comment")[0] == ["1"]
     if condition == "drop":
         assert ":Drop:" in sidecar(event)["trigger"]["fired_on"]
 

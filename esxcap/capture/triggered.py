@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from esxcap.capture.before import BeforeBuffer, Buffer
 from esxcap.capture.destinations import OutputChoice, Outputs, merged_name, safe_name, section_comments
+from esxcap.capture.dfwatch import DisplayFilterWatch
 from esxcap.capture.files import create_part, place
 from esxcap.capture.sinks import CaptureSink
 from esxcap.errors import UsageError
@@ -131,6 +132,8 @@ class TriggerRecorder:
         self.on_last_event: Callable[[float], None] = lambda _seconds: None
         self._newest = 0
         self._keep_ns = round(plan.before_s * 1e9) + plan.condition.late_ns + CLOSE_MARGIN_NS
+        self.watch: DisplayFilterWatch | None = None
+        """df: the tshark that checks the display filter (its answers come later than the packets)."""
 
     def expect(self, interface_name: str, to_local_ns: int, drop_point: bool) -> None:
         self._streams[interface_name] = (to_local_ns, drop_point)
@@ -140,6 +143,8 @@ class TriggerRecorder:
         self._interfaces.append(interface)
         self._to_local.append(to_local)
         self.scanner.add_stream(iface, to_local, drop)
+        if self.watch is not None:
+            self.watch.add_interface(interface)
         for event in self.events:
             if not event.closed:
                 event.writer.add_interface(interface)
@@ -148,8 +153,17 @@ class TriggerRecorder:
         if stamps:
             local = stamps[0] + self._to_local[iface]
             self.first_ns = local if self.first_ns is None else min(self.first_ns, local)
+        if self.watch is not None:
+            self._matched(self.watch.matches())
+            return
         for hit in self.scanner.scan(iface, stamps, blocks):
             self.fire(hit)
+
+    def _matched(self, found: Sequence[tuple[int, int]]) -> None:
+        what = f"display filter {self.plan.condition.display_filter!r} matched"
+        for iface, ts in found:
+            if 0 <= iface < len(self._to_local):
+                self.fire(Hit(iface, ts, ts + self._to_local[iface], what))
 
     def fire(self, hit: Hit) -> None:
         """A trigger: marked in the open event whose window holds it, else a new event (while fewer than
@@ -210,6 +224,8 @@ class TriggerRecorder:
             iface, high, low, _caplen, _origlen = unpack(block, 0)
             stamps.append((high << 32 | low) + to_local[iface])
         listed = list(blocks)
+        if self.watch is not None:
+            self.watch.feed(listed)
         newest = max(stamps)
         for event in self.events:
             if not event.closed:
@@ -227,6 +243,8 @@ class TriggerRecorder:
 
     def finish(self) -> list[TriggerEvent]:
         """Close every open event (call after the sink has released everything); the events kept."""
+        if self.watch is not None:
+            self._matched(self.watch.close())
         for event in self.events:
             if not event.closed:
                 with contextlib.suppress(OSError):
@@ -257,6 +275,13 @@ def triggered_outputs(
     else:
         raise UsageError("--trigger writes one file per event; a stream output keeps none", "write -o FOLDER")
     recorder = TriggerRecorder(plan, base, section_comments(planned, started), info, choice.force)
+    if plan.condition.kind == "df":
+        from esxcap.capture.viewers import find_tshark
+
+        tshark = find_tshark()
+        if tshark is None:
+            raise UsageError("--trigger df: needs tshark, which is not installed", "install tshark")
+        recorder.watch = DisplayFilterWatch(tshark, plan.condition.display_filter, info)
     nowhere = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed with the Outputs
     sink = CaptureSink(nowhere, (), tap=recorder)
     return Outputs([sink] * len(planned), device=nowhere), recorder
