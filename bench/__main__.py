@@ -32,6 +32,7 @@ from bench import (
     sim_throughput,
     startup,
     throughput,
+    trigger_cost,
 )
 
 BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
@@ -44,6 +45,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     merge_speed.run,
     path_speed.run,
     ring_speed.run,
+    trigger_cost.run,
     startup.run,
 )
 NAMES = {bench.__module__.rsplit(".", 1)[-1]: bench for bench in BENCHMARKS}

@@ -41,6 +41,11 @@ _DATA = 28
 _VLAN_TPIDS = (0x8100, 0x88A8)
 _TCP, _ICMP = 6, 1
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
+_SYN_RST = _SYN | _RST
+_PLAIN_TCP = slice(_DATA + 12, _DATA + 15)
+_PLAIN_TCP_VALUES = b"\x08\x00\x45"
+"""EtherType IPv4 and an IPv4 header of 20 bytes, where an untagged frame has them."""
+_PLAIN_FLAGS = _DATA + 14 + 20 + 13
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,9 @@ class TriggerScanner:
                 if l4 >= 0 and block[l4] == 3:
                     found.append((iface, ts, f"ICMP destination unreachable (code {block[l4 + 1]})", block))
             else:
+                plain = caplen >= 48 and block[_PLAIN_TCP] == _PLAIN_TCP_VALUES
+                if plain and not block[_PLAIN_FLAGS] & _SYN_RST:
+                    continue  # the usual packet: untagged IPv4 without options, neither SYN nor RST
                 ip, l4 = _l4(block, caplen, _TCP)
                 if l4 < 0:
                     continue
