@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,8 +62,12 @@ def run(running: SimulatorThread, env: dict[str, str], out: Path, *args: str) ->
     return result
 
 
+EVENT_NAME = re.compile(r"_trigger\d{3}_\d{8}T\d{6}\.\d{3}Z\.pcapng$")
+
+
 def events_in(out: Path) -> list[Path]:
-    return sorted(out.glob("*_trigger*.pcapng"))
+    """The event files (not their --split files)."""
+    return sorted(p for p in out.glob("*_trigger*.pcapng") if EVENT_NAME.search(p.name))
 
 
 def fields(path: Path, *names: str, display: str = "") -> list[list[str]]:
@@ -118,8 +123,10 @@ def test_trigger_count_2_keeps_two_events_and_a_trigger_inside_a_window_joins_it
 ) -> None:
     out = tmp_path / "out"
     result = run(running, env, out, "recipe", "vm-to-vm", "m2", "n1", "--trigger", "tcp-rst",
-                 "--trigger-count", "2", "--before", "0.2", "--after", "0.6")  # fmt: skip
+                 "--trigger-count", "2", "--before", "0.2", "--after", "0.6", "--split")  # fmt: skip
     events = events_in(out)
+    for event in events:  # --split: one file per stream of each event beside it
+        assert len(list(out.glob(f"{event.stem}-*.pcapng"))) == 8
     assert [e.name.split("_trigger")[1][:3] for e in events] == ["001", "002"]
     documents = [sidecar(e)["trigger"] for e in events]
     # an RST is seen at four points within ~1 ms, and the next connection's RST 0.28 s later: both inside

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from esxcap.capture import clock
-from esxcap.capture.destinations import OutputChoice, sinks_for, split_file
+from esxcap.capture.destinations import ConsoleView, OutputChoice, sinks_for, split_file
 from esxcap.capture.metadata import add_to_sidecars, write_capture_sidecars
 from esxcap.capture.ring import ring_summary
 from esxcap.capture.run import (
@@ -144,8 +144,16 @@ async def run_capture(
     show = reporter.packet if settings.console or settings.hexdump else None
     recorder: TriggerRecorder | None = None
     if settings.trigger is not None:
+        view = ConsoleView(settings.hexdump, show) if show is not None else None
         outputs, recorder = triggered_outputs(
-            planned, settings.choice, started, settings.trigger, reporter.info, settings.name
+            planned,
+            settings.choice,
+            started,
+            settings.trigger,
+            reporter.info,
+            settings.name,
+            settings.max_bytes,
+            view,
         )
     else:
         outputs = sinks_for(

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from esxcap.capture.before import BeforeBuffer, Buffer
-from esxcap.capture.destinations import OutputChoice, Outputs, merged_name, safe_name, section_comments
+from esxcap.capture.destinations import (
+    ConsoleView,
+    OutputChoice,
+    Outputs,
+    merged_name,
+    safe_name,
+    section_comments,
+)
 from esxcap.capture.dfwatch import DisplayFilterWatch
 from esxcap.capture.files import create_part, place
 from esxcap.capture.sinks import CaptureSink
@@ -264,9 +271,12 @@ def triggered_outputs(
     plan: TriggerPlan,
     info: Callable[[str], None],
     name: str | None = None,
+    max_bytes: int | None = None,
+    console: ConsoleView | None = None,
 ) -> tuple[Outputs, TriggerRecorder]:
     """The one sink of a triggered capture (its continuous timeline goes nowhere: only the events are
-    kept) and its recorder, whose event files are named after what the capture's file would be."""
+    kept; --console still shows every packet) and its recorder, whose event files are named after what
+    the capture's file would be."""
     if choice.file is not None:
         base = choice.file
     elif choice.directory is not None:
@@ -283,8 +293,8 @@ def triggered_outputs(
             raise UsageError("--trigger df: needs tshark, which is not installed", "install tshark")
         recorder.watch = DisplayFilterWatch(tshark, plan.condition.display_filter, info)
     nowhere = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed with the Outputs
-    sink = CaptureSink(nowhere, (), tap=recorder)
-    return Outputs([sink] * len(planned), device=nowhere), recorder
+    sink = CaptureSink(nowhere, (), max_bytes, console, tap=recorder)
+    return Outputs([sink] * len(planned), console=console, device=nowhere), recorder
 
 
 def to_local_ns(shift_ns: int, offset_ns: int | None) -> int:
