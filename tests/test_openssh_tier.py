@@ -405,3 +405,17 @@ def test_a_ring_rotates_over_a_real_sshd(openssh, transport, tmp_path) -> None:
         seqs = [int(r[0]) for s in segments for r in tshark_fields(s, "icmp.seq")]
         assert [(b - a) % 65536 for a, b in itertools.pairwise(seqs)] == [1] * (len(seqs) - 1)
     assert openssh.pktcaps() == []
+
+
+def test_a_trigger_keeps_the_moment_on_both_hosts(openssh, transport, tmp_path) -> None:
+    out = tmp_path / "events"
+    result = cli(openssh, transport, tmp_path, "capture", "--vm", "m2", "--vm", "n1", "--trigger", "tcp-rst",
+                 "--before", "0.5", "--after", "0.5", "-d", "30", "-o", f"{out}/", "--json")  # fmt: skip
+    assert result.code == 0, result.stderr
+    [event] = [e["file"] for e in result.json()["triggers"]]
+    assert packets_in(out / event) > 0
+    if TSHARK:
+        names = {row[0] for row in tshark_fields(out / event, "frame.interface_name")}
+        assert {name.split(":")[0] for name in names} == {"mid", "new"}
+        comments = [c for [c] in tshark_fields(out / event, "frame.comment") if c]
+        assert comments and all("esxcap trigger tcp-rst fired on" in c for c in comments)
