@@ -218,34 +218,25 @@ async def run_capture(
                 reporter.info(f"--split: {len(split_file(path))} files beside {path}")
     finally:
         # the files' metadata is written whatever ended the capture (a bug included: it stays loud)
-        write_capture_sidecars(
-            runs,
-            files,
-            {o.host.name: (o.host, o.value.facts) for o in opened},
-            failures,
-            started,
-            end_ns / 1e9,
-            settings.options,
-            {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
-            reporter.warning,
-            clocks={name: c.as_dict() for name, c in checks.items()},
-        )
+        def sidecars(of: dict[int, Path | None]) -> None:
+            write_capture_sidecars(
+                runs,
+                of,
+                {o.host.name: (o.host, o.value.facts) for o in opened},
+                failures,
+                started,
+                end_ns / 1e9,
+                settings.options,
+                {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
+                reporter.warning,
+                clocks={name: c.as_dict() for name, c in checks.items()},
+            )
+
+        sidecars(files)
         described = _describe_events(events, recorder, runs, reporter) if recorder else None
-        if described:
-            for event, document in zip(events, described, strict=True):
-                write_capture_sidecars(
-                    runs,
-                    {id(sinks[0]): event.path},
-                    {o.host.name: (o.host, o.value.facts) for o in opened},
-                    failures,
-                    started,
-                    end_ns / 1e9,
-                    settings.options,
-                    {"duration_s": settings.duration, "max_bytes": settings.max_bytes, "stop_reason": reason},
-                    reporter.warning,
-                    clocks={name: c.as_dict() for name, c in checks.items()},
-                )
-                add_to_sidecars([event.path], "trigger", document, reporter.warning)
+        for event, document in zip(events, described or [], strict=True):
+            sidecars({id(sinks[0]): event.path})
+            add_to_sidecars([event.path], "trigger", document, reporter.warning)
     receive_paths = {name: conn.receive_path for name, conn in conns.items()}
     return CaptureOutcome(
         runs, files, made, list(failed), checks, control.abort.is_set(), reason, receive_paths, described
