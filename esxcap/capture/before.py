@@ -33,6 +33,8 @@ class BeforeBuffer:
         self.spilled_bytes = 0
         """Bytes spilled and not yet expired."""
         self.spills = 0
+        self.peak_spilled = 0
+        """The most the spill file held at once."""
 
     def add(self, stamps: list[int], blocks: list[Buffer]) -> None:
         self._memory.extend(zip(stamps, blocks, strict=True))
@@ -57,6 +59,7 @@ class BeforeBuffer:
         self._end += size
         self.memory_bytes -= size
         self.spilled_bytes += size
+        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes)
         self.spills += 1
 
     def prune(self, horizon: int) -> None:

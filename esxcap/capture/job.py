@@ -281,6 +281,7 @@ def _describe_events(
             if r.error is not None and (r.ended_at or 0) * 1e9 <= event.end_ns
         ]
         document["failed_during_window"] = failed
+        document["before_window_spilled_bytes"] = recorder.before.peak_spilled
         for failure in failed:
             reporter.warning(
                 f"trigger event {event.number}: {failure['stream']} failed before its window ended "
