@@ -4,7 +4,7 @@ python -m bench               1 GiB per streaming case, median of 3 interleaved 
 python -m bench --gib 4       4 GiB per case
 python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only,
                               discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs,
-                              first packet: 1 run)
+                              first packet: 1 run, long run: 2 trigger events)
 python -m bench --only throughput --quick   one benchmark's rows (names: the modules listed below)
 """
 
@@ -25,6 +25,7 @@ from bench import (
     discovery_scale,
     first_packet,
     format_table,
+    long_run,
     merge_speed,
     path_speed,
     ring_speed,
@@ -46,6 +47,7 @@ BENCHMARKS: tuple[Callable[[Options], list[Row]], ...] = (
     path_speed.run,
     ring_speed.run,
     trigger_cost.run,
+    long_run.run,
     startup.run,
 )
 NAMES = {bench.__module__.rsplit(".", 1)[-1]: bench for bench in BENCHMARKS}
