@@ -147,6 +147,15 @@ def test_before_buffer_spills_beyond_its_bound_and_gives_back_every_block_in_ord
     buffer.close()
 
 
+def test_before_buffer_spills_thousands_of_small_blocks_at_once(tmp_path: Path) -> None:
+    buffer = BeforeBuffer(max_bytes=1 << 20, spill_dir=tmp_path)
+    sent = [(i, i.to_bytes(4, "little") * 16) for i in range(40_000)]
+    buffer.add([t for t, _ in sent], [b for _, b in sent])
+    assert buffer.spills == 1 and buffer.spilled_bytes > 0
+    assert [(t, bytes(b)) for t, b in buffer.since(0)] == sent
+    buffer.close()
+
+
 def test_before_buffer_compacts_its_spill_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("esxcap.capture.before.COMPACT_MIN", 1000)
     buffer = BeforeBuffer(max_bytes=1000, spill_dir=tmp_path)

@@ -55,7 +55,10 @@ class BeforeBuffer:
             self._disk.append((local, self._end + size, len(block)))
             moved.append(block)
             size += len(block)
-        os.pwritev(self._file.fileno(), moved, self._end)
+        data = memoryview(b"".join(moved))
+        done = 0
+        while done < size:
+            done += os.pwrite(self._file.fileno(), data[done:], self._end + done)
         self._end += size
         self.memory_bytes -= size
         self.spilled_bytes += size

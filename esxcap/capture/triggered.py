@@ -35,7 +35,7 @@ from esxcap.capture.destinations import (
 )
 from esxcap.capture.dfwatch import DisplayFilterWatch
 from esxcap.capture.files import create_part, place
-from esxcap.capture.sinks import CaptureSink
+from esxcap.capture.sinks import CaptureSink, OutputError
 from esxcap.errors import UsageError
 from esxcap.pcap import Interface, PcapngWriter, encode_epb
 from esxcap.pcap.triggers import Hit, TriggerPlan, TriggerScanner
@@ -223,6 +223,16 @@ class TriggerRecorder:
 
     def take(self, blocks: Sequence[Buffer]) -> None:
         """Released blocks in time order: kept for later events, written to the open ones."""
+        try:
+            self._take(blocks)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the trigger events or their before-window in {self.base.parent}: "
+                f"{exc.strerror or exc}",
+                "free some space or choose another folder with -o; the events written so far are kept",
+            ) from exc
+
+    def _take(self, blocks: Sequence[Buffer]) -> None:
         if not blocks:
             return
         unpack, to_local = _EPB_FIELDS.unpack_from, self._to_local
