@@ -92,7 +92,7 @@ def _events(doc: Any, out: Path) -> list[str]:
 
 
 def measure(events: int, workdir: Path) -> list[Row]:
-    case = f"{HOSTS} hosts x 2 streams, {RATE_PPS} pps pings, a reset every {PERIOD_S:g} s, {events} events"
+    case = f"{HOSTS} hosts (a VM each), {RATE_PPS} pps pings, a reset every {PERIOD_S:g} s, {events} events"
     state, topo = workdir / "state", workdir / "topology.yaml"
     topo.write_text(yaml.safe_dump(topology()))
     sim = subprocess.Popen(
