@@ -130,39 +130,52 @@ def test_count_takes_a_packet_seen_at_several_points_once() -> None:
     assert hit.ts_ns == 1 * S + 5000 and hit.what == "TCP RST (match 2)"
 
 
+def _batches(count: int, size: int, per_batch: int) -> list[tuple[int, list[bytes]]]:
+    """`count` blocks of `size` bytes (pcapng-shaped: their length at offset 4), `per_batch` to a batch,
+    each batch with the time of its last block (block i at time i)."""
+    blocks = [(1).to_bytes(4, "little") + size.to_bytes(4, "little") + bytes([i % 256]) * (size - 8)
+              for i in range(count)]  # fmt: skip
+    return [(min(s + per_batch, count) - 1, blocks[s : s + per_batch]) for s in range(0, count, per_batch)]
+
+
+def _held(buffer: BeforeBuffer, start: int = 0) -> list[bytes]:
+    return [bytes(b) for batch in buffer.since(start) for b in batch]
+
+
 def test_before_buffer_spills_beyond_its_bound_and_gives_back_every_block_in_order(tmp_path: Path) -> None:
     buffer = BeforeBuffer(max_bytes=4096, spill_dir=tmp_path)
-    sent = [(i * 1000, bytes([i % 256]) * 100) for i in range(200)]
-    for start in range(0, 200, 10):
-        chunk = sent[start : start + 10]
-        buffer.add([t for t, _ in chunk], [b for _, b in chunk])
+    batches = _batches(200, 100, 10)
+    for newest, blocks in batches:
+        buffer.add(newest, blocks)
+    sent = [b for _, blocks in batches for b in blocks]
     assert buffer.spills > 0 and buffer.memory_bytes <= 4096
     assert buffer.spilled_bytes + buffer.memory_bytes == 200 * 100
-    assert [(t, bytes(b)) for t, b in buffer.since(0)] == sent
-    assert [t for t, _ in buffer.since(150_000)] == [t for t, _ in sent[150:]]
+    assert _held(buffer) == sent
+    assert _held(buffer, 155) == sent[150:]  # whole batches: the one holding 155 starts at 150
     assert list(tmp_path.iterdir()) == []  # the spill file has no name
-    buffer.prune(190_000)
-    assert [t for t, _ in buffer.since(0)] == [t for t, _ in sent[190:]]
+    buffer.prune(190)
+    assert _held(buffer) == sent[190:]
     assert buffer.spilled_bytes == 0
     buffer.close()
 
 
-def test_before_buffer_spills_thousands_of_small_blocks_at_once(tmp_path: Path) -> None:
+def test_before_buffer_spills_thousands_of_blocks_at_once(tmp_path: Path) -> None:
     buffer = BeforeBuffer(max_bytes=1 << 20, spill_dir=tmp_path)
-    sent = [(i, i.to_bytes(4, "little") * 16) for i in range(40_000)]
-    buffer.add([t for t, _ in sent], [b for _, b in sent])
+    [(newest, blocks)] = _batches(40_000, 64, 40_000)
+    buffer.add(newest, blocks)
     assert buffer.spills == 1 and buffer.spilled_bytes > 0
-    assert [(t, bytes(b)) for t, b in buffer.since(0)] == sent
+    assert _held(buffer) == blocks
     buffer.close()
 
 
 def test_before_buffer_compacts_its_spill_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("esxcap.capture.before.COMPACT_MIN", 1000)
     buffer = BeforeBuffer(max_bytes=1000, spill_dir=tmp_path)
-    sent = [(i, bytes([i]) * 100) for i in range(100)]
-    buffer.add([t for t, _ in sent], [b for _, b in sent])
+    batches = _batches(100, 100, 1)
+    for newest, blocks in batches:
+        buffer.add(newest, blocks)
     buffer.prune(60)
-    assert [(t, bytes(b)) for t, b in buffer.since(0)] == sent[60:]
+    assert _held(buffer) == [b for _, blocks in batches[60:] for b in blocks]
     buffer.close()
 
 

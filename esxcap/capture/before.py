@@ -1,10 +1,12 @@
-"""The before-window of a triggered capture: the packets of the last seconds (encoded blocks with their
-local times), held in memory up to a byte bound and spilled beyond it to a private temporary file in the
+"""The before-window of a triggered capture: the packets of the last seconds, as the batches of encoded
+blocks the sink released (each with the local times of its first and last packet: no object per
+packet), held in memory up to a byte bound and spilled beyond it to a private temporary file in the
 destination folder (unlinked at once: nothing is left behind, whatever ends the run)."""
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from collections import deque
 from collections.abc import Iterator
@@ -15,19 +17,32 @@ Buffer = bytes | memoryview
 COMPACT_MIN = 64 << 20
 """The spill file is compacted when its expired head is larger than this and than what it still holds."""
 READ_CHUNK = 4 << 20
+_LENGTH = struct.Struct("<4xI")
+
+
+def split_blocks(data: Buffer) -> list[memoryview]:
+    """Whole pcapng blocks laid end to end, one view each."""
+    view = memoryview(data)
+    blocks, pos = [], 0
+    while pos + 12 <= len(view):
+        (length,) = _LENGTH.unpack_from(view, pos)
+        blocks.append(view[pos : pos + length])
+        pos += length
+    return blocks
 
 
 class BeforeBuffer:
-    """Blocks in the order taken, each with its local time; `prune` lets go of those older than a
-    horizon, `since` yields those from a time on (spilled ones first: they are the oldest)."""
+    """Batches of blocks in the order taken; `prune` lets go of the batches wholly older than a horizon,
+    `since` gives back those that reach a time (spilled ones first: they are the oldest)."""
 
     def __init__(self, max_bytes: int, spill_dir: Path) -> None:
         self.max_bytes = max_bytes
         self._spill_dir = spill_dir
-        self._memory: deque[tuple[int, Buffer]] = deque()
+        self._memory: deque[tuple[int, list[Buffer], int]] = deque()
+        """(local time of the newest packet, blocks, their bytes)."""
         self.memory_bytes = 0
         self._disk: deque[tuple[int, int, int]] = deque()
-        """Spilled blocks: (local time, offset in the spill file, length)."""
+        """Spilled batches: (local time of the newest packet, offset in the spill file, length)."""
         self._file: IO[bytes] | None = None
         self._end = 0
         self.spilled_bytes = 0
@@ -36,14 +51,16 @@ class BeforeBuffer:
         self.peak_spilled = 0
         """The most the spill file held at once."""
 
-    def add(self, stamps: list[int], blocks: list[Buffer]) -> None:
-        self._memory.extend(zip(stamps, blocks, strict=True))
-        self.memory_bytes += sum(map(len, blocks))
+    def add(self, newest: int, blocks: list[Buffer]) -> None:
+        """Keep a batch of blocks whose newest packet's local time is `newest`."""
+        size = sum(map(len, blocks))
+        self._memory.append((newest, blocks, size))
+        self.memory_bytes += size
         if self.memory_bytes > self.max_bytes:
             self._spill(self.memory_bytes - self.max_bytes * 3 // 4)
 
     def _spill(self, nbytes: int) -> None:
-        """Move the oldest blocks holding at least `nbytes` to the spill file, in one write."""
+        """Move the oldest batches holding at least `nbytes` to the spill file, in one write."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
                 dir=self._spill_dir, prefix=".esxcap-before-"
@@ -51,10 +68,10 @@ class BeforeBuffer:
         moved: list[Buffer] = []
         size = 0
         while self._memory and size < nbytes:
-            local, block = self._memory.popleft()
-            self._disk.append((local, self._end + size, len(block)))
-            moved.append(block)
-            size += len(block)
+            newest, blocks, length = self._memory.popleft()
+            self._disk.append((newest, self._end + size, length))
+            moved += blocks
+            size += length
         data = memoryview(b"".join(moved))
         done = 0
         while done < size:
@@ -66,13 +83,13 @@ class BeforeBuffer:
         self.spills += 1
 
     def prune(self, horizon: int) -> None:
-        """Let go of every block older than `horizon` (local ns)."""
+        """Let go of every batch whose packets are all older than `horizon` (local ns)."""
         disk = self._disk
         while disk and disk[0][0] < horizon:
             self.spilled_bytes -= disk.popleft()[2]
         memory = self._memory
         while memory and memory[0][0] < horizon:
-            self.memory_bytes -= len(memory.popleft()[1])
+            self.memory_bytes -= memory.popleft()[2]
         if self._file is not None and not disk:
             self._file.truncate(0)
             self._end = 0
@@ -90,18 +107,18 @@ class BeforeBuffer:
             done += len(chunk)
         self._file.truncate(done)
         self._end = done
-        self._disk = deque((local, offset - start, length) for local, offset, length in self._disk)
+        self._disk = deque((newest, offset - start, length) for newest, offset, length in self._disk)
 
-    def since(self, start: int) -> Iterator[tuple[int, Buffer]]:
-        """The blocks whose local time is `start` or later, oldest first."""
+    def since(self, start: int) -> Iterator[list[Buffer]]:
+        """The batches whose newest packet is at `start` or later, oldest first (they may begin earlier)."""
         if self._file is not None:
             fd = self._file.fileno()
-            for local, offset, length in list(self._disk):
-                if local >= start:
-                    yield local, os.pread(fd, length, offset)
-        for local, block in list(self._memory):
-            if local >= start:
-                yield local, block
+            for newest, offset, length in list(self._disk):
+                if newest >= start:
+                    yield list(split_blocks(os.pread(fd, length, offset)))
+        for newest, blocks, _size in list(self._memory):
+            if newest >= start:
+                yield blocks
 
     def close(self) -> None:
         if self._file is not None:

@@ -215,9 +215,8 @@ class TriggerRecorder:
                 f"trigger {number} fired {kept:.1f} s after the capture's first packet: its before-window "
                 f"holds {kept:.1f} s, not {plan.before_s:g} s"
             )
-        held = list(self.before.since(start))
-        if held:
-            event.write([local for local, _ in held], [block for _, block in held])
+        for held in self.before.since(start):
+            event.write(self._locals(held), held)
         if number == plan.events:
             self.on_last_event(max(0.0, (event.end_ns - time.time_ns()) / 1e9) + STOP_MARGIN_S)
 
@@ -233,25 +232,34 @@ class TriggerRecorder:
             ) from exc
 
     def _take(self, blocks: Sequence[Buffer]) -> None:
+        """Only an open event looks at each packet's time; the before-window keeps the batch whole, by
+        the time of its last packet (the sink releases in time order, late packets first)."""
         if not blocks:
             return
+        listed = list(blocks)
+        if self.watch is not None:
+            self.watch.feed(listed)
+        newest = self._locals(listed[-1:])[0]
+        open_events = [event for event in self.events if not event.closed]
+        if open_events:
+            stamps = self._locals(listed)
+            newest = max(stamps)
+            for event in open_events:
+                event.write(stamps, listed)
+                if newest > event.end_ns + CLOSE_MARGIN_NS:
+                    self._close(event)
+        self.before.add(newest, listed)
+        self._newest = max(self._newest, newest)
+        self.before.prune(self._newest - self._keep_ns)
+
+    def _locals(self, blocks: Sequence[Buffer]) -> list[int]:
+        """Each block's timestamp in this machine's time."""
         unpack, to_local = _EPB_FIELDS.unpack_from, self._to_local
         stamps = []
         for block in blocks:
             iface, high, low, _caplen, _origlen = unpack(block, 0)
             stamps.append((high << 32 | low) + to_local[iface])
-        listed = list(blocks)
-        if self.watch is not None:
-            self.watch.feed(listed)
-        newest = max(stamps)
-        for event in self.events:
-            if not event.closed:
-                event.write(stamps, listed)
-                if newest > event.end_ns + CLOSE_MARGIN_NS:
-                    self._close(event)
-        self.before.add(stamps, listed)
-        self._newest = max(self._newest, newest)
-        self.before.prune(self._newest - self._keep_ns)
+        return stamps
 
     def _close(self, event: TriggerEvent) -> None:
         event.closed = True
