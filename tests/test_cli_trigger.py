@@ -132,6 +132,7 @@ def test_trigger_count_2_keeps_two_events_and_a_trigger_inside_a_window_joins_it
     # an RST is seen at four points within ~1 ms, and the next connection's RST 0.28 s later: both inside
     # the first event's after-window, so they belong to it (marked, listed) rather than open events
     assert len(documents[0]["triggers"]) >= 4
+    assert documents[0]["triggers_in_window"] == len(documents[0]["triggers"])
     assert documents[1]["window_utc"][0] > documents[0]["trigger_utc"]
     for event in events:
         comments = [c for [c] in fields(event, "frame.comment", display="frame.comment")]

@@ -47,6 +47,8 @@ hosts' streams may lag by their clock offsets and the network)."""
 STOP_MARGIN_S = 1.5
 """After the last event's window ends, how long the streams still run so its last packets arrive."""
 _EPB_FIELDS = struct.Struct("<8xIIIII")
+LISTED_TRIGGERS = 100
+"""Triggers listed per event in the metadata (a burst of them is counted, not listed)."""
 
 
 def event_name(base: Path, number: int, ts_ns: int) -> Path:
@@ -71,6 +73,8 @@ class TriggerEvent:
     writer: PcapngWriter
     marks: dict[tuple[int, int], str] = field(default_factory=dict)
     triggers: list[dict[str, Any]] = field(default_factory=list)
+    """The first LISTED_TRIGGERS triggers inside the window (`fired` counts them all)."""
+    fired: int = 0
     packets: dict[int, int] = field(default_factory=dict)
     closed: bool = False
 
@@ -102,6 +106,7 @@ class TriggerEvent:
             "window_utc": [_utc(self.start_ns), _utc(self.end_ns)],
             "before_s_kept": round(self.before_kept_s, 3),
             "triggers": self.triggers,
+            "triggers_in_window": self.fired,
             "packets": {names[i]: n for i, n in sorted(self.packets.items())},
         }
 
@@ -182,7 +187,9 @@ class TriggerRecorder:
             if event.start_ns <= hit.local_ns <= event.end_ns:
                 if not event.closed:
                     event.marks[hit.iface, hit.ts_ns] = comment
-                event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
+                event.fired += 1
+                if len(event.triggers) < LISTED_TRIGGERS:
+                    event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
                 return
         if len(self.events) >= self.plan.events:
             return
@@ -208,6 +215,7 @@ class TriggerRecorder:
         event = TriggerEvent(number, hit, stream, start, end, kept, path, part, handle, writer)
         event.marks[hit.iface, hit.ts_ns] = comment
         event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
+        event.fired = 1
         self.events.append(event)
         self._info(f"trigger {number}: {comment}")
         if kept < plan.before_s:
