@@ -1,6 +1,6 @@
-"""Long run with triggers: the real `esxcap capture --trigger` against three simulated hosts (their own
-process) at a steady rate, an intermittent TCP reset between VMs on two of them every ~PERIOD_S seconds,
-kept as one event file per reset until EVENTS were kept.
+"""Long run with triggers: the real `esxcap capture --trigger` against three simulated hosts (served by
+the benchmark's process; the CLI runs in its own) at a steady rate, an intermittent TCP reset between
+VMs on two of them every ~PERIOD_S seconds, kept as one event file per reset until EVENTS were kept.
 
 Checked, each a verdict: every event file opens in capinfos; each holds packets of all three hosts and
 its trigger packet (the one with the comment) inside its window; the CLI's RSS stays flat (sampled each
@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import MIB, Options, Row
 
 BENCH = "long run"
@@ -33,7 +31,6 @@ PERIOD_S = 8.0
 EVENTS, QUICK_EVENTS = 6, 2
 BEFORE_S, AFTER_S = 2.0, 1.0
 BEFORE_BYTES = 1 * MIB
-START_TIMEOUT_S = 60.0
 RSS_GROWTH = 1.25
 
 
@@ -92,68 +89,57 @@ def _events(doc: Any, out: Path) -> list[str]:
 
 
 def measure(events: int, workdir: Path) -> list[Row]:
+    """Serve the three hosts (in this process) and run the capture against them."""
+    from esxcap.sim import SimulatorThread, topology_from_data
+
+    with SimulatorThread(topology_from_data(topology(), "<long run>"), workdir / "state") as sim:
+        return _capture(sim.sim.inventory_path, events, workdir)
+
+
+def _capture(inventory: Path, events: int, workdir: Path) -> list[Row]:
     case = f"{HOSTS} hosts (a VM each), {RATE_PPS} pps pings, a reset every {PERIOD_S:g} s, {events} events"
-    state, topo = workdir / "state", workdir / "topology.yaml"
-    topo.write_text(yaml.safe_dump(topology()))
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "esxcap", "sim", "--topology", str(topo), "--state-dir", str(state)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(workdir / "sim.log").open("wb"),
-    )  # fmt: skip
+    out = workdir / "out"
+    argv = [sys.executable, "-m", "esxcap", "-i", str(inventory), "capture",
+            *(a for i in range(HOSTS) for a in ("--vm", f"v{i}")), "--trigger", "tcp-rst",
+            "--before", str(BEFORE_S), "--after", str(AFTER_S), "--before-bytes", str(BEFORE_BYTES),
+            "--trigger-count", str(events), "-d", str(events * PERIOD_S * 3), "-o", f"{out}/",
+            "--json"]  # fmt: skip
+    start = time.monotonic()
+    with (workdir / "cli.log").open("wb") as err:
+        cli = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        samples: list[int] = []
+        while cli.poll() is None:
+            first_event = next(out.glob("*_trigger001_*"), None) if out.is_dir() else None
+            rss = _rss(cli.pid)
+            if rss is not None and first_event is not None:
+                samples.append(rss)
+            time.sleep(1.0)
+        stdout = cli.communicate()[0]
+    wall = time.monotonic() - start
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (state / "inventory.yaml").exists():
-            if sim.poll() is not None or time.monotonic() > deadline:
-                return [Row.skipped(BENCH, case, "the simulator did not start")]
-            time.sleep(0.2)
-        out = workdir / "out"
-        argv = [sys.executable, "-m", "esxcap", "-i", str(state / "inventory.yaml"), "capture",
-                *(a for i in range(HOSTS) for a in ("--vm", f"v{i}")), "--trigger", "tcp-rst",
-                "--before", str(BEFORE_S), "--after", str(AFTER_S), "--before-bytes", str(BEFORE_BYTES),
-                "--trigger-count", str(events), "-d", str(events * PERIOD_S * 3), "-o", f"{out}/",
-                "--json"]  # fmt: skip
-        start = time.monotonic()
-        with (workdir / "cli.log").open("wb") as err:
-            cli = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-            samples: list[int] = []
-            while cli.poll() is None:
-                first_event = next(out.glob("*_trigger001_*"), None) if out.is_dir() else None
-                rss = _rss(cli.pid)
-                if rss is not None and first_event is not None:
-                    samples.append(rss)
-                time.sleep(1.0)
-            stdout = cli.communicate()[0]
-        wall = time.monotonic() - start
-        try:
-            doc = json.loads(stdout or b"null")
-        except json.JSONDecodeError:
-            doc = None
-        if cli.returncode != 0 or doc is None:
-            said = (workdir / "cli.log").read_text(errors="replace").strip().splitlines()
-            return [Row.skipped(BENCH, case, f"capture exit {cli.returncode}: {said[-1] if said else '?'}")]
-        problems = _events(doc, out)
-        if not any(e["before_window_spilled_bytes"] for e in doc["triggers"]):
-            problems.append(f"the before-window never spilled beyond --before-bytes {BEFORE_BYTES}")
-        kept = len(doc["triggers"])
-        leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
-        flat = len(samples) >= 2 and samples[-1] <= samples[0] * RSS_GROWTH
-        memory = "RSS not sampled"
-        if samples:
-            memory = f"RSS {samples[0] / MIB:.0f} -> {samples[-1] / MIB:.0f} MiB"
-        result = (
-            f"{kept}/{events} events in {wall:.0f} s, {memory}, "
-            f"{'every window on all hosts' if not problems else '; '.join(problems[:2])}"
-            f"{', files left: ' + ', '.join(leftovers) if leftovers else ''}"
-        )
-        ok = kept == events and not problems and flat and not leftovers
-        target = "all events, all hosts, RSS flat"
-        return [Row(BENCH, case, result, target, "PASS" if ok else "MISS")]
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
+        doc = json.loads(stdout or b"null")
+    except json.JSONDecodeError:
+        doc = None
+    if cli.returncode != 0 or doc is None:
+        said = (workdir / "cli.log").read_text(errors="replace").strip().splitlines()
+        return [Row.skipped(BENCH, case, f"capture exit {cli.returncode}: {said[-1] if said else '?'}")]
+    problems = _events(doc, out)
+    if not any(e["before_window_spilled_bytes"] for e in doc["triggers"]):
+        problems.append(f"the before-window never spilled beyond --before-bytes {BEFORE_BYTES}")
+    kept = len(doc["triggers"])
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
+    flat = len(samples) >= 2 and samples[-1] <= samples[0] * RSS_GROWTH
+    memory = "RSS not sampled"
+    if samples:
+        memory = f"RSS {samples[0] / MIB:.0f} -> {samples[-1] / MIB:.0f} MiB"
+    result = (
+        f"{kept}/{events} events in {wall:.0f} s, {memory}, "
+        f"{'every window on all hosts' if not problems else '; '.join(problems[:2])}"
+        f"{', files left: ' + ', '.join(leftovers) if leftovers else ''}"
+    )
+    ok = kept == events and not problems and flat and not leftovers
+    target = "all events, all hosts, RSS flat"
+    return [Row(BENCH, case, result, target, "PASS" if ok else "MISS")]
 
 
 def run(options: Options) -> list[Row]:
