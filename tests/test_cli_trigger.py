@@ -21,6 +21,7 @@ from conftest import FAST_TOPOLOGY
 from pcaptools import TSHARK, requires_tools
 from polling import wait_until
 
+from esxcap.capture.ring import SEGMENT_NAME
 from esxcap.pcap import CaptureFile
 from esxcap.sim import SimulatorThread, topology_from_data
 
@@ -138,6 +139,24 @@ def test_trigger_count_2_keeps_two_events_and_a_trigger_inside_a_window_joins_it
         comments = [c for [c] in fields(event, "frame.comment", display="frame.comment")]
         assert len(comments) >= 2 and all("tcp-rst fired on" in c for c in comments)
     assert [t["number"] for t in result.json()["triggers"]] == [1, 2]
+
+
+def test_a_ring_keeps_rolling_and_never_deletes_the_event_files(running, env, tmp_path) -> None:
+    out = tmp_path / "out"
+    ring = ("--ring", "files:2,filesize:24k")
+    result = run(running, env, out, "recipe", "vm-to-vm", "m2", "n1", *ring, "--trigger", "tcp-rst",
+                 "--trigger-count", "2", "--before", "0.3", "--after", "0.8")  # fmt: skip
+    events = events_in(out)
+    assert [e["file"] for e in result.json()["triggers"]] == [e.name for e in events] and len(events) == 2
+    segments = sorted(p for p in out.glob("*.pcapng") if SEGMENT_NAME.match(p.name))
+    assert len(segments) == 2 and "older rotated out" in result.stderr
+    for event in events:
+        comments = [c for [c] in fields(event, "frame.comment", display="frame.comment")]
+        assert comments and "tcp-rst fired on" in comments[0]
+        assert {n.split(":")[0] for [n] in fields(event, "frame.interface_name")} == {"mid", "new"}
+    refused = esxcap("-i", str(running.sim.inventory_path), "recipe", "vm-to-vm", "m2", "n1", *ring,
+                     "--split", "--trigger", "tcp-rst", "-o", f"{out}/", env=env)  # fmt: skip
+    assert refused.code == 2 and "one ring per stream" in refused.stderr
 
 
 CONDITIONS = {

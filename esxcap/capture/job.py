@@ -30,7 +30,13 @@ from esxcap.capture.run import (
     stop_reason,
 )
 from esxcap.capture.sinks import REORDER_WINDOW_NS, CaptureSink
-from esxcap.capture.triggered import TriggerEvent, TriggerRecorder, to_local_ns, triggered_outputs
+from esxcap.capture.triggered import (
+    TriggerEvent,
+    TriggerRecorder,
+    tap_ring,
+    to_local_ns,
+    triggered_outputs,
+)
 from esxcap.errors import HostError
 from esxcap.inventory import HostConfig
 from esxcap.pcap.triggers import TriggerPlan
@@ -143,7 +149,7 @@ async def run_capture(
     started = time.time()
     show = reporter.packet if settings.console or settings.hexdump else None
     recorder: TriggerRecorder | None = None
-    if settings.trigger is not None:
+    if settings.trigger is not None and settings.choice.ring is None:
         view = ConsoleView(settings.hexdump, show) if show is not None else None
         outputs, recorder = triggered_outputs(
             planned,
@@ -159,6 +165,8 @@ async def run_capture(
         outputs = sinks_for(
             planned, settings.choice, started, settings.max_bytes, show, settings.hexdump, settings.name
         )
+        if settings.trigger is not None:
+            recorder = tap_ring(outputs.sinks, planned, started, settings.trigger, reporter.info)
     sinks = outputs.sinks
     runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
     clock.annotate(runs, checks, settings.align_clocks)
@@ -196,8 +204,9 @@ async def run_capture(
                 run.error = run.error or error
         elif isinstance(error, BaseException):
             unexpected = unexpected or error
-    made = sorted({p for s in set(sinks) for p in _files_of(s, files) if p is not None})
-    made = sorted({*made, *(e.path for e in events)})
+    made = sorted(
+        {p for s in set(sinks) for p in _files_of(s, files) if p is not None} | {e.path for e in events}
+    )
     reason = stop_reason(control, runs)
     failures = [
         {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error

@@ -327,3 +327,24 @@ def to_local_ns(shift_ns: int, offset_ns: int | None) -> int:
     """What turns a stream's written timestamps into this machine's time: minus its host's offset,
     minus the shift --align-clocks already applied."""
     return -(offset_ns or 0) - shift_ns
+
+
+def tap_ring(
+    sinks: Sequence[CaptureSink],
+    planned: Sequence[Stream],
+    started: float,
+    plan: TriggerPlan,
+    info: Callable[[str], None],
+) -> TriggerRecorder:
+    """--ring with --trigger: the ring keeps rolling in its one merged sink; the recorder taps it and
+    writes its events beside the segments, named so that the ring never takes them for segments (it
+    deletes only its own)."""
+    [sink] = set(sinks)
+    if sink.ring is None:
+        raise ValueError("tap_ring() needs the one sink of a --ring capture")
+    base = sink.ring.base
+    recorder = TriggerRecorder(
+        plan, base.with_name(f"{base.name}.pcapng"), section_comments(planned, started), info
+    )
+    sink.tap = recorder
+    return recorder

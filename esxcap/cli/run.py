@@ -105,6 +105,11 @@ async def run_request(request: CaptureRequest, plan: Planner) -> int:
             "--trigger writes one file per event; a stream output (-o -, --live, a FIFO) keeps none",
             "write them to a folder with -o FOLDER (or leave -o out: ./captures)",
         )
+    if request.stop.trigger is not None and choice is not None and choice.ring and choice.split:
+        raise UsageError(
+            "--trigger taps the merged ring; --ring --split keeps one ring per stream and no merged one",
+            "drop --split (or --ring)",
+        )
     inventory = load_inventory_or_empty()
     if not (inventory.vcenter and request.vm_names and not (request.hosts or request.group)):
         if request.enable_ssh:
