@@ -1,11 +1,14 @@
 """Long run with triggers: the real `esxcap capture --trigger` against three simulated hosts (served by
 the benchmark's process; the CLI runs in its own) at a steady rate, an intermittent TCP reset between
-VMs on two of them every ~PERIOD_S seconds, kept as one event file per reset until EVENTS were kept.
+VMs on two of them every ~PERIOD_S seconds, kept as one event file per reset until EVENTS were kept,
+while a ring of RING_FILES x RING_SIZE rolls beside them.
 
 Checked, each a verdict: every event file opens in capinfos; each holds packets of all three hosts and
 its trigger packet (the one with the comment) inside its window; the CLI's RSS stays flat (sampled each
 second: the last sample against the first after the first event); the before-window spilled to its file
-(--before-bytes is set below the window's size) and left no file behind. Real time, not compressed: the
+(--before-bytes is set below the window's size) and left no file behind; the ring's segments never
+exceeded its bound (K x SIZE plus the open one, sampled each second), rotated, and each kept one opens in
+capinfos; the event files outlived the rotation. Real time, not compressed: the
 simulator's clocks are the host's, and clock offsets are measured against them.
 """
 
@@ -32,6 +35,8 @@ EVENTS, QUICK_EVENTS = 6, 2
 BEFORE_S, AFTER_S = 2.0, 1.0
 BEFORE_BYTES = 1 * MIB
 RSS_GROWTH = 1.25
+RING_FILES, RING_SIZE = 5, 2 * MIB
+"""The ring beside the triggers (rolls several times over the run at these rates)."""
 
 
 def topology() -> dict[str, Any]:
@@ -62,6 +67,20 @@ def _rss(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _segments(out: Path, parts: bool = False) -> list[Path]:
+    """The ring's segments in `out` (with `parts`: the one being written too)."""
+    from esxcap.capture.ring import SEGMENT_NAME
+
+    if not out.is_dir():
+        return []
+    found = []
+    for path in out.iterdir():
+        name = path.name.split(".pcapng.")[0] + ".pcapng" if parts and path.suffix == ".part" else path.name
+        if SEGMENT_NAME.match(name) and (parts or path.suffix == ".pcapng"):
+            found.append(path)
+    return sorted(found)
 
 
 def _events(doc: Any, out: Path) -> list[str]:
@@ -103,12 +122,14 @@ def _capture(inventory: Path, events: int, workdir: Path) -> list[Row]:
             *(a for i in range(HOSTS) for a in ("--vm", f"v{i}")), "--trigger", "tcp-rst",
             "--before", str(BEFORE_S), "--after", str(AFTER_S), "--before-bytes", str(BEFORE_BYTES),
             "--trigger-count", str(events), "-d", str(events * PERIOD_S * 3), "-o", f"{out}/",
-            "--json"]  # fmt: skip
+            "--ring", f"files:{RING_FILES},filesize:{RING_SIZE}", "--json"]  # fmt: skip
     start = time.monotonic()
     with (workdir / "cli.log").open("wb") as err:
         cli = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         samples: list[int] = []
+        disk = 0
         while cli.poll() is None:
+            disk = max(disk, sum(p.stat().st_size for p in _segments(out, parts=True)))
             first_event = next(out.glob("*_trigger001_*"), None) if out.is_dir() else None
             rss = _rss(cli.pid)
             if rss is not None and first_event is not None:
@@ -124,6 +145,17 @@ def _capture(inventory: Path, events: int, workdir: Path) -> list[Row]:
         said = (workdir / "cli.log").read_text(errors="replace").strip().splitlines()
         return [Row.skipped(BENCH, case, f"capture exit {cli.returncode}: {said[-1] if said else '?'}")]
     problems = _events(doc, out)
+    if disk > (RING_FILES + 1) * RING_SIZE:
+        problems.append(
+            f"the ring held {disk / MIB:.1f} MiB, above {RING_FILES + 1} x {RING_SIZE / MIB:g} MiB"
+        )
+    capinfos = shutil.which("capinfos")
+    segments = _segments(out)
+    if len(segments) != RING_FILES or "older rotated out" not in (workdir / "cli.log").read_text():
+        problems.append(f"the ring kept {len(segments)} segments and did not rotate")
+    for segment in segments:
+        if capinfos and subprocess.run([capinfos, str(segment)], capture_output=True, check=False).returncode:
+            problems.append(f"{segment.name}: capinfos cannot read it")
     if not any(e["before_window_spilled_bytes"] for e in doc["triggers"]):
         problems.append(f"the before-window never spilled beyond --before-bytes {BEFORE_BYTES}")
     kept = len(doc["triggers"])
@@ -133,12 +165,12 @@ def _capture(inventory: Path, events: int, workdir: Path) -> list[Row]:
     if samples:
         memory = f"RSS {samples[0] / MIB:.0f} -> {samples[-1] / MIB:.0f} MiB"
     result = (
-        f"{kept}/{events} events in {wall:.0f} s, {memory}, "
+        f"{kept}/{events} events in {wall:.0f} s, {memory}, ring at most {disk / MIB:.1f} MiB, "
         f"{'every window on all hosts' if not problems else '; '.join(problems[:2])}"
         f"{', files left: ' + ', '.join(leftovers) if leftovers else ''}"
     )
     ok = kept == events and not problems and flat and not leftovers
-    target = "all events, all hosts, RSS flat"
+    target = "all events, all hosts, RSS flat, ring bound"
     return [Row(BENCH, case, result, target, "PASS" if ok else "MISS")]
 
 
