@@ -23,6 +23,8 @@ from pcaptools import (
 )
 
 from esxcap.pcap import (
+    EPB_INBOUND,
+    EPB_OUTBOUND,
     CaptureFile,
     CaptureFormatError,
     CorruptCaptureError,
@@ -55,13 +57,18 @@ def write_inputs(tmp_path: Path) -> list[Path]:
         Interface("esx03:vmnic0:UplinkRcvKernel:in", description="uplink", comments=("c1",))
     )
     for record in sample_records(10, stream=2, start_ns=BASE_NS + 700_000, step_ns=2_000_000):
-        writer.write_record(record, first)
+        writer.write_record(record._replace(flags=EPB_INBOUND), first)
     second = writer.add_interface(Interface("esx03:vmnic0:UplinkSndKernel:out", description="uplink out"))
     for seq, record in enumerate(
         sample_records(10, stream=3, start_ns=BASE_NS + 30_000_000, step_ns=7_000_000)
     ):
         writer.write_packet(
-            second, record.ts_ns, record.data, record.origlen, (f"n{seq}",) if seq == 2 else ()
+            second,
+            record.ts_ns,
+            record.data,
+            record.origlen,
+            (f"n{seq}",) if seq == 2 else (),
+            EPB_OUTBOUND,
         )
     writer.write_statistics(
         InterfaceStatistics(second, BASE_NS + 10**9, dropped=5, comments=("offset at end",))
@@ -131,12 +138,16 @@ def test_merged_file_is_read_in_order_by_tshark(tmp_path: Path) -> None:
     info = capinfos(out)
     assert info.packets == 84
     assert info.general["Strict time order"] == ["True"]
-    rows = tshark_fields(out, "frame.time_epoch", "frame.interface_name", "udp.srcport")
+    rows = tshark_fields(
+        out, "frame.time_epoch", "frame.interface_name", "udp.srcport", "frame.packet_flags_direction"
+    )
     assert len(rows) == 84
     stamps = [row[0] for row in rows]
     assert stamps == sorted(stamps, key=lambda s: tuple(int(p) for p in s.split(".")))
-    for _, name, sport in rows:
+    directions = {2: "0x00000001", 3: "0x00000002"}  # the pcapng input's flags are kept
+    for _, name, sport, direction in rows:
         assert name == EXPECTED_NAMES[int(sport) - 40000]
+        assert direction == directions.get(int(sport) - 40000, "")
 
 
 class CountingSource:

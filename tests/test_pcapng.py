@@ -1,6 +1,6 @@
-"""pcapng: what we write (labelled interfaces, section/interface/packet comments, late interfaces,
-statistics) is read back identically by our reader and by tshark/capinfos; the reader also handles
-typical foreign files (big-endian, microsecond and binary time resolutions, Simple Packet Blocks,
+"""pcapng: what we write (labelled interfaces, section/interface/packet comments, direction flags, late
+interfaces, statistics) is read back identically by our reader and by tshark/capinfos; the reader also
+handles typical foreign files (big-endian, microsecond and binary time resolutions, Simple Packet Blocks,
 unknown blocks, files written by Wireshark's editcap) and rejects corrupt ones with our errors only."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from pcaptools import (
 )
 
 from esxcap.pcap import (
+    EPB_INBOUND,
+    EPB_OUTBOUND,
     USERAPPL,
     CaptureFormatError,
     CorruptCaptureError,
@@ -74,7 +76,8 @@ def write_three_interfaces(out: io.BytesIO | None = None) -> tuple[bytes, list[t
             ids.append(writer.add_interface(IFACES[2]))
         iface = ids[seq % len(ids)]
         comments = (f"packet {seq} note",) if seq % 4 == 1 else ()
-        rec = Record(record.ts_ns, record.origlen, record.data, iface, comments)
+        flags = (0, EPB_INBOUND, EPB_OUTBOUND)[seq % 3]
+        rec = Record(record.ts_ns, record.origlen, record.data, iface, comments, flags)
         writer.write_record(rec)
         written.append((iface, rec))
     writer.write_statistics(
@@ -98,9 +101,10 @@ def test_our_reader_reads_back_everything_written() -> None:
     assert reader.interfaces == list(IFACES)
     (section,) = reader.sections
     assert (section.comments, section.userappl, section.os) == (COMMANDS, USERAPPL, "Linux")
-    assert [(r.interface, r.ts_ns, r.origlen, bytes(r.data), r.comments) for r in records] == [
-        (i, r.ts_ns, r.origlen, bytes(r.data), r.comments) for i, r in written
+    assert [(r.interface, r.ts_ns, r.origlen, bytes(r.data), r.comments, r.flags) for r in records] == [
+        (i, r.ts_ns, r.origlen, bytes(r.data), r.comments, r.flags) for i, r in written
     ]
+    assert {r.flags for r in records} == {0, EPB_INBOUND, EPB_OUTBOUND}
     (stats,) = reader.statistics
     assert stats == InterfaceStatistics(0, BASE_NS + 10**9, BASE_NS, BASE_NS + 10**9, 42, 3, ("end",))
     assert (reader.packets, reader.bytes) == (9, sum(len(r.data) for _, r in written))
@@ -152,6 +156,7 @@ def test_tshark_sees_interfaces_descriptions_comments_and_order(tmp_path: Path) 
         "frame.comment",
         "frame.time_epoch",
         "frame.len",
+        "frame.packet_flags_direction",
     )
     assert len(rows) == 9
     for row, (iface, record) in zip(rows, written, strict=True):
@@ -160,6 +165,7 @@ def test_tshark_sees_interfaces_descriptions_comments_and_order(tmp_path: Path) 
         assert row[2] == "|".join(record.comments)
         assert row[3] == epoch_text(record.ts_ns)
         assert row[4] == str(record.origlen)
+        assert row[5] == (f"0x{record.flags:08x}" if record.flags else "")
 
 
 def test_long_comment_is_split_into_options_that_join_back() -> None:

@@ -16,6 +16,8 @@ from pcaptools import BASE_NS, capinfos, pcap_stream, requires_tools, sample_rec
 from esxcap.capture import sinks
 from esxcap.capture.sinks import CaptureSink
 from esxcap.pcap import (
+    EPB_INBOUND,
+    EPB_OUTBOUND,
     CorruptCaptureError,
     EpbBatch,
     Interface,
@@ -49,9 +51,10 @@ def _records() -> st.SearchStrategy[list[Record]]:
     nanos=st.booleans(),
     cuts=st.lists(st.integers(1, 400), max_size=20),
     room=st.one_of(st.none(), st.integers(0, 3000)),
+    flags=st.sampled_from([0, EPB_INBOUND, EPB_OUTBOUND]),
 )
 def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
-    records: list[Record], nanos: bool, cuts: list[int], room: int | None
+    records: list[Record], nanos: bool, cuts: list[int], room: int | None, flags: int
 ) -> None:
     if not nanos:
         records = [r._replace(ts_ns=r.ts_ns // 1000 * 1000) for r in records]
@@ -62,7 +65,7 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     stamps: list[tuple[int, int | None, int | None]] = []
     for cut in [*cuts, len(stream)]:
         left = None if room is None else -1 if limited else room - nbytes
-        batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left)
+        batch = reader.transcode(stream[pos : pos + cut], interface=1, room=left, flags=flags)
         blocks.append(b"".join(batch.parts))
         stamps.append((batch.packets, batch.first_ns, batch.last_ns))
         packets, nbytes, limited = (
@@ -85,7 +88,7 @@ def test_transcoded_chunks_are_the_blocks_the_record_writer_writes(
     writer.add_interface(Interface("a"))
     writer.add_interface(Interface("b"))
     idbs = expected.getvalue()[start:]
-    writer.write_records([(1, record) for record in kept])
+    writer.write_records([(1, record._replace(flags=flags)) for record in kept])
     assert b"".join(blocks) == expected.getvalue()[start + len(idbs) :]
     assert (packets, nbytes, limited) == (len(kept), total, len(kept) < len(records))
     done = 0

@@ -1,7 +1,8 @@
 """Incremental pcapng reading: enough for our own files and typical ones from Wireshark/tcpdump/pktcap-uw.
 
 Understands Section Header, Interface Description, Enhanced Packet, Simple Packet, (obsolete) Packet and
-Interface Statistics Blocks with their text options, if_tsresol and if_tsoffset; skips every other block.
+Interface Statistics Blocks with their text options, if_tsresol, if_tsoffset and epb_flags; skips every
+other block.
 Interfaces of all sections are numbered in one list, in the order they were read; records refer to it.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from esxcap.pcap.classic import MAGIC_MICRO, MAGIC_NANO
 from esxcap.pcap.framing import FrameReader
 from esxcap.pcap.pcapng import (
+    EPB_FLAGS,
     EPB_TYPE,
     IDB_TYPE,
     IF_DESCRIPTION,
@@ -215,13 +217,18 @@ class PcapngStreamReader(FrameReader):
         ts_ns = _to_ns(self._clocks[iface], (high << 32) | low)
         self._last_ts = ts_ns
         data_end = pos + 28 + caplen
-        comments: tuple[str, ...] = ()
+        comments: list[str] = []
+        flags = 0
         opt_start = data_end + (-caplen % 4)
         if opt_start < pos + length - 4:
-            comments = tuple(self._texts(view, pos, opt_start, pos + length - 4).get(OPT_COMMENT, ()))
+            for code, value in self._options(view, pos, opt_start, pos + length - 4):
+                if code == OPT_COMMENT:
+                    comments.append(bytes(value).decode("utf-8", "replace"))
+                elif code == EPB_FLAGS and len(value) == 4 and block_type == EPB_TYPE:
+                    (flags,) = struct.unpack_from(order + "I", value)
         self.packets += 1
         self.bytes += caplen
-        return Record(ts_ns, origlen, view[pos + 28 : data_end], iface, comments)
+        return Record(ts_ns, origlen, view[pos + 28 : data_end], iface, tuple(comments), flags)
 
     def _simple_packet(self, view: memoryview, pos: int, length: int) -> Record:
         if length < 16:

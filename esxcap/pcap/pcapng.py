@@ -27,6 +27,9 @@ OPT_COMMENT = 1
 SHB_HARDWARE, SHB_OS, SHB_USERAPPL = 2, 3, 4
 IF_NAME, IF_DESCRIPTION, IF_TSRESOL, IF_TSOFFSET = 2, 3, 9, 14
 ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP = 2, 3, 4, 5
+EPB_FLAGS = 2
+EPB_INBOUND, EPB_OUTBOUND = 1, 2
+"""epb_flags bits 0-1 (the packet's direction relative to its interface): 01 inbound, 10 outbound."""
 TSRESOL_NANOS = 9
 """if_tsresol value written for every interface: timestamps count nanoseconds."""
 _MAX_OPTION_LEN = 0xFFFC
@@ -107,6 +110,14 @@ def _timestamp(ts_ns: int) -> bytes:
     return struct.pack("<II", ts_ns >> 32, ts_ns & 0xFFFFFFFF)
 
 
+def epb_options(flags: int) -> bytes:
+    """The options of an Enhanced Packet Block that carries only `flags` (epb_flags, with the end of
+    options), or nothing for 0: what every packet of one stream ends with."""
+    if not flags:
+        return b""
+    return _option(EPB_FLAGS, struct.pack("<I", flags)) + _option(OPT_END, b"")
+
+
 def _block(block_type: int, body: bytes, options: Sequence[bytes]) -> bytes:
     opts = b"".join(options) + _option(OPT_END, b"") if options else b""
     total = 12 + len(body) + len(opts)
@@ -119,12 +130,16 @@ def encode_epb(
     data: bytes | memoryview,
     origlen: int | None = None,
     comments: Sequence[str] = (),
+    flags: int = 0,
 ) -> bytes:
-    """One Enhanced Packet Block. origlen defaults to the captured length."""
+    """One Enhanced Packet Block. origlen defaults to the captured length; `flags` is epb_flags (0: none)."""
     if not 0 <= ts_ns < TIMESTAMP_LIMIT:
         raise TimestampRangeError(ts_ns)
     caplen = len(data)
-    opts = b"".join(_text_options(OPT_COMMENT, comments)) + _option(OPT_END, b"") if comments else b""
+    options = _text_options(OPT_COMMENT, comments) if comments else []
+    if flags:
+        options.append(_option(EPB_FLAGS, struct.pack("<I", flags)))
+    opts = b"".join(options) + _option(OPT_END, b"") if options else b""
     padding = _pad(caplen)
     total = 32 + caplen + len(padding) + len(opts)
     head = _EPB_HEAD.pack(
@@ -184,11 +199,13 @@ class PcapngWriter:
         data: bytes | memoryview,
         origlen: int | None = None,
         comments: Sequence[str] = (),
+        flags: int = 0,
     ) -> None:
-        """Write one Enhanced Packet Block. origlen defaults to the captured length."""
+        """Write one Enhanced Packet Block. origlen defaults to the captured length; `flags` is
+        epb_flags (EPB_INBOUND, EPB_OUTBOUND; 0: none)."""
         if not 0 <= interface < len(self.interfaces):
             self._check_interface(interface)
-        self._file.write(encode_epb(interface, ts_ns, data, origlen, comments))
+        self._file.write(encode_epb(interface, ts_ns, data, origlen, comments, flags))
         self.packets += 1
 
     def write_record(self, record: Record, interface: int | None = None) -> None:
@@ -199,6 +216,7 @@ class PcapngWriter:
             record.data,
             record.origlen,
             record.comments,
+            record.flags,
         )
 
     def write_records(self, items: Sequence[tuple[int, Record]]) -> None:
@@ -208,7 +226,12 @@ class PcapngWriter:
         append, pack, count = parts.append, _EPB_HEAD.pack, len(self.interfaces)
         for interface, record in items:
             ts_ns, data = record.ts_ns, record.data
-            if record.comments or not 0 <= ts_ns < TIMESTAMP_LIMIT or not 0 <= interface < count:
+            if (
+                record.comments
+                or record.flags
+                or not 0 <= ts_ns < TIMESTAMP_LIMIT
+                or not 0 <= interface < count
+            ):
                 self._file.write(b"".join(parts))
                 parts.clear()
                 self.write_record(record, interface)

@@ -67,6 +67,8 @@ class Record(NamedTuple):
     interface: int = 0
     """Index into the reader's (or writer's) interfaces; always 0 for a classic pcap stream."""
     comments: tuple[str, ...] = ()
+    flags: int = 0
+    """pcapng epb_flags (bits 0-1: 01 inbound, 10 outbound); 0 when not known."""
 
     @property
     def caplen(self) -> int:

@@ -2,9 +2,10 @@
 
 `PcapngTranscoder` is a PcapStreamReader that can also turn each chunk straight into the Enhanced Packet
 Blocks `PcapngWriter.write_records` would write for its records (the same bytes), without building a
-Record per packet: one struct unpack, one struct pack and one slice per packet. The batch is a list of
-parts (block heads and views into the chunk) that `PcapngWriter.write_blocks` gathers with one writev:
-packet bytes are not copied on the way to the file.
+Record per packet: one struct unpack, one struct pack and one slice per packet. A stream's direction
+(epb_flags) rides in the same pack, as options made once per batch. The batch is a list of parts (block
+heads and views into the chunk) that `PcapngWriter.write_blocks` gathers with one writev: packet bytes
+are not copied on the way to the file.
 
 Asked for keys (a sink merging several streams), a batch also holds each packet's timestamp and block
 size, so that `EpbBatch.blocks()` can cut the encoded chunk into whole blocks for a BlockWindow to order.
@@ -12,38 +13,50 @@ size, so that `EpbBatch.blocks()` can cut the encoded chunk into whole blocks fo
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 from esxcap.pcap.classic import RECORD_HEADER_LEN, PcapStreamReader
-from esxcap.pcap.pcapng import EPB_TYPE
+from esxcap.pcap.pcapng import EPB_TYPE, epb_options
 from esxcap.pcap.records import CaptureFormatError, Record
 
 Part = bytes | memoryview
 _HEAD = struct.Struct("<IIIIIII")
 """EPB header: type, total length, interface, timestamp high and low words, caplen, origlen."""
-_TAIL_HEAD = tuple(struct.Struct(f"<{pad}xIIIIIIII") for pad in range(4))
-"""The previous block's padding and closing length, then the next block's header, in one pack."""
-_TAIL = tuple(struct.Struct(f"<{pad}xI") for pad in range(4))
 _HEAD_TS = struct.Struct("<12xII")
 """The timestamp words of an EPB header (the last 28 bytes of a head part)."""
 
 
 def _head_ns(head: bytes | memoryview) -> int:
-    """The timestamp of the EPB whose header ends `head` (a part made by one of _PACKS)."""
+    """The timestamp of the EPB whose header ends `head` (a part made by one of the _Packs)."""
     high, low = _HEAD_TS.unpack_from(head, len(head) - 28)
     return int(high) << 32 | int(low)
 
 
-def _head_only(_total: int, *fields: int) -> bytes:
+def _head_only(_options: bytes, _total: int, *fields: int) -> bytes:
     return _HEAD.pack(*fields)
 
 
-_PACKS = (*(s.pack for s in _TAIL_HEAD), _head_only)
-"""By the padding of the block before (index -1: none before): pack its tail and the next EPB header."""
+@dataclass(frozen=True)
+class _Packs:
+    """How the blocks of one stream are joined: by the padding of the block before (index -1: none
+    before), pack its padding, options and closing length and the next EPB header in one call; `tails`
+    close the last block. The options (epb_flags, the same for every packet of a stream) are an argument
+    of every pack: an empty one costs nothing."""
+
+    joins: tuple[Callable[..., bytes], ...]
+    tails: tuple[Callable[..., bytes], ...]
+
+
+@functools.cache
+def _packs(options_len: int) -> _Packs:
+    joins = tuple(struct.Struct(f"<{pad}x{options_len}sIIIIIIII").pack for pad in range(4))
+    tails = tuple(struct.Struct(f"<{pad}x{options_len}sI").pack for pad in range(4))
+    return _Packs((*joins, _head_only), tails)
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,8 @@ _EPB_FIELDS = struct.Struct("<8xIIIII")
 
 
 def epb_records(blocks: Iterator[bytes | memoryview] | list[bytes | memoryview]) -> Iterator[Record]:
-    """The packets of buffers that each hold whole Enhanced Packet Blocks without options (as
-    transcode() writes them), with their interface ids."""
+    """The packets of buffers that each hold whole Enhanced Packet Blocks (as transcode() writes them),
+    with their interface ids; their options (epb_flags) are left out."""
     for buffer in blocks:
         pos, end = 0, len(buffer)
         while pos + 32 <= end:
@@ -93,6 +106,8 @@ class _Job:
     interface: int
     room: int
     shift_ns: int = 0
+    options: bytes = b""
+    """What every block ends with before its closing length (epb_options)."""
     stamps: list[int] | None = None
     sizes: list[int] | None = None
     parts: list[bytes | memoryview] = field(default_factory=list)
@@ -107,7 +122,7 @@ class _Job:
 
     def batch(self) -> EpbBatch:
         if self.tail >= 0:
-            self.parts.append(_TAIL[self.tail].pack(self.total))
+            self.parts.append(_packs(len(self.options)).tails[self.tail](self.options, self.total))
             self.tail = -1
         return EpbBatch(
             self.parts,
@@ -140,17 +155,20 @@ class PcapngTranscoder(PcapStreamReader):
         room: int | None = None,
         shift_ns: int = 0,
         keys: bool = False,
+        flags: int = 0,
     ) -> EpbBatch:
         """Encode every record `chunk` completes as a packet of `interface`, while the sum of their caplen
         stays within `room` bytes (None: no budget; negative: none fits); the record that does not fit and
         every record after it are read and left out. `shift_ns` is added to every timestamp; `keys`
-        fills the batch's stamps and sizes."""
+        fills the batch's stamps and sizes; `flags` (epb_flags: the stream's direction) is set on every
+        packet."""
         if self.header is None:
             raise ValueError("transcode() needs the stream's header: feed() the first bytes")
         if self._error is not None:
             raise self._error
         data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-        job = self._job = _Job(interface, sys.maxsize if room is None else room, shift_ns)
+        options = epb_options(flags)
+        job = self._job = _Job(interface, sys.maxsize if room is None else room, shift_ns, options)
         if keys:
             job.stamps, job.sizes = [], []
         unused: list[Record] = []
@@ -172,7 +190,9 @@ class PcapngTranscoder(PcapStreamReader):
         unpack = self._rec.unpack_from
         parts = job.parts
         append = parts.append
-        packs = _PACKS
+        options = job.options
+        packs = _packs(len(options)).joins
+        fixed = 32 + len(options)
         limit, scale, end = self._limit, self._scale, len(data)
         last = end - RECORD_HEADER_LEN
         iface, room, tail, total, shift = job.interface, job.room, job.tail, job.total, job.shift_ns
@@ -206,8 +226,8 @@ class PcapngTranscoder(PcapStreamReader):
                     second, high, low_base = -1, ts >> 32, ts & 0xFFFFFFFF
                     low = low_base
                 pad = -caplen & 3
-                size = 32 + caplen + pad
-                append(packs[tail](total, EPB_TYPE, size, iface, high, low, caplen, origlen))
+                size = fixed + caplen + pad
+                append(packs[tail](options, total, EPB_TYPE, size, iface, high, low, caplen, origlen))
                 append(view[start:stop])
                 if keyed:
                     stamps.append(high << 32 | low)
