@@ -50,6 +50,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_multihost": (SIMULATOR, TSHARK),
     "test_openssh_tier": (OPENSSH, TSHARK),
     "test_outputs": (SIMULATOR,),
+    "test_packet_direction": (SIMULATOR, TSHARK),
     "test_parser_properties": (PURE,),
     "test_parsers": (PURE,),
     "test_path": (PURE,),

@@ -35,7 +35,7 @@ from esxcap.esxi.lifecycle import (
 )
 from esxcap.esxi.pktcap_output import parse_trailer
 from esxcap.esxi.remote import command_line
-from esxcap.pcap import CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
+from esxcap.pcap import DIRECTION_FLAGS, CaptureFormatError, Interface, NotPcapError, PcapngTranscoder
 from esxcap.plan.planner import Stream
 from esxcap.ssh.transport import Connection, RemoteProcess
 from esxcap.ssh.transport.common import session_ended_error
@@ -158,22 +158,23 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
     watcher = asyncio.create_task(_watch_stop(conn, run, proc, control, stopped))
     reader = PcapngTranscoder()
     sink = run.sink
+    flags = DIRECTION_FLAGS.get(stream.packet_direction or "", 0)
     try:
         await _await_pid(proc, run)
         run.ready.set()
         while chunk := await proc.read():
             run.last_heard = time.monotonic()
             if run.iface is not None:
-                batch = reader.transcode(chunk, run.iface, sink.room, run.shift_ns, sink.wants_keys)
+                batch = reader.transcode(chunk, run.iface, sink.room, run.shift_ns, sink.wants_keys, flags)
                 run.packets += sink.write_batch(run.iface, batch)
                 run.bytes += batch.bytes
                 if batch.limit_reached:
                     control.stop("--max-bytes reached")
                 continue
             records = reader.feed(chunk)
-            if run.shift_ns:
+            if run.shift_ns or flags:
                 shift = run.shift_ns
-                records = [r._replace(ts_ns=r.ts_ns + shift) for r in records]
+                records = [r._replace(ts_ns=r.ts_ns + shift, flags=flags) for r in records]
             if run.iface is None and reader.header is not None:
                 header = reader.header
                 run.iface = sink.add_stream(
@@ -181,7 +182,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                         stream.interface_name,
                         header.linktype,
                         header.snaplen,
-                        stream.target.description,
+                        stream.description,
                         (f"remote command: {run.remote_command}", *run.notes),
                     )
                 )

@@ -17,7 +17,7 @@ from esxcap.pcap.classic import (
 )
 from esxcap.pcap.merge import BlockWindow, CaptureFile, MergeResult, RecordSource, merge
 from esxcap.pcap.ngreader import PcapngStreamReader
-from esxcap.pcap.pcapng import EPB_INBOUND, EPB_OUTBOUND, USERAPPL, PcapngWriter, encode_epb
+from esxcap.pcap.pcapng import DIRECTION_FLAGS, EPB_INBOUND, EPB_OUTBOUND, USERAPPL, PcapngWriter, encode_epb
 from esxcap.pcap.records import (
     LINKTYPE_ETHERNET,
     MAX_CAPLEN,
@@ -32,6 +32,7 @@ from esxcap.pcap.records import (
 from esxcap.pcap.transcode import EpbBatch, PcapngTranscoder, epb_records
 
 __all__ = [
+    "DIRECTION_FLAGS",
     "EPB_INBOUND",
     "EPB_OUTBOUND",
     "LINKTYPE_ETHERNET",

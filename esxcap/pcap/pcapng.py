@@ -30,6 +30,7 @@ ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP = 2, 3, 4, 5
 EPB_FLAGS = 2
 EPB_INBOUND, EPB_OUTBOUND = 1, 2
 """epb_flags bits 0-1 (the packet's direction relative to its interface): 01 inbound, 10 outbound."""
+DIRECTION_FLAGS = {"inbound": EPB_INBOUND, "outbound": EPB_OUTBOUND}
 TSRESOL_NANOS = 9
 """if_tsresol value written for every interface: timestamps count nanoseconds."""
 _MAX_OPTION_LEN = 0xFFFC

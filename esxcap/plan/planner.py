@@ -15,6 +15,7 @@ from typing import Literal
 from esxcap.errors import UsageError
 from esxcap.esxi import validate
 from esxcap.esxi.capabilities import Capabilities
+from esxcap.esxi.directions import PacketDirection, direction_note, packet_direction
 from esxcap.esxi.models import HostFacts, VmFacts
 from esxcap.esxi.pktcap import (
     CaptureSpec,
@@ -87,10 +88,19 @@ class Stream:
     point_label: str
     direction: str
     argv: tuple[str, ...]
+    packet_direction: PacketDirection | None = None
+    """The direction flag every packet gets (esxcap.esxi.directions); None: none."""
+    direction_note: str = ""
+    """What the interface description says about direction (the flag, or that directions are mixed)."""
 
     @property
     def interface_name(self) -> str:
         return f"{self.target.host}:{self.target.label}:{self.point_label}:{self.direction}"
+
+    @property
+    def description(self) -> str:
+        """The interface description: the target's, then the direction note."""
+        return "; ".join(filter(None, (self.target.description, self.direction_note)))
 
 
 def _version_text(view: HostView) -> str:
@@ -378,5 +388,14 @@ def streams(
                 filters=options.filters,
             )
             argv = build_argv(spec, caps, target.host)
-            result.append(Stream(target, run.point_label, run.direction, tuple(argv)))
+            result.append(
+                Stream(
+                    target,
+                    run.point_label,
+                    run.direction,
+                    tuple(argv),
+                    packet_direction(run.points, run.dir),
+                    direction_note(run.points, run.dir),
+                )
+            )
     return result
