@@ -173,7 +173,9 @@ async def _stream_with_esxcap(cfg: ChildConfig) -> Measurement:
     ]
     cipher = conns[0].algorithms["cipher"]
     sink = CaptureSink(Path(cfg.out), comments=["esxcap throughput benchmark"])
-    runs = [StreamRun(Stream(target, "stdout", f"out{n}", tuple(cfg.argv)), sink) for n in range(cfg.streams)]
+    # each stream flags its packets' direction, as a one-direction capture (--dir in/out) does
+    streams = [Stream(target, "stdout", f"out{n}", tuple(cfg.argv), "inbound") for n in range(cfg.streams)]
+    runs = [StreamRun(stream, sink) for stream in streams]
     samples: list[int] = []
     control = StopControl()
     received_at: list[float] = []
