@@ -6,6 +6,7 @@ says so. Captures run through the real CLI against the simulator and are read ba
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,10 @@ def test_merged_one_direction_streams_carry_their_flag_and_split_keeps_it(
     )
     expected = {name: {flag} for name, flag in EXPECTED[direction].items()}
     assert _directions_by_interface(out) == expected
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert {s["interface"]: s["packet_direction"] for s in sidecar["streams"]} == {
+        name: "inbound" if flag == INBOUND else "outbound" for name, flag in EXPECTED[direction].items()
+    }
     split = [_directions_by_interface(path) for path in tmp_path.glob(f"{direction}-*.pcapng")]
     assert all(len(found) == 1 for found in split)
     assert {name: flags for found in split for name, flags in found.items()} == expected

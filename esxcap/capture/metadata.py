@@ -241,6 +241,7 @@ def stream_dict(run: StreamRun, file: str | None) -> dict[str, Any]:
         "target": run.stream.target.label,
         "point": run.stream.point_label,
         "direction": run.stream.direction,
+        "packet_direction": run.stream.packet_direction,
         "interface": run.stream.interface_name,
         "remote_command": run.remote_command,
         "packets": run.packets,
