@@ -55,8 +55,16 @@ def test_mixed_streams_are_named_and_others_say_their_flag() -> None:
         "pktcap-uw does not say which way each packet went"
     )
     assert direction_note([], 2).startswith("in and out mixed (--dir 2)")
-    assert direction_note(["VnicTx"], None) == "packets flagged inbound (into the switch port)"
-    assert direction_note(["PortOutput"], None) == "packets flagged outbound (out of the switch port)"
+    assert (
+        direction_note(["VnicTx"], None) == "packets flagged inbound: from the VM's vNIC into its switch port"
+    )
+    assert (
+        direction_note(["UplinkRcvKernel"], None)
+        == "packets flagged inbound: from the wire into the uplink's port"
+    )
+    assert direction_note(["PortOutput"], None) == (
+        "packets flagged outbound: out of the switch port to its vNIC, vmknic or uplink"
+    )
     assert direction_note(["Drop"], None) == ""
 
 

@@ -29,24 +29,31 @@ from typing import Literal
 
 PacketDirection = Literal["inbound", "outbound"]
 
-_POINT_DIRECTIONS: dict[str, PacketDirection] = {
-    "vnictx": "inbound",
-    "vmxnet3tx": "inbound",
-    "portinput": "inbound",
-    "uplinkrcv": "inbound",
-    "uplinkrcvkernel": "inbound",
-    "vnicrx": "outbound",
-    "vmxnet3rx": "outbound",
-    "portoutput": "outbound",
-    "uplinksnd": "outbound",
-    "uplinksndkernel": "outbound",
+_Way = tuple[PacketDirection, str]
+_VNIC_SENDS: _Way = ("inbound", "from the VM's vNIC into its switch port")
+_VNIC_GETS: _Way = ("outbound", "from the switch port to the VM's vNIC")
+_WIRE_IN: _Way = ("inbound", "from the wire into the uplink's port")
+_WIRE_OUT: _Way = ("outbound", "from the uplink's port to the wire")
+_POINTS: dict[str, _Way] = {
+    "vnictx": _VNIC_SENDS,
+    "vmxnet3tx": _VNIC_SENDS,
+    "vnicrx": _VNIC_GETS,
+    "vmxnet3rx": _VNIC_GETS,
+    "portinput": ("inbound", "into the switch port from its vNIC, vmknic or uplink"),
+    "portoutput": ("outbound", "out of the switch port to its vNIC, vmknic or uplink"),
+    "uplinkrcv": _WIRE_IN,
+    "uplinkrcvkernel": _WIRE_IN,
+    "uplinksnd": _WIRE_OUT,
+    "uplinksndkernel": _WIRE_OUT,
 }
+"""Each point with a known direction (lower case: pktcap-uw's points are matched in any case): its flag
+and the way its packets go."""
 
 
 def _directions(points: Sequence[str], dir_code: int | None) -> set[PacketDirection | None]:
     if not points or dir_code == 2:
         return {None}
-    return {_POINT_DIRECTIONS.get(point.lower()) for point in points}
+    return {_POINTS.get(point.lower(), (None, ""))[0] for point in points}
 
 
 def packet_direction(points: Sequence[str], dir_code: int | None) -> PacketDirection | None:
@@ -70,5 +77,5 @@ def direction_note(points: Sequence[str], dir_code: int | None) -> str:
     direction = packet_direction(points, dir_code)
     if direction is None:
         return ""
-    into = "into" if direction == "inbound" else "out of"
-    return f"packets flagged {direction} ({into} the switch port)"
+    ways = sorted({_POINTS[point.lower()][1] for point in points})
+    return f"packets flagged {direction}: {'; '.join(ways)}"
