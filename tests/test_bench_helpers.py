@@ -15,7 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esxcap.pcap import Interface, PcapngStreamReader, PcapngWriter, PcapStreamReader, Record
+from esxcap.pcap import (
+    EPB_INBOUND,
+    EPB_OUTBOUND,
+    Interface,
+    PcapngStreamReader,
+    PcapngWriter,
+    PcapStreamReader,
+    Record,
+)
 
 # bench/ sits at the repository root, beside esxcap/, and is not installed: `python -m bench` runs from there
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,6 +60,7 @@ def _records() -> st.SearchStrategy[list[tuple[int, Record]]]:
         st.binary(max_size=70),
         st.just(0),
         st.lists(st.text(max_size=8), max_size=1).map(tuple),
+        st.sampled_from([0, EPB_INBOUND, EPB_OUTBOUND]),
     )
     return st.lists(st.tuples(st.integers(0, 1), record), max_size=200)
 
@@ -73,8 +82,8 @@ def test_write_records_writes_the_bytes_write_record_writes(items: list[tuple[in
         outputs.append((buf.getvalue(), writer.packets))
     assert outputs[0] == outputs[1]
     read = PcapngStreamReader().feed(outputs[1][0])
-    assert [(r.interface, r.ts_ns, bytes(r.data)) for r in read] == [
-        (i, r.ts_ns, bytes(r.data)) for i, r in items
+    assert [(r.interface, r.ts_ns, bytes(r.data), r.flags) for r in read] == [
+        (i, r.ts_ns, bytes(r.data), r.flags) for i, r in items
     ]
 
 
