@@ -165,7 +165,9 @@ def test_a_ring_without_room_or_without_files_is_refused_before_connecting(env, 
     shown = refused("--ring", "files:100000,filesize:100G", "-o", f"{out}/")
     assert f"{out} has" in shown and "free; the ring needs" in shown and "free some space" in shown
     assert "writes segment files; -o - is a stream" in refused("--ring", "filesize:1M", "-o", "-")
-    assert "--live is a stream" in refused("--ring", "filesize:1M", "--live")
+    assert "--ring --split writes a separate ring per stream" in refused(
+        "--ring", "filesize:1M", "--live", "--split"
+    )
     assert "--open reads one finished file; a ring is many" in refused("--ring", "filesize:1M", "--open")
     assert "says when to start a new segment" in refused("--ring", "files:3")
     assert "'size:3' is not one of" in refused("--ring", "size:3")

@@ -8,6 +8,8 @@ written from the merged file when the capture ends (`<merged name>-<host>-<targe
 `-o` naming a FIFO or character device (Wireshark's extcap FIFO, /dev/null) writes straight into it, like
 a stream: no `.part`, no rename, no chmod, no sidecar. `--ring` writes segments named after that file
 (esxcap.capture.ring; with --split one ring per stream, no merged ring) and one sidecar `<base>.json`.
+`--live` alone streams into the viewer; with `-o FILE`, `-o DIR` or `--ring` the files are written as
+usual and the viewer gets the same packets (esxcap.capture.tee).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from esxcap import __version__
 from esxcap.capture.files import check_destination, check_folder, create_part, place
 from esxcap.capture.ring import Ring, RingSpec, check_free_space
 from esxcap.capture.sinks import CaptureSink, CopyingStream, open_stream_file, stream_file_kind
+from esxcap.capture.tee import BlockWriter, ViewerFeed, ViewerTee
 from esxcap.errors import UsageError
 from esxcap.esxi.remote import command_line
 from esxcap.pcap import CaptureFile, PcapngWriter, Record
@@ -74,15 +77,20 @@ def choose_output(
     if ring is not None:
         return _ring_output(out, live, device, split, ring)
     for wanted, option in ((split, "--split"), (path, "--path")):
-        if wanted and (live or out == "-" or device is not None):
+        if wanted and ((live and out is None) or out == "-" or device is not None):
             raise UsageError(
                 f"{option} reads the finished file; a live stream leaves none",
-                f"drop {option}, or write -o FILE",
+                f"drop {option}, or write -o FILE" + (" beside --live" if live else ""),
             )
     if live:
-        if out is not None:
-            raise UsageError("--live shows the stream in a viewer; it takes no -o", "drop -o, or drop --live")
-        return OutputChoice(live=True)
+        if out is None:
+            return OutputChoice(live=True)
+        if out == "-" or device is not None:
+            raise UsageError(
+                f"--live and -o {out} both take the stream: one reader each",
+                "drop one of them, or keep a file with --live -o FILE",
+            )
+        return replace(choose_output(out, False, stdout_is_tty, split, path, force), live=True)
     if out == "-":
         if stdout_is_tty:
             raise UsageError(
@@ -105,19 +113,25 @@ def _ring_output(
     out: str | None, live: bool, device: Path | None, split: bool, ring: RingSpec
 ) -> OutputChoice:
     """Where a ring's segments go: -o FILE (segments named after it) or a folder (default ./captures)
-    with enough free space; never a stream, a FIFO or a live viewer (a ring is files that come and go)."""
-    if live or out == "-" or device is not None:
-        what = "--live" if live else "-o -" if out == "-" else f"-o {device}"
+    with enough free space; never a stream or a FIFO (a ring is files that come and go). A live viewer
+    may watch a ring, but not the separate rings of --split."""
+    if out == "-" or device is not None:
+        what = "-o -" if out == "-" else f"-o {device}"
         raise UsageError(
             f"--ring writes segment files; {what} is a stream, which has none",
             "drop --ring, or write the ring to a folder with -o DIR/",
         )
+    if live and split:
+        raise UsageError(
+            "--live shows one stream; --ring --split writes a separate ring per stream",
+            "drop --split to watch the merged ring, or drop --live",
+        )
     where = Path(out).expanduser() if out is not None else DEFAULT_DIR
     if out is None or out.endswith(("/", "\\")) or where.is_dir():
-        choice = OutputChoice(directory=_folder(where), split=split, ring=ring)
+        choice = OutputChoice(directory=_folder(where), split=split, ring=ring, live=live)
     else:
         check_folder(where.parent, "ring")
-        choice = OutputChoice(file=where, split=split, ring=ring)
+        choice = OutputChoice(file=where, split=split, ring=ring, live=live)
     check_free_space(choice.directory or where.parent, ring)
     return choice
 
@@ -190,8 +204,12 @@ class Outputs:
     viewer: subprocess.Popen[bytes] | None = None
     console: ConsoleView | None = None
     device: IO[bytes] | None = None
+    feed: ViewerFeed | None = None
+    """`--live` with a file: the viewer's copy of the packets, ended once the file is finished."""
 
     def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
         if self.device is not None:
             with contextlib.suppress(OSError):
                 self.device.close()
@@ -209,20 +227,19 @@ def sinks_for(
     max_bytes: int | None,
     console: Callable[[str], None] | None,
     hexdump: bool,
-    name: str | None = None,
+    name: str | None,
+    notice: Callable[[str], None],
 ) -> Outputs:
     """The one sink every stream writes to (listed once per stream), the live viewer and the console
     view (`console` prints its lines); `name` names the merged file in a directory (default:
-    `merged_name`)."""
+    `merged_name`); `notice` tells of a live viewer that left while a file is being kept."""
     comments = section_comments(planned, started)
     view = ConsoleView(hexdump, console) if console is not None else None
-    if choice.stdout or choice.live:
+    if choice.stdout or (choice.live and not choice.paths):
         viewer = None
         sink_to: IO[bytes] | None = sys.stdout.buffer
         if choice.live:
-            from esxcap.capture.viewers import live_viewer_command, start_viewer
-
-            viewer = start_viewer(live_viewer_command())
+            viewer = _start_live_viewer()
             sink_to = viewer.stdin
         assert sink_to is not None
         shared = CaptureSink(sink_to, comments, max_bytes, view, flush_each=True)
@@ -233,13 +250,41 @@ def sinks_for(
             device = cast(IO[bytes], CopyingStream(device, choice.copy))
         shared = CaptureSink(device, comments, max_bytes, view, flush_each=True)
         return Outputs([shared] * len(planned), None, view, device)
+    feed, tee = live_viewer(choice, comments, notice)
     if choice.ring is not None:
-        return Outputs(_ring_sinks(planned, choice, choice.ring, comments, started, max_bytes, view, name))
+        sinks = _ring_sinks(planned, choice, choice.ring, comments, started, max_bytes, view, name, tee)
+        return Outputs(sinks, None, view, feed=feed)
     if choice.file is not None:
-        sink = CaptureSink(choice.file, comments, max_bytes, view, force=choice.force)
-        return Outputs([sink] * len(planned), None, view)
+        sink = CaptureSink(choice.file, comments, max_bytes, view, force=choice.force, tee=tee)
+        return Outputs([sink] * len(planned), None, view, feed=feed)
     path = _merged_path(planned, choice, started, name)
-    return Outputs([CaptureSink(path, comments, max_bytes, view)] * len(planned), None, view)
+    return Outputs(
+        [CaptureSink(path, comments, max_bytes, view, tee=tee)] * len(planned), None, view, feed=feed
+    )
+
+
+def live_viewer(
+    choice: OutputChoice, comments: Sequence[str], notice: Callable[[str], None]
+) -> tuple[ViewerFeed | None, Callable[[BlockWriter], PcapngWriter] | None]:
+    """`--live` with files: the started viewer's feed, and the tee that gives a sink's writer to it (to
+    pass as CaptureSink's `tee`); (None, None) without --live."""
+    if not choice.live:
+        return None, None
+    feed = ViewerFeed(_live_viewer_input(), notice)
+    return feed, lambda writer: ViewerTee(writer, feed, comments)
+
+
+def _start_live_viewer() -> subprocess.Popen[bytes]:
+    from esxcap.capture.viewers import live_viewer_command, start_viewer
+
+    return start_viewer(live_viewer_command())
+
+
+def _live_viewer_input() -> IO[bytes]:
+    """`--live` with files: the live viewer's stdin, for a ViewerFeed that owns it from now on."""
+    stdin = _start_live_viewer().stdin
+    assert stdin is not None
+    return stdin
 
 
 def _merged_path(planned: Sequence[Stream], choice: OutputChoice, started: float, name: str | None) -> Path:
@@ -260,13 +305,15 @@ def _ring_sinks(
     max_bytes: int | None,
     view: ConsoleView | None,
     name: str | None,
+    tee: Callable[[BlockWriter], PcapngWriter] | None,
 ) -> list[CaptureSink]:
-    """One ring for the merged capture, or with --split one ring per stream (no merged one: each stream
-    keeps its own K segments); the rings' base is the merged file's path without `.pcapng`."""
+    """One ring for the merged capture (`tee`: a live viewer also gets its packets), or with --split one
+    ring per stream (no merged one: each stream keeps its own K segments); the rings' base is the merged
+    file's path without `.pcapng`."""
     merged = _merged_path(planned, choice, started, name)
     base = merged.with_name(merged.stem if merged.suffix in (".pcapng", ".pcap") else merged.name)
     if not choice.split:
-        return [CaptureSink(Ring(base, spec, comments), comments, max_bytes, view)] * len(planned)
+        return [CaptureSink(Ring(base, spec, comments), comments, max_bytes, view, tee=tee)] * len(planned)
     check_free_space(base.parent, spec, len(planned))
     return [
         CaptureSink(

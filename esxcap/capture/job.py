@@ -160,10 +160,18 @@ async def run_capture(
             settings.name,
             settings.max_bytes,
             view,
+            reporter.warning,
         )
     else:
         outputs = sinks_for(
-            planned, settings.choice, started, settings.max_bytes, show, settings.hexdump, settings.name
+            planned,
+            settings.choice,
+            started,
+            settings.max_bytes,
+            show,
+            settings.hexdump,
+            settings.name,
+            reporter.warning,
         )
         if settings.trigger is not None:
             recorder = tap_ring(outputs.sinks, planned, started, settings.trigger, reporter.info)

@@ -25,6 +25,7 @@ from typing import IO, Any, Protocol
 
 from esxcap.capture.files import create_part, cut_to_whole_blocks, place
 from esxcap.capture.ring import DISK_FULL_ERRNOS, Ring
+from esxcap.capture.tee import BlockWriter
 from esxcap.errors import HostError, UsageError
 from esxcap.pcap import (
     BlockWindow,
@@ -167,6 +168,7 @@ class CaptureSink:
         flush_each: bool = False,
         force: bool = False,
         tap: BlockTap | None = None,
+        tee: Callable[[BlockWriter], PcapngWriter] | None = None,
     ) -> None:
         self.path: Path | None = None
         self.tap = tap
@@ -183,6 +185,8 @@ class CaptureSink:
                 self.part, target = create_part(target)
             self._file = target
             self._writer = PcapngWriter(target, comments=tuple(comments))
+        if tee is not None:
+            self._writer = tee(self._writer)  # e.g. a ViewerTee: a viewer also gets what is written
         self._window = BlockWindow(REORDER_WINDOW_NS, REORDER_MAX_BYTES, HELD_OVERHEAD)
         self._streams: list[_StreamCounters] = []
         self._expected = 0

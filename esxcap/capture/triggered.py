@@ -29,6 +29,7 @@ from esxcap.capture.destinations import (
     ConsoleView,
     OutputChoice,
     Outputs,
+    live_viewer,
     merged_name,
     safe_name,
     section_comments,
@@ -299,10 +300,11 @@ def triggered_outputs(
     name: str | None = None,
     max_bytes: int | None = None,
     console: ConsoleView | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[Outputs, TriggerRecorder]:
     """The one sink of a triggered capture (its continuous timeline goes nowhere: only the events are
-    kept; --console still shows every packet) and its recorder, whose event files are named after what
-    the capture's file would be."""
+    kept; --console and --live still show every packet, `notice` tells of a viewer that left) and its
+    recorder, whose event files are named after what the capture's file would be."""
     if choice.file is not None:
         base = choice.file
     elif choice.directory is not None:
@@ -318,9 +320,10 @@ def triggered_outputs(
         if tshark is None:
             raise UsageError("--trigger df: needs tshark, which is not installed", "install tshark")
         recorder.watch = DisplayFilterWatch(tshark, plan.condition.display_filter, info)
+    feed, tee = live_viewer(choice, section_comments(planned, started), notice or info)
     nowhere = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed with the Outputs
-    sink = CaptureSink(nowhere, (), max_bytes, console, tap=recorder)
-    return Outputs([sink] * len(planned), console=console, device=nowhere), recorder
+    sink = CaptureSink(nowhere, (), max_bytes, console, tap=recorder, tee=tee)
+    return Outputs([sink] * len(planned), console=console, device=nowhere, feed=feed), recorder
 
 
 def to_local_ns(shift_ns: int, offset_ns: int | None) -> int:

@@ -163,7 +163,13 @@ class Delivery(OptionGroup):
     open_after: Annotated[
         bool, typer.Option("--open", help="Open the finished file in Wireshark/tshark.")
     ] = False
-    live: Annotated[bool, typer.Option("--live", help="Show packets live in Wireshark (or tshark).")] = False
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Show packets live in Wireshark (or tshark); with -o or --ring also keep the files.",
+        ),
+    ] = False
     split: Annotated[
         bool, typer.Option("--split", help="Also keep one file per stream beside the merged file.")
     ] = False
@@ -192,7 +198,8 @@ class Delivery(OptionGroup):
     ] = None
 
     def __post_init__(self) -> None:
-        if self.bundle is not None and (self.live or self.out == "-"):
+        streams_only = self.live and self.out is None and self.ring is None
+        if self.bundle is not None and (streams_only or self.out == "-"):
             raise UsageError("--bundle packs the written files; a stream leaves none", "write files with -o")
         if self.ring is not None:
             parse_ring(self.ring)
