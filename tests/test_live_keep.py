@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from clirun import esxcap, isolated_env
+from clirun import CliResult, esxcap, isolated_env
 from pcaptools import TSHARK
 
 from esxcap.capture.destinations import choose_output
@@ -52,56 +52,38 @@ def packets(path: Path) -> list[tuple[str, int, bytes]]:
         return [(source.interfaces[r.interface].name, r.ts_ns, bytes(r.data)) for r in records]
 
 
-def capture(running: SimulatorThread, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+def live_capture(running: SimulatorThread, tmp_path: Path, reads: str, *args: str) -> tuple[CliResult, Path]:
+    """`capture --host esx03 ARGS --live -o FILE` with a viewer that runs `reads` (see viewer_env)."""
+    out = tmp_path / "kept.pcapng"
     result = esxcap(
-        "-i", str(running.sim.inventory_path), "capture", "--host", "esx03", *args, env=env, timeout=180
+        "-i", str(running.sim.inventory_path), "capture", "--host", "esx03", *args, "-d", "60",
+        "--live", "-o", str(out), env=viewer_env(tmp_path, reads), timeout=180,
     )  # fmt: skip
-    return result.code, result.stdout, result.stderr
+    assert result.code == 0, result.stderr
+    return result, out
 
 
 @requires_tshark
 def test_live_with_a_file_shows_the_viewer_every_byte_of_the_file(
     running: SimulatorThread, tmp_path: Path
 ) -> None:
-    env = viewer_env(tmp_path, 'exec cat > "$COPY"')
-    out = tmp_path / "kept.pcapng"
-    code, stdout, stderr = capture(
-        running,
-        env,
-        "--vm",
-        "web02",
-        "--vmk",
-        "vmk0",
-        "-c",
-        "4",
-        "-d",
-        "60",
-        "--live",
-        "--console",
-        "-o",
-        str(out),
-    )
-    assert code == 0, stderr
+    args = ("--vm", "web02", "--vmk", "vmk0", "-c", "4", "--console")
+    result, out = live_capture(running, tmp_path, 'exec cat > "$COPY"', *args)
     assert (tmp_path / "viewer-args").read_text().split() == ["-l", "-i", "-"]
     assert (tmp_path / "viewer-copy").read_bytes() == out.read_bytes()
     kept = packets(out)
     assert len(kept) == 8  # 4 per stream: web02's (VnicRx,VnicTx) and vmk0's (--dir 2), merged
     assert (tmp_path / "kept.pcapng.json").is_file()
     assert not list(tmp_path.glob("*.part"))
-    assert len([line for line in stdout.splitlines() if "] esx03 " in line]) == len(kept)
+    assert len([line for line in result.stdout.splitlines() if "] esx03 " in line]) == len(kept)
 
 
 @requires_tshark
 def test_a_viewer_that_closes_early_leaves_the_file_capture_running(
     running: SimulatorThread, tmp_path: Path
 ) -> None:
-    env = viewer_env(tmp_path, 'head -c 100 > "$COPY"')
-    out = tmp_path / "kept.pcapng"
-    code, _stdout, stderr = capture(
-        running, env, "--vm", "web02", "-c", "12", "-d", "60", "--live", "-o", str(out)
-    )
-    assert code == 0, stderr
-    assert "the viewer closed: it gets no more packets; the capture goes on into the file" in stderr
+    result, out = live_capture(running, tmp_path, 'head -c 100 > "$COPY"', "--vm", "web02", "-c", "12")
+    assert "the viewer closed: it gets no more packets; the capture goes on into the file" in result.stderr
     assert len(packets(out)) == 12
     copy = (tmp_path / "viewer-copy").read_bytes()
     assert len(copy) == 100 and out.read_bytes().startswith(copy)

@@ -29,7 +29,7 @@ from esxcap.capture.run import STOP_WAIT_S
 from esxcap.errors import UsageError
 from esxcap.esxi.lifecycle import GRACE_SECONDS, WRAPPER_SCRIPT, new_marker, reported_exit, wrapper_argv
 from esxcap.inventory import TRANSPORTS
-from esxcap.pcap import CaptureFile
+from esxcap.pcap import EPB_INBOUND, CaptureFile
 from esxcap.ssh.session import make_transport
 
 
@@ -124,6 +124,18 @@ def test_count_capture_ends_by_itself(openssh, transport, tmp_path) -> None:
     assert stream["packets"] == 5 and stream["error"] is None
     assert packets_in(out) == 5
     assert openssh.pktcaps() == [] and openssh.pidfiles("new") == {}
+
+
+def test_one_direction_packets_carry_their_direction_flag(openssh, transport, tmp_path) -> None:
+    """What the VM sends (VnicTx, `--dir out`) is inbound at its switch port."""
+    out = tmp_path / "dirs.pcapng"
+    argv = ("capture", "--vm", "n1", "--host", "new", "-c", "3", "--dir", "out", "-o", str(out))
+    result = cli(openssh, transport, tmp_path, *argv)
+    assert result.code == 0, result.stderr
+    with out.open("rb") as handle:
+        source = CaptureFile(handle, out.name)
+        flags = {(source.interfaces[r.interface].name, r.flags) for r in source}
+    assert flags == {("new:n1 eth0:VnicTx:out", EPB_INBOUND)}
 
 
 def test_duration_capture_stops_on_time(openssh, transport, tmp_path) -> None:
