@@ -1,8 +1,9 @@
-"""Watch and keep: `--live` with `-o` writes the capture file as usual (private `.part`, named at the end,
-sidecar) while the viewer gets the same bytes; a viewer that closes early or falls behind is told about
-and left, and the file capture goes on to its normal stop. The real CLI runs against the simulator with
-a stand-in for tshark's live viewer (`tshark -l -i -`, chosen when there is no display) that keeps what
-it reads; other tshark calls (the --console summaries) go to the real tshark."""
+"""Watch and keep: `--live` with `-o` (or `--ring`) writes the capture files as usual (private `.part`,
+named at the end, sidecar) while the viewer gets the same bytes (with a ring: every segment's packets, in
+one stream); a viewer that closes early or falls behind is told about and left, and the file capture
+goes on to its normal stop. The real CLI runs against the simulator with a stand-in for tshark's live
+viewer (`tshark -l -i -`, chosen when there is no display) that keeps what it reads; other tshark calls
+(the --console summaries) go to the real tshark."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from clirun import CliResult, esxcap, isolated_env
 from pcaptools import TSHARK
 
 from esxcap.capture.destinations import choose_output
+from esxcap.capture.ring import RingSpec
 from esxcap.capture.tee import ViewerFeed
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile
@@ -89,6 +91,26 @@ def test_a_viewer_that_closes_early_leaves_the_file_capture_running(
     assert len(copy) == 100 and out.read_bytes().startswith(copy)
 
 
+@requires_tshark
+def test_live_with_a_ring_shows_the_viewer_every_packet_of_every_segment(
+    fast_sim: SimulatorThread, tmp_path: Path
+) -> None:
+    """n1's pings (200 a second) into a ring of 8 KiB segments, with the viewer watching: the viewer's
+    one stream holds the packets of all segments, in order, each once."""
+    out = tmp_path / "ring"
+    result = esxcap(
+        "-i", str(fast_sim.sim.inventory_path), "capture", "--vm", "n1", "--dir", "out", "--proto", "icmp",
+        "-c", "400", "--ring", "filesize:8k", "--live", "-o", f"{out}/",
+        env=viewer_env(tmp_path, 'exec cat > "$COPY"'), timeout=180,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    segments = sorted(out.glob("*_[0-9][0-9][0-9][0-9][0-9]_*Z.pcapng"))
+    assert len(segments) >= 3
+    in_segments = [packet for segment in segments for packet in packets(segment)]
+    assert len(in_segments) == 400
+    assert packets(tmp_path / "viewer-copy") == in_segments
+
+
 @pytest.mark.parametrize(
     ("out", "split", "refused"),
     [
@@ -108,6 +130,15 @@ def test_live_with_a_file_or_folder_keeps_it(tmp_path: Path) -> None:
     to_folder = choose_output(f"{tmp_path}/", True, True)
     assert (to_folder.live, to_folder.directory) == (True, tmp_path)
     assert choose_output(None, True, True).paths is False
+
+
+def test_live_watches_a_ring_but_not_the_rings_of_split(tmp_path: Path) -> None:
+    spec = RingSpec(filesize=1 << 20)
+    ring = choose_output(f"{tmp_path}/", True, True, ring=spec)
+    assert (ring.live, ring.directory, ring.ring) == (True, tmp_path, spec)
+    with pytest.raises(UsageError) as caught:
+        choose_output(f"{tmp_path}/", True, True, split=True, ring=spec)
+    assert "--ring --split writes a separate ring per stream" in caught.value.message
 
 
 def test_a_viewer_that_stops_reading_is_left_behind(tmp_path: Path) -> None:
