@@ -111,6 +111,23 @@ def test_live_with_a_ring_shows_the_viewer_every_packet_of_every_segment(
     assert packets(tmp_path / "viewer-copy") == in_segments
 
 
+@requires_tshark
+def test_live_with_a_trigger_shows_every_packet_while_the_event_is_kept(
+    fast_sim: SimulatorThread, tmp_path: Path
+) -> None:
+    out = tmp_path / "events"
+    result = esxcap(
+        "-i", str(fast_sim.sim.inventory_path), "recipe", "vm-to-vm", "m2", "n1", "--trigger", "tcp-rst",
+        "--before", "1", "--after", "0.3", "-d", "30", "--live", "-o", f"{out}/",
+        env=viewer_env(tmp_path, 'exec cat > "$COPY"'), timeout=180,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    [event] = out.glob("*_trigger001_*Z.pcapng")
+    watched = {(ts, data) for _name, ts, data in packets(tmp_path / "viewer-copy")}
+    kept = {(ts, data) for _name, ts, data in packets(event)}
+    assert kept and kept <= watched and len(watched) > len(kept)
+
+
 @pytest.mark.parametrize(
     ("out", "split", "refused"),
     [
