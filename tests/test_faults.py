@@ -351,7 +351,8 @@ def test_a_ring_on_a_full_disk_stops_with_exit_4_and_complete_segments(start, en
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 4, stderr  # ExitCode.DISK_FULL, before the 60 s were up
     segments = sorted(where.glob("*_[0-9][0-9][0-9][0-9][0-9]_*.pcapng"))
-    assert segments and all(packets_in(s) > 0 for s in segments)  # cut back to whole blocks
+    # cut back to whole blocks, what fitted kept
+    assert segments and all(packets_in(s) > 0 for s in segments), (list(where.iterdir()), stderr)
     assert not list(where.glob("*.part"))
     streams = json.loads(stdout)["streams"]
     assert all("cannot write" in s["error"] for s in streams)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from esxcap.capture.files import create_part, cut_to_whole_blocks, place
 from esxcap.errors import UsageError
-from esxcap.pcap import Interface, InterfaceStatistics, PcapngWriter
+from esxcap.pcap import CaptureFile, CaptureFormatError, Interface, InterfaceStatistics, PcapngWriter
 from esxcap.pcap.pcapng import TIMESTAMP_LIMIT
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -232,12 +232,23 @@ class SegmentWriter:
                 self._file.close()
         if failed:
             cut_to_whole_blocks(self.part, [self._good])
+            self._recount()
             if not self.packets:
                 with contextlib.suppress(OSError):
                     self.part.unlink()
                 return None
         size = self.part.stat().st_size
         return Segment(place(self.part, self.path), self.packets, size, self.first_ns, self.last_ns)
+
+    def _recount(self) -> None:
+        """What the segment holds once cut back, as a reader sees it: the write that failed may still
+        have put whole blocks in (a disk filling inside the segment's first write keeps what fitted)."""
+        stamps: list[int] = []
+        with contextlib.suppress(OSError, CaptureFormatError), self.part.open("rb") as handle:
+            stamps.extend(record.ts_ns for record in CaptureFile(handle, self.part.name))
+        self.packets = len(stamps)
+        self.first_ns = min(stamps, default=None)
+        self.last_ns = max(stamps, default=None)
 
 
 class Ring:
