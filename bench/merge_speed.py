@@ -73,7 +73,15 @@ def run(options: Options) -> list[Row]:
         nbytes = sum(p.stat().st_size for p in inputs)
         case = f"{FILES} pcapng files, {nbytes / MIB:.0f} MiB, {packets:,} packets"
         cases = {
-            "esxcap merge": [sys.executable, "-m", "esxcap", "merge", "-o", str(workdir / "esxcap.pcapng")]
+            "esxcap merge": [
+                sys.executable,
+                "-m",
+                "esxcap",
+                "merge",
+                "--force",
+                "-o",
+                str(workdir / "esxcap.pcapng"),
+            ]
         }
         if mergecap is not None:
             cases["mergecap -w"] = [mergecap, "-w", str(workdir / "mergecap.pcapng")]

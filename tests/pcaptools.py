@@ -85,6 +85,35 @@ def sample_records(
     return out
 
 
+def block(order: str, block_type: int, body: bytes, options: Sequence[tuple[int, bytes]] = ()) -> bytes:
+    """A pcapng block in either byte order, built independently of esxcap's writer (foreign files:
+    other resolutions, big-endian sections, Simple Packet Blocks)."""
+    opts = b"".join(struct.pack(order + "HH", c, len(v)) + v + b"\0" * (-len(v) % 4) for c, v in options)
+    if options:
+        opts += b"\0\0\0\0"
+    body += b"\0" * (-len(body) % 4)
+    total = 12 + len(body) + len(opts)
+    return struct.pack(order + "II", block_type, total) + body + opts + struct.pack(order + "I", total)
+
+
+def shb(order: str) -> bytes:
+    return block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), [(4, b"other tool")])
+
+
+def idb(order: str, name: bytes, tsresol: int | None = None, tsoffset: int = 0, snaplen: int = 0) -> bytes:
+    options = [(2, name)]
+    if tsresol is not None:
+        options.append((9, bytes([tsresol])))
+    if tsoffset:
+        options.append((14, struct.pack(order + "q", tsoffset)))
+    return block(order, 1, struct.pack(order + "HHI", 1, 0, snaplen), options)
+
+
+def epb(order: str, iface: int, units: int, data: bytes) -> bytes:
+    head = struct.pack(order + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(data), len(data))
+    return block(order, 6, head + data)
+
+
 def epoch_text(ts_ns: int) -> str:
     """A timestamp as tshark prints frame.time_epoch for nanosecond files."""
     return f"{ts_ns // 1_000_000_000}.{ts_ns % 1_000_000_000:09d}"

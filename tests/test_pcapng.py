@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -24,12 +23,16 @@ from hypothesis import strategies as st
 from pcaptools import (
     BASE_NS,
     EDITCAP,
+    block,
     capinfos,
+    epb,
     epoch_text,
+    idb,
     pcap_stream,
     requires_tools,
     run_tool,
     sample_records,
+    shb,
     tshark_fields,
 )
 
@@ -191,34 +194,6 @@ def test_writer_refuses_unknown_interface_and_times_pcapng_cannot_hold() -> None
             writer.write_packet(0, ts_ns, b"")
         with pytest.raises(TimestampRangeError):
             writer.write_records([(0, Record(ts_ns, 1, b"x"))])
-
-
-def block(order: str, block_type: int, body: bytes, options: Sequence[tuple[int, bytes]] = ()) -> bytes:
-    """A pcapng block in either byte order, built independently of esxcap's writer."""
-    opts = b"".join(struct.pack(order + "HH", c, len(v)) + v + b"\0" * (-len(v) % 4) for c, v in options)
-    if options:
-        opts += b"\0\0\0\0"
-    body += b"\0" * (-len(body) % 4)
-    total = 12 + len(body) + len(opts)
-    return struct.pack(order + "II", block_type, total) + body + opts + struct.pack(order + "I", total)
-
-
-def shb(order: str) -> bytes:
-    return block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), [(4, b"other tool")])
-
-
-def idb(order: str, name: bytes, tsresol: int | None = None, tsoffset: int = 0, snaplen: int = 0) -> bytes:
-    options = [(2, name)]
-    if tsresol is not None:
-        options.append((9, bytes([tsresol])))
-    if tsoffset:
-        options.append((14, struct.pack(order + "q", tsoffset)))
-    return block(order, 1, struct.pack(order + "HHI", 1, 0, snaplen), options)
-
-
-def epb(order: str, iface: int, units: int, data: bytes) -> bytes:
-    head = struct.pack(order + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(data), len(data))
-    return block(order, 6, head + data)
 
 
 @pytest.mark.parametrize("order", ["<", ">"])

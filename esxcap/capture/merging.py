@@ -12,8 +12,8 @@ from pathlib import Path
 from esxcap.capture.files import check_destination, create_part, place
 from esxcap.capture.sinks import open_stream_file, stream_file_kind
 from esxcap.errors import UsageError
-from esxcap.pcap import CaptureFile, MergeResult, PcapngWriter
-from esxcap.pcap import merge as merge_sources
+from esxcap.pcap import MergeResult, PcapngWriter
+from esxcap.pcap.filemerge import merge_files as merge_blocks
 
 
 def distinct_inputs(files: Sequence[Path], out: Path, warn: Callable[[str], None]) -> list[Path]:
@@ -56,10 +56,10 @@ def merge_files(
         part, sink = create_part(out)
     handles = [path.open("rb") for path in inputs]
     try:
-        sources = [CaptureFile(h, path.name) for h, path in zip(handles, inputs, strict=True)]
         with sink:
-            result = merge_sources(
-                sources, PcapngWriter(sink, comments=(f"merged by esxcap from {len(inputs)} files",))
+            merged = merge_blocks(
+                [(handle, path.name) for handle, path in zip(handles, inputs, strict=True)],
+                PcapngWriter(sink, comments=(f"merged by esxcap from {len(inputs)} files",)),
             )
     except BaseException:
         if part is not None:
@@ -68,10 +68,10 @@ def merge_files(
     finally:
         for handle in handles:
             handle.close()
-    for source in sources:
-        if source.truncated_bytes:
+    for path, cut in zip(inputs, merged.truncated_bytes, strict=True):
+        if cut:
             warn(
-                f"{source.name} ends in the middle of a packet: its last {source.truncated_bytes} bytes "
+                f"{path.name} ends in the middle of a packet: its last {cut} bytes "
                 "were left out (the file was cut while being written)"
             )
-    return (out if part is None else place(part, out, force)), result, len(inputs)
+    return (out if part is None else place(part, out, force)), merged.result, len(inputs)
