@@ -1,10 +1,11 @@
 """`esxcap merge` at the block level (esxcap.pcap.filemerge): the same packets in the same order as the
 record-by-record merge (one pending record per input, mergecap's algorithm) for any mix of inputs and
 any chunking, packet-exact against mergecap through tshark, about one chunk held per input, and bad
-inputs named."""
+inputs named; the output written by a thread of its own, in order, its errors named."""
 
 from __future__ import annotations
 
+import errno
 import io
 import struct
 import subprocess
@@ -26,6 +27,8 @@ from pcaptools import (
     tshark_fields,
 )
 
+from esxcap.capture.merging import BackgroundWrites
+from esxcap.capture.sinks import OutputError
 from esxcap.pcap import (
     CaptureFile,
     CaptureFormatError,
@@ -232,3 +235,33 @@ def test_unsorted_inputs_and_foreign_resolutions_merge_as_mergecap_merges_them(t
     rows = tshark_fields(ours, *fields)
     assert rows == tshark_fields(theirs, *fields) and len(rows) == 5 * sum(map(len, steps))
     assert [row[0] for row in rows] != sorted(row[0] for row in rows), "the inputs are not in order"
+
+
+class FailingFile(io.BytesIO):
+    """A file that takes `room` bytes, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_background_writes_keep_order_and_name_a_write_error() -> None:
+    out = io.BytesIO()
+    writes = BackgroundWrites(out, Path("m.pcapng"), depth=2)
+    parts = [bytes([n]) * (n + 1) for n in range(200)]
+    for start in range(0, 200, 7):
+        writes.write_parts(parts[start : start + 7])
+    writes.write(b"end")
+    writes.finish()
+    assert out.getvalue() == b"".join(parts) + b"end"
+    failing = BackgroundWrites(FailingFile(room=1000), Path("m.pcapng"), depth=2)
+    with pytest.raises(OutputError, match=r"cannot write the merged file m\.pcapng: No space left"):
+        for part in parts:
+            failing.write_parts([part])
+        failing.finish()
+    failing.finish()  # the error was told once; the thread has ended

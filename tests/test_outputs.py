@@ -200,6 +200,16 @@ def test_merge_takes_a_file_given_twice_once_and_warns_on_a_truncated_input(
     assert shown.count("is the same file as") == 2 and "b.pcapng ends in the middle of a packet" in shown
 
 
+def test_merge_into_a_full_device_is_a_clear_error(tmp_path: Path, two_captures) -> None:
+    """The output is written by a thread of its own: its write error still ends the merge, named."""
+    a, b = two_captures
+    result = merge(tmp_path, str(a), str(b), "-o", "/dev/full")
+    assert result.code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot write the merged file /dev/full: No space left on device" in " ".join(
+        result.stderr.split()
+    )
+
+
 def test_merge_of_crafted_timestamps_is_a_clear_error_leaving_nothing(tmp_path: Path, two_captures) -> None:
     a, _b = two_captures
     for name, data in (

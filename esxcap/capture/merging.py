@@ -1,19 +1,24 @@
 """`esxcap merge` on files: finished captures into one time-ordered pcapng, refusing an output that is
 one of the inputs, dropping an input given twice (with a warning), warning on inputs cut mid-packet (as
-mergecap does), and leaving nothing behind when an input cannot be merged."""
+mergecap does), and leaving nothing behind when an input cannot be merged. The output is written by a
+thread of its own, so that the merge reads and orders the next packets while the last ones are written."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO, cast
 
 from esxcap.capture.files import check_destination, create_part, place
-from esxcap.capture.sinks import open_stream_file, stream_file_kind
+from esxcap.capture.sinks import OutputError, open_stream_file, stream_file_kind
 from esxcap.errors import UsageError
 from esxcap.pcap import MergeResult, PcapngWriter
 from esxcap.pcap.filemerge import merge_files as merge_blocks
+from esxcap.pcap.pcapng import write_gathered
 
 
 def distinct_inputs(files: Sequence[Path], out: Path, warn: Callable[[str], None]) -> list[Path]:
@@ -41,6 +46,56 @@ def distinct_inputs(files: Sequence[Path], out: Path, warn: Callable[[str], None
     return kept
 
 
+class BackgroundWrites:
+    """Writes to `file` made by a thread: `write` and `write_parts` (gathered, see write_gathered) queue
+    their bytes, at most `depth` batches ahead; a write error is raised by the next call, or by `finish`,
+    which waits for every queued write."""
+
+    def __init__(self, file: IO[bytes], name: Path, depth: int = 4) -> None:
+        self._file = file
+        self._name = name
+        self._queue: queue.Queue[Sequence[bytes | memoryview] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._failed = False
+        """A write failed: the writes queued after it are dropped."""
+        self._thread = threading.Thread(target=self._run, name="merge-writes", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        self.write_parts([bytes(data)])
+        return len(data)
+
+    def write_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        self._raise()
+        self._queue.put(parts)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while (parts := self._queue.get()) is not None:
+            if self._failed:
+                continue
+            try:
+                write_gathered(self._file, parts)
+            except OSError as exc:  # raised in the merging thread
+                self._failed = True
+                self._error = OutputError(
+                    f"cannot write the merged file {self._name}: {exc.strerror or exc}",
+                    "free some space there, or write it elsewhere with -o",
+                )
+            except BaseException as exc:
+                self._failed = True
+                self._error = exc
+
+
 def merge_files(
     files: Sequence[Path], out: Path, force: bool, warn: Callable[[str], None]
 ) -> tuple[Path, MergeResult, int]:
@@ -57,10 +112,17 @@ def merge_files(
     handles = [path.open("rb") for path in inputs]
     try:
         with sink:
-            merged = merge_blocks(
-                [(handle, path.name) for handle, path in zip(handles, inputs, strict=True)],
-                PcapngWriter(sink, comments=(f"merged by esxcap from {len(inputs)} files",)),
-            )
+            writes = BackgroundWrites(sink, out)
+            try:
+                merged = merge_blocks(
+                    [(handle, path.name) for handle, path in zip(handles, inputs, strict=True)],
+                    PcapngWriter(
+                        cast("IO[bytes]", writes),  # it has what PcapngWriter uses: write, write_parts
+                        comments=(f"merged by esxcap from {len(inputs)} files",),
+                    ),
+                )
+            finally:
+                writes.finish()
     except BaseException:
         if part is not None:
             os.unlink(part)

@@ -1,10 +1,9 @@
-"""The capture commands: `capture` (with --dry-run), `points`, `cleanup` and `merge`; the flow `capture`
+"""The capture commands: `capture` (with --dry-run), `points` and `cleanup`; the flow `capture`
 shares with the recipes is `esxcap.cli.run`'s."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +11,6 @@ import typer
 from esxcap.cli import output
 from esxcap.cli.common import (
     Connect,
-    ForceOpt,
     GroupOpt,
     JsonOpt,
     ParallelOpt,
@@ -175,22 +173,5 @@ def cleanup(
             1 for r in results if r.error or any(row["action"] == "failed to stop" for row in r.value or ())
         )
         return outcome_code(bad, len(results))
-
-    run_job(job)
-
-
-@app.command()
-def merge(
-    files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files.")],
-    out: Annotated[Path, typer.Option("--output", "-o", help="The merged pcapng file.")],
-    force: ForceOpt = False,
-) -> None:
-    """Merge captures into one time-ordered pcapng, one interface per input interface."""
-    from esxcap.capture.merging import merge_files
-
-    async def job() -> int:
-        written, result, merged = merge_files(files, out, force, output.warning)
-        output.info(f"{written}: {result.packets} packets from {merged} files")
-        return ExitCode.OK
 
     run_job(job)

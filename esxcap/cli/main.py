@@ -57,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Find leftover captures: stop the ones esxcap started; list others (stopped only with --all).",
     ),
     "merge": (
-        "cli.capture",
+        "cli.merge",
         "Merge captures into one time-ordered pcapng, one interface per input interface.",
     ),
     "path": (

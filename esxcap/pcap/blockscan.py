@@ -81,53 +81,55 @@ class PcapngBlockScanner(PcapngStreamReader):
         buffer = data if isinstance(data, bytearray) else bytearray(data)
         view = memoryview(buffer)
         end = len(buffer)
+        last = end - 28
+        """The last offset where an Enhanced Packet Block's fixed part fits."""
         keys, blocks = self._keys, self._blocks
+        add_key, add_block = keys.append, blocks.append
         head, length_at, packets = _EPB_START.unpack_from, _LENGTH.unpack_from, 0
-        top, routes, little, ts = self.top, self._section_routes(), self._order == "<", self._last_ts
+        top, ts, routes = self.top, self._last_ts, self._section_routes()
         try:
-            while pos + 12 <= end:
-                if little and pos + 28 <= end:
+            while True:
+                while pos <= last and self._order == "<":  # the fast path: little-endian packets
                     block_type, length, iface, high, low, caplen = head(buffer, pos)
-                else:
-                    block_type = -1
-                if block_type != EPB_TYPE:
-                    self.top, self._last_ts = top, ts  # a Simple Packet Block takes the last timestamp
-                    stop = self._other_block(buffer, view, pos, end)
-                    if stop < 0:
+                    if block_type != EPB_TYPE:
                         break
-                    pos, top, little, ts = stop, self.top, self._order == "<", self._last_ts
-                    routes = self._section_routes()
-                    continue
-                stop = pos + length
-                if stop > end:
-                    self._block_length(buffer, pos, self._base + pos)  # a bad length is named now
-                    break  # the rest of the block arrives with the next chunk
-                if (
-                    length % 4
-                    or length < 32
-                    or caplen > length - 32
-                    or caplen > MAX_CAPLEN
-                    or iface >= len(routes)
-                    or length_at(buffer, stop - 4)[0] != length
-                ):
-                    self._check_packet(buffer, view, pos, length)
-                out_id, nanos = routes[iface]
-                if nanos:
-                    ts = high << 32 | low
-                    if out_id != iface:
-                        _INTERFACE.pack_into(buffer, pos + 8, out_id)
-                else:
-                    ts = self._to_nanos(self._local[iface], high << 32 | low)
-                    _INTERFACE_TS.pack_into(buffer, pos + 8, out_id, ts >> 32, ts & 0xFFFFFFFF)
-                top = max(top, ts)
-                keys.append(top)
-                blocks.append(view[pos:stop])
-                packets += 1
-                pos = stop
+                    stop = pos + length
+                    if (
+                        stop > end
+                        or length & 3
+                        or caplen + 32 > length
+                        or caplen > MAX_CAPLEN
+                        or iface >= len(routes)
+                        or length_at(buffer, stop - 4)[0] != length
+                    ):
+                        if stop > end:
+                            self._block_length(buffer, pos, self._base + pos)  # a bad length: named now
+                            return pos  # the rest of the block arrives with the next chunk
+                        self._check_packet(buffer, view, pos, length)
+                    out_id, nanos = routes[iface]
+                    if nanos:
+                        ts = high << 32 | low
+                        if out_id != iface:
+                            _INTERFACE.pack_into(buffer, pos + 8, out_id)
+                    else:
+                        ts = self._to_nanos(self._local[iface], high << 32 | low)
+                        _INTERFACE_TS.pack_into(buffer, pos + 8, out_id, ts >> 32, ts & 0xFFFFFFFF)
+                    if ts > top:  # noqa: PLR1730  # (max() is a call per packet)
+                        top = ts
+                    add_key(top)
+                    add_block(view[pos:stop])
+                    packets += 1
+                    pos = stop
+                if pos + 12 > end:
+                    return pos
+                self.top, self._last_ts = top, ts  # a Simple Packet Block takes the last timestamp
+                stop = self._other_block(buffer, view, pos, end)
+                if stop < 0:
+                    return pos
+                pos, top, ts, routes = stop, self.top, self._last_ts, self._section_routes()
         finally:
             self.top, self._last_ts = top, ts
             self.packets += packets
-        return pos
 
     def _section_routes(self) -> list[tuple[int, bool]]:
         """(output id, counts ns) of each interface of the current section, by its id in the section."""

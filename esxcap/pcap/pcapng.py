@@ -60,7 +60,12 @@ _IOV_MAX = 1024
 
 def write_gathered(file: IO[bytes], parts: Sequence[bytes | memoryview]) -> None:
     """Append `parts` in order. Where `file` has a descriptor they go out with os.writev, straight from
-    where they are (no joined copy); short writes are resumed where they stopped."""
+    where they are (no joined copy); short writes are resumed where they stopped. A file with its own
+    `write_parts` (e.g. one written by a thread) is handed them as they are."""
+    write_parts = getattr(file, "write_parts", None)
+    if write_parts is not None:
+        write_parts(parts)
+        return
     try:
         fd = file.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
