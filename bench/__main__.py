@@ -3,7 +3,7 @@
 python -m bench               1 GiB per streaming case, median of 3 interleaved runs
 python -m bench --gib 4       4 GiB per case
 python -m bench --quick       64 MiB per case, one run (smoke test; scale: 10 hosts only,
-                              discovery: 1 and 10 hosts, merge: 16 MiB, start-up: 5 runs,
+                              discovery: 1 and 10 hosts, merge: 64 MiB, start-up: 5 runs,
                               first packet: 1 run, long run: 2 trigger events)
 python -m bench --only throughput --quick   one benchmark's rows (names: the modules listed below)
 """

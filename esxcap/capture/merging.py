@@ -6,10 +6,11 @@ thread of its own, so that the merge reads and orders the next packets while the
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -96,6 +97,19 @@ class BackgroundWrites:
                 self._error = exc
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The merge makes a view per packet and no reference cycles: the cyclic garbage collector would
+    walk every one of them for nothing (3% of the merge's instructions)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def merge_files(
     files: Sequence[Path], out: Path, force: bool, warn: Callable[[str], None]
 ) -> tuple[Path, MergeResult, int]:
@@ -111,7 +125,7 @@ def merge_files(
         part, sink = create_part(out)
     handles = [path.open("rb") for path in inputs]
     try:
-        with sink:
+        with sink, _collector_paused():
             writes = BackgroundWrites(sink, out)
             try:
                 merged = merge_blocks(

@@ -70,7 +70,9 @@ class PcapngBlockScanner(PcapngStreamReader):
         keys: list[int] = []
         blocks: list[Buffer] = []
         self._keys, self._blocks = keys, blocks
+        counted = self.packets
         self._feed(chunk, [])  # type: ignore[arg-type]  # a bytearray: its blocks are patched in place
+        self.packets = counted + len(keys)
         return keys, blocks
 
     def _interface(self, view: memoryview, pos: int, length: int) -> None:
@@ -85,21 +87,23 @@ class PcapngBlockScanner(PcapngStreamReader):
         """The last offset where an Enhanced Packet Block's fixed part fits."""
         keys, blocks = self._keys, self._blocks
         add_key, add_block = keys.append, blocks.append
-        head, length_at, packets = _EPB_START.unpack_from, _LENGTH.unpack_from, 0
+        head, length_at, set_interface = _EPB_START.unpack_from, _LENGTH.unpack_from, _INTERFACE.pack_into
+        epb_type, max_caplen = EPB_TYPE, MAX_CAPLEN
         top, ts, routes = self.top, self._last_ts, self._section_routes()
+        interfaces, little = len(routes), self._order == "<"
         try:
             while True:
-                while pos <= last and self._order == "<":  # the fast path: little-endian packets
+                while little and pos <= last:  # the fast path: little-endian packets
                     block_type, length, iface, high, low, caplen = head(buffer, pos)
-                    if block_type != EPB_TYPE:
+                    if block_type != epb_type:
                         break
                     stop = pos + length
                     if (
                         stop > end
                         or length & 3
                         or caplen + 32 > length
-                        or caplen > MAX_CAPLEN
-                        or iface >= len(routes)
+                        or caplen > max_caplen
+                        or iface >= interfaces
                         or length_at(buffer, stop - 4)[0] != length
                     ):
                         if stop > end:
@@ -110,7 +114,7 @@ class PcapngBlockScanner(PcapngStreamReader):
                     if nanos:
                         ts = high << 32 | low
                         if out_id != iface:
-                            _INTERFACE.pack_into(buffer, pos + 8, out_id)
+                            set_interface(buffer, pos + 8, out_id)
                     else:
                         ts = self._to_nanos(self._local[iface], high << 32 | low)
                         _INTERFACE_TS.pack_into(buffer, pos + 8, out_id, ts >> 32, ts & 0xFFFFFFFF)
@@ -118,7 +122,6 @@ class PcapngBlockScanner(PcapngStreamReader):
                         top = ts
                     add_key(top)
                     add_block(view[pos:stop])
-                    packets += 1
                     pos = stop
                 if pos + 12 > end:
                     return pos
@@ -127,9 +130,9 @@ class PcapngBlockScanner(PcapngStreamReader):
                 if stop < 0:
                     return pos
                 pos, top, ts, routes = stop, self.top, self._last_ts, self._section_routes()
+                interfaces, little = len(routes), self._order == "<"
         finally:
             self.top, self._last_ts = top, ts
-            self.packets += packets
 
     def _section_routes(self) -> list[tuple[int, bool]]:
         """(output id, counts ns) of each interface of the current section, by its id in the section."""
