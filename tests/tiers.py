@@ -37,6 +37,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_extcap": (SIMULATOR, TSHARK),
     "test_extcap_install": (SIMULATOR,),
     "test_faults": (SIMULATOR, OPENSSH, TSHARK),
+    "test_fan_out": (SIMULATOR,),
     "test_filemerge": (PURE,),
     "test_fuzz": (PURE,),
     "test_host_memory": (SIMULATOR,),

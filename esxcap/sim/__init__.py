@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from esxcap.sim import state
 from esxcap.sim.loader import load_topology_file, topology_from_data
-from esxcap.sim.server import SimHost, start_hosts
+from esxcap.sim.server import HandshakeGauge, SimHost, start_hosts
 from esxcap.sim.topology import Host, Topology
 from esxcap.sim.traffic import TrafficModel
 
@@ -62,6 +62,8 @@ class Simulator:
         self.inventory_path = state_dir / state.INVENTORY
         self.known_hosts_path = state_dir / state.KNOWN_HOSTS
         self.client_key_path = state_dir / state.CLIENT_KEY
+        self.handshakes = HandshakeGauge()
+        """SSH logins in progress over all hosts, and the most at once."""
 
     @classmethod
     async def start(cls, topology: Topology, state_dir: Path, port_base: int = 0) -> Simulator:
@@ -85,6 +87,8 @@ class Simulator:
         }
         sim = cls(topology, state_dir, hosts, port_base)
         sim.lock_fd = held
+        for host in hosts.values():
+            host.handshakes = sim.handshakes
         try:
             await start_hosts(list(hosts.values()), port_base)
         except BaseException:

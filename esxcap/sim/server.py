@@ -103,6 +103,8 @@ class SimHost:
         self.port = 0
         self.connections = 0
         self.exec_requests = 0
+        self.handshakes = HandshakeGauge()
+        """Logins in progress (the Simulator shares one gauge among its hosts)."""
         self.failed_logins = 0
         """Wrong passwords received, keyboard-interactive and password alike (ESXi locks after a few)."""
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -216,18 +218,45 @@ class SimHost:
             await serving
 
 
+class HandshakeGauge:
+    """SSH connections between their start and the end of their login, now and the most at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    def begin(self) -> None:
+        self.now += 1
+        self.most = max(self.most, self.now)
+
+    def end(self) -> None:
+        self.now -= 1
+
+
 class _Server(asyncssh.SSHServer):
     def __init__(self, host: SimHost) -> None:
         self._host = host
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._logging_in = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._host._connected(conn)
+        self._logging_in = True
+        self._host.handshakes.begin()
+
+    def auth_completed(self) -> None:
+        self._logged_in()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._logged_in()
         if self._conn is not None:
             self._host._disconnected(self._conn)
+
+    def _logged_in(self) -> None:
+        if self._logging_in:
+            self._logging_in = False
+            self._host.handshakes.end()
 
     def begin_auth(self, username: str) -> bool:
         return True
