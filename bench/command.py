@@ -120,7 +120,9 @@ def _capture(
     argv = [sys.executable, "-m", "esxcap", "-i", str(inventory), "capture"]
     for host in hosts:
         argv += ["--host", host]
-    argv += ["--vmk", "vmk0", "--dir", "in", "-o", str(out)]
+    records, _ = pcapgen.layout(per_stream)
+    argv += ["--vmk", "vmk0", "--dir", "in", "-c", str(records), "-o", str(out)]  # -c: pcapgen's end is
+    # the capture's end (without it, a pktcap-uw ending on its own is an error: stopped on the host)
     if split:
         argv.append("--split")
     log = root / "cli.log"
