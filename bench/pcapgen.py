@@ -1,10 +1,11 @@
 """A fast classic-pcap writer to stdout, the remote command of the throughput benchmark.
 
-    python3 -m bench.pcapgen --bytes N [--frame 1514] [--gap-ns 1000]
+    python3 -m bench.pcapgen --bytes N [-c PACKETS] [--frame 1514] [--gap-ns 1000]
     python3 pcapgen.py --bytes N          (standalone: imports nothing outside the standard library)
 
 Writes a little-endian nanosecond pcap header, then records of one fixed frame size (the last one
-shortened so the stream is exactly N bytes when N allows it), timestamps `gap-ns` apart, in 1 MiB blocks.
+shortened so the stream is exactly N bytes when N allows it), timestamps `gap-ns` apart, in 1 MiB blocks;
+with -c, at most that many records (pktcap-uw's -c: a capture that asks for them ends there, as asked).
 Like pktcap-uw it ends cleanly (status 0) on SIGINT, the capture wrapper's stop.
 """
 
@@ -85,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bytes", type=int, required=True, help="stream length in bytes")
     parser.add_argument("--frame", type=int, default=DEFAULT_FRAME, help="captured bytes per packet")
     parser.add_argument("--gap-ns", type=int, default=DEFAULT_GAP_NS, help="time between packets")
+    parser.add_argument("-c", "--count", type=int, help="at most this many packets")
     args = parser.parse_args(argv)
+    if args.count is not None:
+        args.bytes = min(args.bytes, GLOBAL_HEADER_LEN + args.count * (RECORD_HEADER_LEN + args.frame))
     fd = sys.stdout.fileno()
     signal.signal(signal.SIGINT, _stop)
     try:

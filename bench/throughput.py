@@ -274,6 +274,7 @@ def measure(options: Options, workdir: Path, sshd: OpenSshd) -> Cases:
     def esxcap_case(streams: int) -> Callable[[Path], Measurement]:
         def case(out: Path) -> Measurement:
             per_stream = [sys.executable, str(gen), "--bytes", str(options.nbytes // streams)]
+            per_stream += ["-c", str(pcapgen.layout(options.nbytes // streams)[0])]  # ends as asked
             config = {**asdict(child), "out": str(out.with_suffix(".pcapng")), "streams": streams}
             return run_esxcap(ChildConfig(**{**config, "argv": per_stream}))
 

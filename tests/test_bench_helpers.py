@@ -50,6 +50,10 @@ def test_pcapgen_runs_as_a_standalone_script(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script), "--bytes", "5000"], capture_output=True, check=True)
     assert out.stdout[:24] == pcapgen.global_header()
     assert len(out.stdout) == 5000 and len(PcapStreamReader().feed(out.stdout)) == pcapgen.layout(5000)[0]
+    counted = subprocess.run(
+        [sys.executable, str(script), "--bytes", "50000", "-c", "3"], capture_output=True, check=True
+    )
+    assert len(PcapStreamReader().feed(counted.stdout)) == 3 and len(counted.stdout) == 24 + 3 * (16 + 1514)
 
 
 def _records() -> st.SearchStrategy[list[tuple[int, Record]]]:
@@ -127,7 +131,7 @@ def test_esxcap_streams_pcapgen_from_openssh_sshd(sshd: OpenSshd, tmp_path: Path
     gen = tmp_path / "pcapgen.py"
     gen.write_bytes(Path(pcapgen.__file__).read_bytes())
     nbytes = 3 << 20
-    argv = [sys.executable, str(gen), "--bytes", str(nbytes)]
+    argv = [sys.executable, str(gen), "--bytes", str(nbytes), "-c", str(pcapgen.layout(nbytes)[0])]
     out = tmp_path / "out.pcapng"
     keys = str(sshd.known_hosts), str(sshd.client_key)
     cfg = ChildConfig(sshd.port, sshd.user, *keys, argv, nbytes, str(out))
