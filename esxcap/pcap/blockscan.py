@@ -20,13 +20,9 @@ from collections.abc import Callable
 from itertools import accumulate
 
 from esxcap.pcap.classic import GLOBAL_HEADER_LEN
-from esxcap.pcap.ngreader import PACKET_BLOCK_TYPE, PcapngStreamReader
+from esxcap.pcap.ngreader import PcapngStreamReader
 from esxcap.pcap.pcapng import (
     EPB_TYPE,
-    IDB_TYPE,
-    ISB_TYPE,
-    SHB_TYPE,
-    SPB_TYPE,
     TIMESTAMP_LIMIT,
     TimestampRangeError,
     encode_epb,
@@ -157,32 +153,15 @@ class PcapngBlockScanner(PcapngStreamReader):
     def _other_block(self, buffer: bytearray, view: memoryview, pos: int, end: int) -> int:
         """Handle one block the fast path does not (section, interface, statistics, packets to encode
         anew, blocks to skip); return its end, or -1 when it is not complete in `buffer`."""
-        length = self._block_length(buffer, pos, self._base + pos)
-        if pos + length > end:
-            return -1
-        block_type, _ = struct.unpack_from(self._order + "II", buffer, pos)
-        (trailer,) = struct.unpack_from(self._order + "I", buffer, pos + length - 4)
-        if trailer != length:
-            raise self._fail(pos, f"block length {length} but trailer says {trailer}")
-        if block_type in (EPB_TYPE, PACKET_BLOCK_TYPE, SPB_TYPE):
-            record = (
-                self._simple_packet(view, pos, length)
-                if block_type == SPB_TYPE
-                else self._packet(view, pos, length, block_type)
-            )
+        stop, record = self._next_block(buffer, view, pos, end)
+        if record is not None:
             self.top = max(self.top, record.ts_ns)
             self._keys.append(self.top)
             out_id = self._route[record.interface][0]
             self._blocks.append(
                 encode_epb(out_id, record.ts_ns, record.data, record.origlen, record.comments)
             )
-        elif block_type == SHB_TYPE:
-            self._section(view, pos, length)
-        elif block_type == IDB_TYPE:
-            self._interface(view, pos, length)
-        elif block_type == ISB_TYPE:
-            self._statistics(view, pos, length)
-        return pos + length
+        return stop
 
 
 class PcapBlockScanner(PcapngTranscoder):

@@ -119,28 +119,39 @@ class PcapngStreamReader(FrameReader):
         view = memoryview(data)
         end = len(data)
         while pos + 12 <= end:
-            length = self._block_length(data, pos, self._base + pos)
-            if pos + length > end:
+            stop, record = self._next_block(data, view, pos, end)
+            if stop < 0:
                 break
-            order = self._order
-            block_type, _ = struct.unpack_from(order + "II", data, pos)
-            (trailer,) = struct.unpack_from(order + "I", data, pos + length - 4)
-            if trailer != length:
-                raise CorruptCaptureError(
-                    self._base + pos, f"block length {length} but trailer says {trailer}"
-                )
-            if block_type in (EPB_TYPE, PACKET_BLOCK_TYPE):
-                out.append(self._packet(view, pos, length, block_type))
-            elif block_type == SPB_TYPE:
-                out.append(self._simple_packet(view, pos, length))
-            elif block_type == SHB_TYPE:
-                self._section(view, pos, length)
-            elif block_type == IDB_TYPE:
-                self._interface(view, pos, length)
-            elif block_type == ISB_TYPE:
-                self._statistics(view, pos, length)
-            pos += length
+            if record is not None:
+                out.append(record)
+            pos = stop
         return pos
+
+    def _next_block(
+        self, data: bytes | bytearray, view: memoryview, pos: int, end: int
+    ) -> tuple[int, Record | None]:
+        """Read the block at `pos`: (its end, its packet when it is one), or (-1, None) when it does not
+        end before `end`. Sections, interfaces and statistics are taken in; other blocks are skipped."""
+        length = self._block_length(data, pos, self._base + pos)
+        if pos + length > end:
+            return -1, None
+        order = self._order
+        block_type, _ = struct.unpack_from(order + "II", data, pos)
+        (trailer,) = struct.unpack_from(order + "I", data, pos + length - 4)
+        if trailer != length:
+            raise CorruptCaptureError(self._base + pos, f"block length {length} but trailer says {trailer}")
+        record = None
+        if block_type in (EPB_TYPE, PACKET_BLOCK_TYPE):
+            record = self._packet(view, pos, length, block_type)
+        elif block_type == SPB_TYPE:
+            record = self._simple_packet(view, pos, length)
+        elif block_type == SHB_TYPE:
+            self._section(view, pos, length)
+        elif block_type == IDB_TYPE:
+            self._interface(view, pos, length)
+        elif block_type == ISB_TYPE:
+            self._statistics(view, pos, length)
+        return pos + length, record
 
     def _fail(self, pos: int, reason: str) -> CorruptCaptureError:
         return CorruptCaptureError(self._base + pos, reason)
