@@ -117,6 +117,7 @@ def _capture(
     (root / STREAM_BYTES_FILE).write_text(str(per_stream))
     out = root / "out" / "capture.pcapng"
     shutil.rmtree(out.parent, ignore_errors=True)
+    out.parent.mkdir()  # esxcap writes into an existing folder only
     argv = [sys.executable, "-m", "esxcap", "-i", str(inventory), "capture"]
     for host in hosts:
         argv += ["--host", host]
