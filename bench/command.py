@@ -89,9 +89,9 @@ class _Watched:
     size_before_streaming: int
 
 
-def _watch(proc: subprocess.Popen[bytes], part: Path) -> _Watched:
-    """Wait for `proc`, noting when its output (`part`, the file being written) starts to fill and how
-    much CPU the process had used by then."""
+def _watch(proc: subprocess.Popen[bytes], out: Path) -> _Watched:
+    """Wait for `proc`, noting when its output `out` (being written as a private `OUT.<random>.part`)
+    starts to fill and how much CPU the process had used by then."""
     start = time.perf_counter()
     streaming_from, cpu, size = None, 0.0, 0
     while True:
@@ -101,7 +101,7 @@ def _watch(proc: subprocess.Popen[bytes], part: Path) -> _Watched:
             return _Watched(usage, time.perf_counter() - start, streaming_from, cpu, size)
         if streaming_from is None:
             with contextlib.suppress(OSError):
-                size = part.stat().st_size
+                size = sum(part.stat().st_size for part in out.parent.glob(f"{out.name}.*.part"))
                 if size >= STREAMING_MARK:
                     streaming_from, cpu = time.perf_counter() - start, cpu_seconds(proc.pid)
         time.sleep(POLL_S)
@@ -129,7 +129,7 @@ def _capture(
     log = root / "cli.log"
     with log.open("wb") as said:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=said, stderr=said)
-        watched = _watch(proc, out.with_name(out.name + ".part"))
+        watched = _watch(proc, out)
     _, packet_bytes = pcapgen.layout(per_stream)
     wire = per_stream * len(hosts)
     error = ""
