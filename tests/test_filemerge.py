@@ -63,9 +63,8 @@ def encode(kind: str, index: int, stamps: Sequence[int]) -> bytes:
         for seq, record in enumerate(records):
             if seq == 3:
                 writer.add_interface(Interface(f"ours{index}-late"))
-            writer.write_packet(
-                int(seq > 3), record.ts_ns, record.data, record.origlen, (f"c{seq}",) if seq % 4 == 1 else ()
-            )
+            comments = (f"c{seq}",) if seq % 4 == 1 else ()
+            writer.write_packet(int(seq > 3), record.ts_ns, record.data, record.origlen, comments, seq % 3)
         writer.write_statistics(InterfaceStatistics(0, BASE_NS, received=len(records), dropped=1))
         return out.getvalue()
     order = ">" if kind == "foreign-be" else "<"
@@ -99,8 +98,10 @@ def read_back(data: bytes) -> tuple[list[Record], list[str], PcapngStreamReader]
     return records, [i.name for i in reader.interfaces], reader
 
 
-def comparable(records: list[Record], names: list[str]) -> list[tuple[int, str, int, bytes, tuple[str, ...]]]:
-    return [(r.ts_ns, names[r.interface], r.origlen, bytes(r.data), r.comments) for r in records]
+def comparable(
+    records: list[Record], names: list[str]
+) -> list[tuple[int, str, int, bytes, tuple[str, ...], int]]:
+    return [(r.ts_ns, names[r.interface], r.origlen, bytes(r.data), r.comments, r.flags) for r in records]
 
 
 @SETTINGS

@@ -159,7 +159,7 @@ class PcapngBlockScanner(PcapngStreamReader):
             self._keys.append(self.top)
             out_id = self._route[record.interface][0]
             self._blocks.append(
-                encode_epb(out_id, record.ts_ns, record.data, record.origlen, record.comments)
+                encode_epb(out_id, record.ts_ns, record.data, record.origlen, record.comments, record.flags)
             )
         return stop
 
