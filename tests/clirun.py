@@ -36,6 +36,9 @@ def _ignore_child_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
 
+ASYNCIO_LEAKS = ("Task was destroyed but it is pending", "Task exception was never retrieved")
+"""What asyncio prints when a task was left behind unawaited: never acceptable in any command's output."""
+
 CONSOLE_SCRIPT = Path(sys.executable).with_name("esxcap")
 """The `esxcap` command the install put beside this interpreter, as an admin runs it."""
 
@@ -62,4 +65,6 @@ def esxcap(
         stdin=subprocess.DEVNULL,
         preexec_fn=_ignore_child_signals if ignore_sigchld else None,
     )
+    leaked = [line for line in proc.stderr.splitlines() if line.startswith(ASYNCIO_LEAKS)]
+    assert not leaked, f"esxcap {' '.join(args)} left asyncio work behind: {leaked}"
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -139,12 +139,12 @@ async def _watch_stop(
         with contextlib.suppress(HostError):
             await conn.run(["kill", "-TERM", str(run.pid)], timeout=STOP_COMMAND_TIMEOUT_S)
     proc.close_stdin()
-    _done, pending = await asyncio.wait(
-        [asyncio.create_task(control.abort.wait()), asyncio.create_task(stopped.wait())],
-        return_when=asyncio.FIRST_COMPLETED,
-    )
-    for task in pending:
-        task.cancel()
+    waits = [asyncio.create_task(control.abort.wait()), asyncio.create_task(stopped.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the stream's end cancels this watcher mid-wait: no task is left pending
+        for task in waits:
+            task.cancel()
     if control.abort.is_set():
         proc.abort()
 
