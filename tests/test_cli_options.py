@@ -5,6 +5,7 @@ reached, in a real capture and in --dry-run)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 BAD_VALUES = [
     (("--max-bytes", "0"), "--max-bytes 0"),
+    (("--max-bytes", "ten"), "--max-bytes ten: not a size"),
+    (("--max-bytes", "99999999999999999999"), "at most 4.0 EiB"),
     (("-c", "0"), "--count 0"),
     (("-c", "99999999999"), "--count 99999999999"),
     (("-d", "nan"), "--duration nan"),
@@ -72,6 +75,23 @@ def test_a_vm_on_an_unreachable_host_is_not_reported_as_missing_alone(make_sim, 
     result = esxcap("-i", str(st.sim.inventory_path), "capture", "--vm", "n2", "--dry-run", env=env)
     assert result.code == ExitCode.USAGE
     assert "not searched (unreachable): new" in result.stderr
+
+
+def test_max_bytes_takes_a_size_and_says_when_it_stopped_the_capture(fast_sim, env, tmp_path) -> None:
+    inventory = str(fast_sim.sim.inventory_path)
+    planned = esxcap("-i", inventory, "capture", "--vm", "m1", "--max-bytes", "10M", "--dry-run", env=env)
+    assert planned.code == ExitCode.OK, planned.stderr
+    out = tmp_path / "small.pcapng"
+    result = esxcap(
+        "-i", inventory, "capture", "--vm", "m1", "--max-bytes", "1KiB", "-o", str(out), "--json", env=env
+    )
+    assert result.code == ExitCode.OK, result.stderr
+    doc = result.json()
+    assert doc["stop_reason"] == "max-bytes" and [s["stop_reason"] for s in doc["streams"]] == ["max-bytes"]
+    assert 0 < doc["streams"][0]["bytes"] <= 1024 and doc["streams"][0]["packets"] > 1
+    assert "stopped at --max-bytes 1.0 KiB" in result.stderr
+    sidecar = json.loads(out.with_name("small.pcapng.json").read_text())
+    assert sidecar["options"]["max_bytes"] == 1024 and sidecar["options"]["stop_reason"] == "max-bytes"
 
 
 def test_outcome_codes() -> None:

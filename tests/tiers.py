@@ -72,6 +72,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_sim_server": (SIMULATOR,),
     "test_sim_traffic": (SIMULATOR, TSHARK),
     "test_sinks": (PURE,),
+    "test_sizes": (PURE,),
     "test_stream_outputs": (SIMULATOR,),
     "test_targets": (PURE,),
     "test_transport": (SIMULATOR,),

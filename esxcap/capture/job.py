@@ -26,8 +26,8 @@ from esxcap.capture.run import (
     deadline_for,
     install_stop_signals,
     run_host_streams,
+    settle_stop_reasons,
     start_clock,
-    stop_reason,
 )
 from esxcap.capture.sinks import REORDER_WINDOW_NS, CaptureSink
 from esxcap.capture.triggered import (
@@ -215,7 +215,7 @@ async def run_capture(
     made = sorted(
         {p for s in set(sinks) for p in _files_of(s, files) if p is not None} | {e.path for e in events}
     )
-    reason = stop_reason(control, runs)
+    reason = settle_stop_reasons(control, runs)
     failures = [
         {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error
     ]

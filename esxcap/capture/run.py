@@ -54,6 +54,19 @@ STOP_COMMAND_TIMEOUT_S = 2.0
 """How long the TERM of a `term_to_stop` stream may take (a frozen host must not hold the stop up)."""
 
 
+STOP_REASONS = (
+    "count",
+    "duration",
+    "max-bytes",
+    "interrupted",
+    "output-closed",
+    "disk-full",
+    "stopped on the host",
+)
+"""Why a stream ends: its --count; the command's --duration, --max-bytes, Ctrl-C, a closed reader of its
+output or a full disk; or something on the host."""
+
+
 @dataclass
 class StopControl:
     """Shared by every stream of one command: `graceful` asks all to finish, `abort` cuts them off."""
@@ -91,7 +104,7 @@ class StreamRun:
     notes: tuple[str, ...] = ()
     """Extra comments for the stream's interface (e.g. its host's clock offset)."""
     stop_reason: str | None = None
-    """Why the stream ended when nobody here asked it to (e.g. "stopped on the host")."""
+    """Why the stream ended (STOP_REASONS), once it has."""
     term_to_stop: bool = False
     """`esxcap doctor` found that INT does not stop pktcap-uw on this host's build: a graceful stop sends
     TERM to its PID at once instead of letting the wrapper wait the grace for INT to work."""
@@ -169,7 +182,7 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                 run.packets += sink.write_batch(run.iface, batch)
                 run.bytes += batch.bytes
                 if batch.limit_reached:
-                    control.stop("--max-bytes reached")
+                    control.stop("max-bytes")
                 continue
             records = reader.feed(chunk)
             if run.shift_ns or flags:
@@ -191,17 +204,17 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                 run.packets += sink.push(run.iface, records)
                 run.bytes += sink.packet_bytes - before
                 if sink.limit_reached:
-                    control.stop("--max-bytes reached")
+                    control.stop("max-bytes")
         reader.finish()
     except NotPcapError as exc:
         run.error = _host_said(run, proc, "did not send a pcap stream", exc)
     except CaptureFormatError as exc:
         run.error = _host_said(run, proc, f"sent a corrupt pcap stream ({exc.message})", exc)
     except ReaderClosed:
-        control.stop("the reader closed the output")
+        control.stop("output-closed")
     except DiskFull as exc:
         run.error = run.error or exc
-        control.stop("the disk is full")
+        control.stop("disk-full")
     except HostError as exc:
         if not control.abort.is_set():
             run.error = run.error or exc
@@ -353,11 +366,15 @@ async def start_clock(runs: Sequence[StreamRun], control: StopControl, duration:
         async with asyncio.timeout(duration):
             await control.graceful.wait()
     except TimeoutError:
-        control.stop("--duration reached")
+        control.stop("duration")
 
 
-def stop_reason(control: StopControl, runs: Sequence[StreamRun]) -> str | None:
-    """Why the capture ended: the command's own stop, else the first stream stopped from elsewhere."""
+def settle_stop_reasons(control: StopControl, runs: Sequence[StreamRun]) -> str | None:
+    """Why the capture ended: the command's own stop, else the first stream's own reason. Streams that
+    ended without an error and without a reason of their own take it."""
+    for run in runs:
+        if run.stop_reason is None and run.error is None:
+            run.stop_reason = "count" if _count_reached(run) else control.reason
     return control.reason or next((r.stop_reason for r in runs if r.stop_reason), None)
 
 

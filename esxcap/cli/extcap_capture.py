@@ -75,7 +75,7 @@ def stop_when(args: argparse.Namespace) -> StopWhen:
     return StopWhen(
         count=None if count is None else int(count),
         duration=duration,
-        max_bytes=None if max_bytes is None else int(max_bytes),
+        max_bytes_text=None if max_bytes is None else str(int(max_bytes)),
         snaplen=int(snaplen or 0),
     )
 

@@ -21,6 +21,7 @@ from esxcap.errors import UsageError
 from esxcap.esxi.pktcap import FlowFilter
 from esxcap.pcap.triggers import TriggerPlan, parse_trigger
 from esxcap.plan.planner import CaptureOptions, TargetRequest
+from esxcap.plan.sizes import SIZE_FORMS, human_size, size_in_bytes
 
 MAX_COUNT = 2**31 - 1
 """The largest packet count pktcap-uw's `-c` takes (a C int)."""
@@ -68,8 +69,11 @@ class StopWhen(OptionGroup):
     duration: Annotated[
         float | None, typer.Option("--duration", "-d", help="Stop after N seconds.", metavar="SECONDS")
     ] = None
-    max_bytes: Annotated[
-        int | None, typer.Option(help="Stop once this many packet bytes were written.", metavar="BYTES")
+    max_bytes_text: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes", help="Stop once this many packet bytes were written (e.g. 10M).", metavar="SIZE"
+        ),
     ] = None
     snaplen: Annotated[
         int, typer.Option("--snaplen", "-s", help="Bytes kept per packet (0 = all).", metavar="BYTES")
@@ -140,11 +144,20 @@ class StopWhen(OptionGroup):
                 f"--duration {self.duration}: more than 0 and at most {MAX_DURATION:.0f} seconds",
                 "e.g. --duration 30",
             )
-        if self.max_bytes is not None and not 1 <= self.max_bytes <= MAX_BYTES:
-            raise UsageError(
-                f"--max-bytes {self.max_bytes}: more than 0 and at most {MAX_BYTES}",
-                "e.g. --max-bytes 100000000",
-            )
+        if self.max_bytes_text is not None:
+            size = size_in_bytes(self.max_bytes_text)
+            if size is None:
+                raise UsageError(f"--max-bytes {self.max_bytes_text}: not a size", f"give {SIZE_FORMS}")
+            if not 1 <= size <= MAX_BYTES:
+                raise UsageError(
+                    f"--max-bytes {self.max_bytes_text}: more than 0 and at most {human_size(MAX_BYTES)}",
+                    "e.g. --max-bytes 100M",
+                )
+
+    @property
+    def max_bytes(self) -> int | None:
+        """--max-bytes in bytes (checked when the options were read)."""
+        return None if self.max_bytes_text is None else size_in_bytes(self.max_bytes_text)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from esxcap.plan.sizes import human_size
 from esxcap.printable import printable
 
 if TYPE_CHECKING:
@@ -334,15 +335,6 @@ def dry_run(planned: Sequence[Stream], hosts: Sequence[tuple[str, HostFacts]], j
     )
 
 
-def _human_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 class CaptureProgress:
     """Live per-stream progress on stderr while capturing (only when stderr is a terminal)."""
 
@@ -363,7 +355,7 @@ class CaptureProgress:
                     run.stream.interface_name,
                     state,
                     run.packets,
-                    _human_bytes(run.bytes),
+                    human_size(run.bytes),
                     f"{rate:.0f}/s",
                     f"{elapsed:.1f} s",
                     run.dropped,
@@ -471,7 +463,7 @@ def capture_summary(
             r.stream.point_label,
             r.stream.direction,
             r.packets,
-            _human_bytes(r.bytes),
+            human_size(r.bytes),
             r.dropped,
             file_of(r),
         )
@@ -528,7 +520,7 @@ def bundle_report(doc: dict[str, Any]) -> None:
         )
     )
     where = doc["archive"] or ", ".join(doc["parts"])
-    _stdout().print(escape(f"archive: {where} ({_human_bytes(doc['size'])}, sha256 {doc['sha256']})"))
+    _stdout().print(escape(f"archive: {where} ({human_size(doc['size'])}, sha256 {doc['sha256']})"))
     if doc["mapping"]:
         _stdout().print(escape(f"address mapping (keep it, do not send it): {doc['mapping']}"))
 
@@ -546,7 +538,7 @@ def verify_report(doc: dict[str, Any], json_out: bool) -> None:
 
 
 def upload_progress(name: str, sent: int, total: int) -> None:
-    info(f"{name}: {sent * 100 // max(total, 1)}% of {_human_bytes(total)} sent")
+    info(f"{name}: {sent * 100 // max(total, 1)}% of {human_size(total)} sent")
 
 
 def upload_report(reports: Sequence[Any]) -> None:
@@ -567,7 +559,7 @@ def analysis(doc: dict[str, Any], json_out: bool) -> None:
         _table(
             "Interfaces",
             ("File", "Interface", "Packets", "Bytes"),
-            ((i["file"], i["name"], i["packets"], _human_bytes(i["bytes"])) for i in doc["interfaces"]),
+            ((i["file"], i["name"], i["packets"], human_size(i["bytes"])) for i in doc["interfaces"]),
         )
     )
     if len(doc["capture_points"]) > 1:

@@ -26,6 +26,7 @@ from esxcap.errors import HostError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
 from esxcap.plan.scope import DiscoveryScope
+from esxcap.plan.sizes import human_size
 from esxcap.ssh.session import HostResult, close_hosts, open_hosts
 from esxcap.ssh.transport import Connection
 
@@ -193,7 +194,7 @@ async def _run_on(
             await assist.release()
             extra["vcenter"] = assist.as_dict()
             add_to_sidecars(outcome.made, "vcenter", extra["vcenter"], output.warning)
-        return await _after(outcome, request.delivery, choice.stdout, extra)
+        return await _after(outcome, request.delivery, choice.stdout, extra, request.stop.max_bytes)
     finally:
         await close_hosts(opened)
 
@@ -207,9 +208,14 @@ def _suggest_enable_ssh(failed: HostResult[HostView]) -> HostResult[HostView]:
 
 
 async def _after(
-    outcome: CaptureOutcome, delivery: Delivery, to_stderr: bool, extra: dict[str, object]
+    outcome: CaptureOutcome,
+    delivery: Delivery,
+    to_stderr: bool,
+    extra: dict[str, object],
+    max_bytes: int | None,
 ) -> int:
     """Summary, path view, viewer and bundle of a finished capture; its exit code."""
+    extra["stop_reason"] = outcome.stop_reason
     extra["clocks"] = [c.as_dict() for c in outcome.clocks.values()]
     extra["connections"] = outcome.receive_paths
     if outcome.events is not None:
@@ -219,6 +225,8 @@ async def _after(
 
         extra["path"] = path_report(outcome.made[0])
     output.capture_summary(outcome.runs, outcome.files, outcome.failed, delivery.json_out, to_stderr, extra)
+    if outcome.stop_reason == "max-bytes" and max_bytes is not None:
+        output.info(f"stopped at --max-bytes {human_size(max_bytes)}: the next packet would have passed it")
     if delivery.open_after and outcome.made:
         from esxcap.capture.viewers import open_file_command
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from esxcap.capture.ring import size_in_bytes
 from esxcap.errors import UsageError
+from esxcap.plan.sizes import SIZE_FORMS, size_in_bytes
 
 FORMATS = ("zip", "tar.gz")
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
@@ -77,12 +77,10 @@ def archive_stem(name: str) -> str:
 
 
 def parse_size(text: str) -> int:
-    """`500k`, `10M`, `1.5GiB`, `2048` -> bytes (K = 1024)."""
+    """--split-size TEXT in bytes (see esxcap.plan.sizes), at least 1 KiB."""
     size = size_in_bytes(text)
     if size is None:
-        raise UsageError(
-            f"--split-size {text}: not a size", "e.g. --split-size 10M (K, M, G: powers of 1024)"
-        )
+        raise UsageError(f"--split-size {text}: not a size", f"give {SIZE_FORMS}")
     if size < 1024:
         raise UsageError(f"--split-size {text}: parts must hold at least 1 KiB", "e.g. --split-size 10M")
     return size
