@@ -26,6 +26,10 @@ class ConfigError(EsxcapError):
     """The inventory or another configuration file is wrong (exit code 2)."""
 
 
+class Cancelled(EsxcapError):
+    """The user answered no to a confirmation; nothing was done (exit code 5)."""
+
+
 class HostError(EsxcapError):
     """Something failed on or on the way to one host; other hosts carry on."""
 

@@ -225,10 +225,12 @@ def test_find_exact_glob_mac_ip(running, env) -> None:
     assert [(m["host"], m["port_id"]) for m in by_mac["matches"]] == [(vm_host.name, port["port_id"])]
 
 
-def test_find_nothing_exits_1_with_advice(running, env) -> None:
+def test_find_nothing_exits_2_with_advice_as_capture_does(running, env) -> None:
     result = esxcap("-i", _inventory(running), "find", "no-such-vm", env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert "no-such-vm" in result.stderr and "glob" in result.stderr
+    capture = esxcap("-i", _inventory(running), "capture", "--vm", "no-such-vm", "--dry-run", env=env)
+    assert capture.code == result.code and "no-such-vm" in capture.stderr
 
 
 def test_hosts_shows_the_inventory_without_secrets(running, env) -> None:

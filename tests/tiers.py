@@ -34,6 +34,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_contract": (PURE,),
     "test_decode": (PURE,),
     "test_doctor": (SIMULATOR,),
+    "test_exit_codes": (SIMULATOR,),
     "test_extcap": (SIMULATOR, TSHARK),
     "test_extcap_install": (SIMULATOR,),
     "test_faults": (SIMULATOR, OPENSSH, TSHARK),

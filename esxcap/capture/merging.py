@@ -17,7 +17,7 @@ from typing import IO, cast
 from esxcap.capture.files import check_destination, create_part, place
 from esxcap.capture.sinks import OutputError, open_stream_file, stream_file_kind
 from esxcap.errors import UsageError
-from esxcap.pcap import MergeResult, PcapngWriter
+from esxcap.pcap import MergeResult, PcapngWriter, is_capture_start
 from esxcap.pcap.filemerge import merge_files as merge_blocks
 from esxcap.pcap.pcapng import write_gathered
 
@@ -28,6 +28,13 @@ def distinct_inputs(files: Sequence[Path], out: Path, warn: Callable[[str], None
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise UsageError(f"no such file: {', '.join(missing)}", "check the paths")
+    for path in files:
+        with path.open("rb") as handle:
+            if not is_capture_start(handle.read(4)):
+                raise UsageError(
+                    f"{path} is not a pcap or pcapng file",
+                    "merge takes capture files (e.g. ones esxcap wrote)",
+                )
     seen: dict[tuple[int, int], Path] = {}
     kept: list[Path] = []
     for path in files:

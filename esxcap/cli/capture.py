@@ -30,7 +30,7 @@ from esxcap.cli.options import (
     capture_options,
 )
 from esxcap.cli.run import CaptureRequest, run_request
-from esxcap.errors import UsageError
+from esxcap.errors import Cancelled, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.plan.planner import HostView, Stream, resolve, streams
 from esxcap.plan.scope import scope_for
@@ -86,7 +86,7 @@ def _confirm_wide(planned: list[Stream]) -> None:
             f"a wide selection of {len(chosen)} targets needs confirming", "add --yes (or --dry-run)"
         )
     if not typer.confirm("Capture all of these?"):
-        raise UsageError("nothing captured", "narrow the selection, or see it with --dry-run")
+        raise Cancelled("nothing captured", "narrow the selection, or see it with --dry-run")
 
 
 @app.command()
@@ -164,7 +164,7 @@ def cleanup(
             listed = await clean(True)
             output.cleanup_report([row for r in listed if r.value for row in r.value], False)
             if not typer.confirm("Stop every pktcap-uw listed above, including ones esxcap did not start?"):
-                raise UsageError("nothing stopped", "run without --all to stop only esxcap's own captures")
+                raise Cancelled("nothing stopped", "run without --all to stop only esxcap's own captures")
         results = await clean(dry_run)
         rows = [row for r in results if r.value for row in r.value]
         output.cleanup_report(rows, json_out)

@@ -166,8 +166,9 @@ def find(
             output.error(
                 f"nothing named '{text}' on {searched}", "try a glob ('web*'), a MAC or an IP address"
             )
-        code = exit_code(results)
-        return code if found or code != ExitCode.OK else ExitCode.ALL_FAILED
+        if found or not any(r.value is not None for r in results):
+            return exit_code(results)
+        return ExitCode.USAGE  # as `capture --vm` does for a VM that is nowhere
 
     run_job(job)
 

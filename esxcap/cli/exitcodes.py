@@ -1,8 +1,10 @@
 """esxcap's exit codes, and the one function that turns an outcome into one.
 
-0 all ok, 3 partial (some hosts or streams failed), 1 all failed, 2 usage or configuration error,
-4 the disk filled up (the capture stopped; its files are complete), 130 interrupted.
-Light on purpose: the entry point imports it before anything else.
+0 all ok (also when the reader of stdout went away, `| head`), 3 partial (some hosts or streams failed),
+1 all failed, 2 the command cannot be done as asked (a bad option or value, an inventory error, or a VM,
+MAC, IP or file named that is not what it should be or nowhere to be found), 4 the disk filled up (the
+capture stopped; its files are complete), 5 cancelled (a confirmation answered no; nothing was done),
+130 interrupted. Light on purpose: the entry point imports it before anything else.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     PARTIAL = 3
     DISK_FULL = 4
+    CANCELLED = 5
     INTERRUPTED = 130
 
 

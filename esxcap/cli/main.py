@@ -19,7 +19,7 @@ from typing import NamedTuple
 from esxcap import __version__
 from esxcap.cli import INVENTORY_HELP, output
 from esxcap.cli.exitcodes import ExitCode
-from esxcap.errors import ConfigError, EsxcapError, UsageError
+from esxcap.errors import Cancelled, ConfigError, EsxcapError, UsageError
 
 PROG = "esxcap"
 
@@ -195,7 +195,11 @@ def quiet_library_warnings() -> None:
 
 
 def report(error: EsxcapError) -> int:
-    """Show an error that ended a command and give its exit code: 2 for usage/config, else 1."""
+    """Show an error that ended a command and give its exit code: 2 for usage/config, 5 for a
+    confirmation answered no, else 1."""
+    if isinstance(error, Cancelled):
+        output.info(f"cancelled: {error.message}" + (f" ({error.hint})" if error.hint else ""))
+        return ExitCode.CANCELLED
     output.error(error.message, error.hint)
     return ExitCode.USAGE if isinstance(error, UsageError | ConfigError) else ExitCode.ALL_FAILED
 
@@ -208,6 +212,13 @@ def _undo_ignored_sigchld() -> None:
 
 
 def main() -> None:
+    try:
+        _run_command_line()
+    except (BrokenPipeError, output.StdoutClosed):
+        _stdout_closed()
+
+
+def _run_command_line() -> None:
     request = read_front(sys.argv[1:])
     if request.action in ("help", "missing"):
         output.text(front_help())
@@ -227,8 +238,6 @@ def main() -> None:
         app(prog_name=PROG)
     except EsxcapError as error:
         sys.exit(report(error))
-    except BrokenPipeError:
-        _stdout_closed()
 
 
 def _stdout_closed() -> None:

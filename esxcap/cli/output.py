@@ -35,12 +35,24 @@ _PIPE_WIDTH = 200
 """Tables written to a pipe or file are not folded to 80 columns (COLUMNS still wins)."""
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (`| head`, a closed pager): what it wanted it has; `cli.main` ends
+    the command quietly with exit 0."""
+
+
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """Instead of rich's exit 1: stop writing; a closed stdout ends the command (StdoutClosed)."""
+            self.quiet = True
+            if not self.stderr:
+                raise StdoutClosed
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else _PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
+    return _Console(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
 @functools.cache
@@ -65,13 +77,16 @@ def escape(text: str) -> str:
 
 def print_json(document: Any) -> None:
     """One JSON document on stdout (non-ASCII kept readable)."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def text(content: str) -> None:
-    """Plain text on stdout, as it is (help and version)."""
-    sys.stdout.write(content)
+    """Plain text on stdout, as it is (help, version, JSON)."""
+    try:
+        sys.stdout.write(content)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
 
 
 class _Mode:

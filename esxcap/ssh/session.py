@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from esxcap.errors import HostError, UsageError
+from esxcap.errors import ConfigError, HostError, UsageError
 from esxcap.inventory import HostConfig
 from esxcap.ssh.transport import Connection, PasswordSource, Transport
 from esxcap.ssh.transport.passwords import Passwords
@@ -102,6 +102,7 @@ async def open_hosts(
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}", "use --parallel 10")
+    _check_identity_files(hosts)
     limit = asyncio.Semaphore(parallel)
     logging_in = asyncio.Semaphore(handshakes)
     passwords = Passwords.of(options.password)
@@ -123,6 +124,17 @@ async def open_hosts(
     opened = [r for r in results if isinstance(r, OpenHost)]
     failed = [r for r in results if isinstance(r, HostResult)]
     return opened, failed
+
+
+def _check_identity_files(hosts: Sequence[HostConfig]) -> None:
+    """An identity_file that is not there is the inventory's mistake, named before any host is contacted
+    (a key that is there but unusable stays that host's error)."""
+    missing = next((h for h in hosts if h.identity_file and not h.identity_file.exists()), None)
+    if missing is not None:
+        raise ConfigError(
+            f"{missing.name}: identity_file {missing.identity_file} does not exist",
+            "fix the path in the inventory, or drop identity_file to use ssh-agent and ~/.ssh keys",
+        )
 
 
 async def close_hosts(opened: Sequence[OpenHost[Any]]) -> None:
