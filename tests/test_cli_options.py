@@ -94,6 +94,18 @@ def test_max_bytes_takes_a_size_and_says_when_it_stopped_the_capture(fast_sim, e
     assert sidecar["options"]["max_bytes"] == 1024 and sidecar["options"]["stop_reason"] == "max-bytes"
 
 
+def test_hints_name_the_option_or_argument_of_the_command_at_hand(fast_sim, env) -> None:
+    inventory = str(fast_sim.sim.inventory_path)
+    uplink = esxcap("-i", inventory, "recipe", "uplink", "mid", "vmnic9", "--dry-run", env=env)
+    assert uplink.code == ExitCode.USAGE and "mid has no vmnic9; its uplinks: vmnic0" in uplink.stderr
+    assert "esxcap recipe uplink mid VMNIC" in uplink.stderr and "--uplink" not in uplink.stderr
+    vmk = esxcap("-i", inventory, "recipe", "vmk", "mid", "vmk7", "--dry-run", env=env)
+    assert vmk.code == ExitCode.USAGE and "esxcap recipe vmk mid VMK" in vmk.stderr
+    point = esxcap("-i", inventory, "capture", "--vm", "m1", "--point", "vnicrxx", "--dry-run", env=env)
+    assert point.code == ExitCode.USAGE and "--point: invalid value 'vnicrxx'" in point.stderr
+    assert "did you mean VnicRx" in point.stderr and "--capture" not in point.stderr
+
+
 def test_outcome_codes() -> None:
     assert outcome_code(0, 3) == ExitCode.OK
     assert outcome_code(1, 3) == ExitCode.PARTIAL

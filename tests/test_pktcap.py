@@ -209,9 +209,9 @@ REFUSALS = [
     (V80, CaptureSpec(Selector("none"), ("Drop", "PktFree")), "no other point", "own stream"),
     (V67, CaptureSpec(PORT, filters=FlowFilter(rcf="host 10.0.0.5")), "--rcf", "flow-filter options"),
     (V80, CaptureSpec(Selector("none"), ("PortInput",)), "need a selector", "--switchport"),
-    (V80, CaptureSpec(Selector("none")), "no capture point", "--capture"),
+    (V80, CaptureSpec(Selector("none")), "no capture point", "--point"),
     (V80, CaptureSpec(Selector("lifID", "1388"), ("PortInput",)), "Vdr* point", "VdrRxLeaf"),
-    (V80, CaptureSpec(PORT, ("VdrTxLeaf",)), "need --lifID", "--lifID"),
+    (V80, CaptureSpec(PORT, ("VdrTxLeaf",)), "need --lif", "--lif"),
     (V80, CaptureSpec(Selector("vmk", "vmk0"), ("VnicRx",)), "--switchport", "--switchport"),
     (V80, CaptureSpec(PORT, ("UplinkSndKernel",)), "need --uplink", "vmnicN"),
     (
@@ -247,7 +247,7 @@ def test_refusals_name_host_version_and_alternative(
         (CaptureSpec(Selector("vmk", "vmnic0")), "--vmk"),
         (CaptureSpec(Selector("uplink", "vmk0")), "--uplink"),
         (CaptureSpec(Selector("dvfilter", "-x"), ("PreDVFilter",)), "--dvfilter"),
-        (CaptureSpec(PORT, ("NoSuchPoint",)), "--capture"),
+        (CaptureSpec(PORT, ("NoSuchPoint",)), "--point"),  # esxcap's name for pktcap-uw's --capture
         (CaptureSpec(PORT, dir=3), "--dir"),
         (CaptureSpec(PORT, dir=1, stage="middle"), "--stage"),
         (CaptureSpec(PORT, count=0), "-c"),
@@ -258,7 +258,7 @@ def test_refusals_name_host_version_and_alternative(
         (CaptureSpec(PORT, filters=FlowFilter(dstmac="zz:zz:zz:zz:zz:zz")), "--dstmac"),
     ],
 )
-def test_bad_values_are_refused_naming_the_pktcap_option(spec: CaptureSpec, option: str) -> None:
+def test_bad_values_are_refused_naming_the_option(spec: CaptureSpec, option: str) -> None:
     with pytest.raises(UsageError) as caught:
         build_argv(spec, NEW, "esx01")
     assert caught.value.message.startswith(f"{option}: invalid value")

@@ -195,7 +195,7 @@ def _selector_args(selector: Selector) -> list[str]:
 
 def _points(spec: CaptureSpec, caps: Capabilities, refuse: _Refusal) -> tuple[str, ...]:
     known = (*caps.points, *KNOWN_POINTS)
-    points = tuple(validate.capture_point(point, "--capture", known) for point in spec.points)
+    points = tuple(validate.capture_point(point, "--point", known) for point in spec.points)
     for point in points:
         if not caps.has_point(point):
             other = EQUIVALENT_POINTS.get(point)
@@ -232,7 +232,7 @@ def _check_combination(
     if kind == "none" and not given <= {"Drop", "Dynamic", "PktFree"}:
         raise refuse(
             "capture points other than Drop, Dynamic and PktFree need a selector",
-            "add --switchport, --vmk, --uplink, --dvfilter or --lifID",
+            "add --switchport, --vmk, --uplink, --dvfilter or --lif",
         )
     if kind == "dvfilter":
         if not given <= DVFILTER_POINTS:
@@ -245,10 +245,10 @@ def _check_combination(
         raise refuse("PreDVFilter/PostDVFilter need --dvfilter", "name the filter with --dvfilter")
     if kind == "lifID" and not (given and given <= VDR_POINTS):
         raise refuse(
-            "--lifID needs a Vdr* point", "capture VdrRxLeaf, VdrTxLeaf, VdrRxTerminal or VdrTxTerminal"
+            "--lif needs a Vdr* point", "capture VdrRxLeaf, VdrTxLeaf, VdrRxTerminal or VdrTxTerminal"
         )
     if kind != "lifID" and given & VDR_POINTS:
-        raise refuse("Vdr* points need --lifID", "name the logical interface with --lifID")
+        raise refuse("Vdr* points need --lif", "name the logical interface with --lif")
     if given & VNIC_POINTS and kind != "switchport":
         raise refuse(
             "vNIC points need the vNIC's --switchport", "select the VM's switch port with --switchport"
@@ -258,7 +258,7 @@ def _check_combination(
     if given & PORT_POINTS and kind not in ("switchport", "vmk", "uplink"):
         raise refuse("PortInput/PortOutput need a port", "add --switchport, --vmk or --uplink")
     if not points and kind not in ("switchport", "vmk", "uplink", "dvfilter"):
-        raise refuse(f"no capture point given for selector {kind}", "name the point with --capture")
+        raise refuse(f"no capture point given for selector {kind}", "name the point with --point")
     if spec.kernelside and kind not in ("uplink", "switchport"):
         raise refuse(
             "--kernelside applies to --uplink and --switchport only",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from difflib import get_close_matches
 
 from esxcap.errors import UsageError
 
@@ -236,12 +237,16 @@ def capture_point(value: str, option: str, known: Iterable[str]) -> str:
     text = value.strip() if isinstance(value, str) else ""
     canonical = names.get(text.lower())
     if canonical is None:
+        listing = "'esxcap points HOST' lists a host's points"
+        close = [names[n] for n in get_close_matches(text.lower(), sorted(names), n=3, cutoff=0.6)]
+        if close:
+            raise UsageError(
+                f"{option}: invalid value {value!r}", f"did you mean {' or '.join(close)}? {listing}"
+            )
         raise _bad(
             option,
             value,
-            "a capture point name such as "
-            + ", ".join(sorted(names.values())[:8])
-            + ", ... ('esxcap points HOST' lists a host's points)",
+            f"a capture point name such as {', '.join(sorted(names.values())[:8])}, ...; {listing}",
         )
     return canonical
 

@@ -163,10 +163,13 @@ def vmk(views: Sequence[HostView], host: str, name: str) -> Recipe:
     """The vmknic both ways plus its switch's linked uplinks, filtered on its IPv4 address."""
     view = _view(views, host)
     facts = view.facts
+    name = validate.vmk(name, "VMK")
     iface = next((i for i in facts.ip_interfaces if i.name == name), None)
     if iface is None:
         have = ", ".join(i.name for i in facts.ip_interfaces) or "none"
-        raise UsageError(f"{host} has no {name}; its vmknics: {have}", "pick one of those")
+        raise UsageError(
+            f"{host} has no {name}; its vmknics: {have}", f"name one of those: esxcap recipe vmk {host} VMK"
+        )
     address = next((v.address for v in facts.ipv4 if v.name == name and v.address), None)
     filters = FlowFilter(ip=address) if address else FlowFilter()
     request = TargetRequest("vmk", name)
@@ -208,7 +211,14 @@ def dvfilter(views: Sequence[HostView], vm_name: str, nic: str | None = None) ->
 
 def uplink(views: Sequence[HostView], host: str, vmnic: str, vlan: str | None = None) -> Recipe:
     """The uplink's receive and send points, on one VLAN when given."""
-    _view(views, host)
+    view = _view(views, host)
+    vmnic = validate.uplink(vmnic, "VMNIC")
+    if not any(nic.name == vmnic for nic in view.facts.nics):
+        have = ", ".join(nic.name for nic in view.facts.nics) or "none"
+        raise UsageError(
+            f"{host} has no {vmnic}; its uplinks: {have}",
+            f"name one of those: esxcap recipe uplink {host} VMNIC",
+        )
     filters = FlowFilter(vlan=vlan) if vlan is not None else FlowFilter()
     request = TargetRequest("uplink", vmnic)
     legs = (Leg(host, request, "in", filters=filters), Leg(host, request, "out", filters=filters))
