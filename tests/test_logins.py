@@ -230,3 +230,30 @@ def on_terminal(
     stdout, stderr = proc.communicate(timeout=60)
     os.close(leader)
     return shown.decode(errors="replace"), subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
+def test_password_env_that_is_empty_or_rejected_is_named(make_sim: MakeSim, tmp_path: Path) -> None:
+    """An empty password_env variable sends nothing (an empty password only counts towards the lockout);
+    a rejected one is named as the variable's password; the hint names the variable either way."""
+    st = make_sim(two_hosts())
+    data = yaml.safe_load(st.sim.inventory_path.read_text(encoding="utf-8"))
+    data.get("defaults", {}).pop("identity_file", None)
+    data["defaults"]["password_env"] = "ESXCAP_TEST_LAB_PW"
+    inventory = st.sim.state_dir / "env-inventory.yaml"  # beside the known_hosts it names
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    inventory.chmod(0o600)
+    for value, said, hint in (
+        ("", "$ESXCAP_TEST_LAB_PW (password_env) is empty, so no password was sent", "it is set but empty"),
+        (
+            "wrong-4711",
+            "the password from $ESXCAP_TEST_LAB_PW (password_env) was rejected",
+            "mid rejected it",
+        ),
+    ):
+        env = isolated_env(tmp_path, ESXCAP_TEST_LAB_PW=value)
+        result = esxcap("-i", str(inventory), "discover", "mid", "--json", env=env)
+        assert result.code == 1, result.stderr
+        [error] = result.json()["errors"]
+        assert said in error["error"] and "$ESXCAP_TEST_LAB_PW" in error["hint"] and hint in error["hint"]
+        assert "wrong-4711" not in result.stdout + result.stderr
+    assert st.sim.hosts["mid"].failed_logins == 1  # the empty variable sent nothing

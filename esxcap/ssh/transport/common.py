@@ -167,16 +167,21 @@ class Login:
         tried = self.password_value is not None and (self.kbdint_answered or self.password_sent)
         if tried:
             self.passwords.reject(self.host)
+        env = self.host.password_env
+        source = f"the password from ${env} (password_env)" if env and env in os.environ else "the password"
         rejected = (
-            "; the password was rejected (not retried: ESXi locks the account after a few failures)"
+            f"; {source} was rejected (not retried: ESXi locks the account after a few failures)"
             if tried
             else "; the password it rejected earlier in this run was not sent again"
             if self.password_withheld
+            else f"; ${env} (password_env) is empty, so no password was sent"
+            if env and os.environ.get(env) == ""
             else ""
         )
         return AuthError(
             f"{self.label}: permission denied for user '{user}' (server offered: {methods}){rejected}",
-            "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
+            _password_env_hint(env, self.host.name, tried)
+            + "set identity_file to a key the host accepts (ESXi: RSA or ECDSA; append the .pub to "
             f"/etc/ssh/keys-{user}/authorized_keys on the host), or set password_env in the inventory "
             "to a variable holding the password, or answer the password prompt. If the host is in "
             f"lockdown mode, only its exception users may log in over SSH: add '{user}' under Lockdown "
@@ -193,6 +198,16 @@ class Login:
             else "something answers on that port but does not speak SSH in time; "
             "check the port, or raise connect_timeout for a slow link",
         )
+
+
+def _password_env_hint(env: str | None, host: str, tried: bool) -> str:
+    """The first words of a login hint when the password came, or should have come, from password_env."""
+    value = os.environ.get(env) if env else None
+    if value == "":
+        return f"put {host}'s password in ${env} (it is set but empty), or unset it to be asked; or "
+    if value is not None and tried:
+        return f"check the password in ${env}: {host} rejected it; or "
+    return ""
 
 
 def refused_error(label: str, port: int) -> ConnectError:

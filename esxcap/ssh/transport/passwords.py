@@ -44,10 +44,11 @@ class Passwords:
         return EVERY_HOST if self.same_password else f"host {host.name}"
 
     async def get(self, host: HostConfig, label: str) -> str | None:
-        """The host's password: from its variable, else from the one prompt of its group."""
+        """The host's password: from its variable, else from the one prompt of its group (an empty
+        variable gives none: an empty password only counts towards ESXi's lockout)."""
         env = host.password_env
         if env and env in os.environ:
-            return os.environ[env]
+            return os.environ[env] or None
         group = self.group(host)
         async with self._asking.setdefault(group, asyncio.Lock()):
             if group not in self._given:
