@@ -368,3 +368,23 @@ def test_tls_verification_failure_is_reported_once_and_not_retried(untrusted_tls
     )
     assert not report.ok and report.attempts == 1 and len(accepted) == 1
     assert "TLS certificate did not verify" in report.message and "SSL_CERT_FILE" in (report.hint or "")
+
+
+def test_a_name_that_does_not_resolve_is_not_retried_and_messages_say_how_the_url_was_given(
+    tmp_path: Path,
+) -> None:
+    """`-bad-.invalid` fails in the resolver itself (no DNS query leaves the machine)."""
+    archive = tmp_path / "w.zip"
+    archive.write_bytes(b"an archive")
+    env = isolated_env(tmp_path)
+    result = esxcap("attach", str(archive), "https://-bad-.invalid/drop/", env=env)
+    assert result.code == 1 and "-bad-.invalid: the name does not resolve" in result.stderr
+    assert "not tried again" in result.stderr and "in URL" in result.stderr
+    assert "--attach" not in result.stderr
+    bad = esxcap("attach", str(archive), "ftp://example.com/x", env=env)
+    assert bad.code == 2 and "URL ftp://example.com/x: not an upload URL" in bad.stderr
+    assert "--attach" not in bad.stderr
+    [report] = upload_files(
+        "https://-bad-.invalid/drop/", [archive], lambda *a: None, {}, retries=3, backoff_s=0
+    )
+    assert not report.ok and report.attempts == 1 and "in --attach" in (report.hint or "")

@@ -175,7 +175,7 @@ def attach(
     """Upload an existing bundle (every part and its checksum list, when it was split) to a ticket."""
     from esxcap.ticket.upload import upload_target
 
-    upload = upload_target(url)
+    upload = upload_target(url, given_as="URL")
     name = archive.name.removesuffix(".001")
     parts = sorted(archive.parent.glob(f"{name}.[0-9][0-9][0-9]"))
     listing = archive.with_name(name + PARTS_SUFFIX)

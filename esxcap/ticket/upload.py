@@ -28,6 +28,7 @@ import ipaddress
 import json
 import os
 import secrets
+import socket
 import ssl
 import time
 import urllib.parse
@@ -56,6 +57,8 @@ class Destination:
     """The URL as shown in reports (never with credentials)."""
     ticket: str | None = None
     table: str | None = None
+    given_as: str = "--attach"
+    """How the user gave the URL (`--attach`, or `attach`'s URL argument), for messages."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def parse_destination(url: str) -> Destination:
-    """Check an --attach URL and say where and how files go."""
+def parse_destination(url: str, given_as: str = "--attach") -> Destination:
+    """Check an upload URL (given as `given_as`: --attach, or `attach`'s URL) and say where and how
+    files go."""
     kind, plus, rest = url.partition("+")
     if not plus:
         kind, rest = "put", url
@@ -90,26 +94,35 @@ def parse_destination(url: str) -> Destination:
         or parts.scheme not in ("https", "http")
         or not parts.hostname
     ):
-        raise UsageError(f"--attach {url}: not an upload URL", hint)
+        raise UsageError(f"{given_as} {url}: not an upload URL", hint)
     if parts.username or parts.password:
         raise UsageError(
-            "--attach: credentials do not go in the URL", "set them in environment variables (see the README)"
+            f"{given_as}: credentials do not go in the URL",
+            "set them in environment variables (see the README)",
         )
     if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise UsageError(f"--attach {url}: plain http is refused for {parts.hostname}", "use https://")
+        raise UsageError(f"{given_as} {url}: plain http is refused for {parts.hostname}", "use https://")
     segments = [urllib.parse.unquote(s) for s in parts.path.split("/") if s]
     shown = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    base = Destination(kind, parts.scheme, parts.hostname, parts.port, parts.path or "/", f"{kind}:{shown}")
+    base = Destination(
+        kind,
+        parts.scheme,
+        parts.hostname,
+        parts.port,
+        parts.path or "/",
+        f"{kind}:{shown}",
+        given_as=given_as,
+    )
     if kind == "jira":
         if len(segments) != 1:
             raise UsageError(
-                f"--attach {url}: name one Jira issue", "e.g. jira+https://jira.example.com/OPS-123"
+                f"{given_as} {url}: name one Jira issue", "e.g. jira+https://jira.example.com/OPS-123"
             )
         return replace(base, ticket=segments[0])
     if kind == "servicenow":
         if len(segments) != 2:
             raise UsageError(
-                f"--attach {url}: name a table and a record",
+                f"{given_as} {url}: name a table and a record",
                 "e.g. servicenow+https://example.service-now.com/incident/SYS_ID",
             )
         return replace(base, table=segments[0], ticket=segments[1])
@@ -208,9 +221,9 @@ class UploadTarget:
     auth: str | None = field(repr=False)
 
 
-def upload_target(url: str, env: Mapping[str, str] | None = None) -> UploadTarget:
-    """Check an --attach URL and find its credentials (UsageError when either is wrong)."""
-    dest = parse_destination(url)
+def upload_target(url: str, env: Mapping[str, str] | None = None, given_as: str = "--attach") -> UploadTarget:
+    """Check an upload URL and find its credentials (UsageError when either is wrong)."""
+    dest = parse_destination(url, given_as)
     return UploadTarget(dest, authorization(dest, os.environ if env is None else env))
 
 
@@ -314,6 +327,16 @@ def upload_file(
                 attempt,
                 f"the server's TLS certificate did not verify: {reason}",
                 "not tried again; if the server uses a private CA, point SSL_CERT_FILE at its certificate",
+            )
+        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+            return UploadReport(
+                file.name,
+                dest.shown,
+                False,
+                None,
+                attempt,
+                f"{dest.host}: the name does not resolve ({getattr(exc, 'strerror', None) or exc})",
+                f"not tried again; check the server name in {dest.given_as} and this machine's DNS",
             )
         except (OSError, http.client.HTTPException) as exc:
             status, message = None, f"connection failed: {exc}"
