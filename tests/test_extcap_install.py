@@ -60,3 +60,19 @@ def test_install_into_a_given_folder_and_never_over_a_foreign_file(tmp_path: Pat
     assert foreign.read_text(encoding="utf-8") == "#!/bin/sh\necho someone else's\n"
     no_inventory = esxcap("extcap", "install", "--wireshark-dir", str(tmp_path / "x"), env=env)
     assert no_inventory.code == 2 and "no inventory" in no_inventory.stderr
+
+
+def test_status_and_uninstall_find_the_folder_install_was_given(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path, PATH="/nonexistent")  # no tshark: status reads the folder only
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  esx01: {hostname: 10.0.0.11}\n", encoding="utf-8")
+    folder = tmp_path / "wireshark" / "extcap"
+    installed = esxcap("-i", str(inventory), "extcap", "install", "--wireshark-dir", str(folder), env=env)
+    assert installed.code == 0, installed.stderr
+    status = esxcap("extcap", "status", env=env)
+    assert status.code == 0 and f"launcher: {folder / 'esxcap'} (installed;" in status.stdout
+    removed = esxcap("extcap", "uninstall", env=env)
+    assert removed.code == 0 and f"removed {folder / 'esxcap'}" in removed.stderr
+    assert not (folder / "esxcap").exists()
+    gone = esxcap("extcap", "status", env=env)
+    assert gone.code == 1 and "(not installed;" in gone.stdout and str(folder) not in gone.stdout

@@ -4,7 +4,9 @@
 interpreter with `-m esxcap.cli.extcap` and the inventory in use now. The folder is `--wireshark-dir`, else
 what `tshark -G folders` names (`Personal Extcap path`, Wireshark 4.2+; `Personal configuration`/extcap
 before), else `~/.local/lib/wireshark/extcap` (`%APPDATA%\\Wireshark\\extcap` with a `.bat` on Windows).
-`status` says whether tshark lists the interfaces (`tshark -D`).
+`install` remembers the folder it wrote into ($XDG_CONFIG_HOME/esxcap/extcap-folder, else
+~/.config/esxcap/extcap-folder), so that `status` and `uninstall` find the launcher without being told
+again. `status` says whether tshark lists the interfaces (`tshark -D`).
 """
 
 from __future__ import annotations
@@ -97,10 +99,44 @@ def _tshark(*args: str) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-def extcap_folder(given: Path | None) -> tuple[Path, str]:
-    """The folder to use and how it was chosen."""
+def _record(env: Mapping[str, str], home: Path) -> Path:
+    """Where `install` notes the folder it wrote into."""
+    config = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
+    return config / "esxcap" / "extcap-folder"
+
+
+def _remembered() -> Path | None:
+    try:
+        text = _record(os.environ, Path.home()).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+def _remember(folder: Path | None) -> None:
+    """Note the folder `install` wrote into (None: forget it); a failure only costs the note."""
+    record = _record(os.environ, Path.home())
+    try:
+        if folder is None:
+            record.unlink(missing_ok=True)
+            return
+        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".esxcap-", dir=record.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"{folder}\n")
+        os.replace(temporary, record)
+    except OSError as exc:
+        output.warning(f"cannot note the extcap folder in {record}: {exc.strerror or exc}")
+
+
+def extcap_folder(given: Path | None, remembered: bool = False) -> tuple[Path, str]:
+    """The folder to use and how it was chosen (`remembered`: the one `install` last wrote into comes
+    before tshark's answer)."""
     if given is not None:
-        return given.expanduser(), "--wireshark-dir"
+        return given.expanduser().absolute(), "--wireshark-dir"
+    noted = _remembered() if remembered else None
+    if noted is not None:
+        return noted, f"where install put it (noted in {_record(os.environ, Path.home())})"
     answer = _tshark("-G", "folders")
     found = folder_from_tshark(answer.stdout) if answer and answer.returncode == 0 else None
     if found is not None:
@@ -142,6 +178,7 @@ def install(wireshark_dir: DirOpt = None) -> None:
         raise UsageError(
             f"cannot write {path}: {exc.strerror or exc}", "choose another --wireshark-dir"
         ) from exc
+    _remember(folder)
     output.info(f"installed {path} (folder from {how}), inventory {inventory.resolve()}")
     output.info("restart Wireshark; check with: esxcap extcap status")
 
@@ -149,23 +186,25 @@ def install(wireshark_dir: DirOpt = None) -> None:
 @extcap_app.command()
 def uninstall(wireshark_dir: DirOpt = None) -> None:
     """Remove the launcher that `install` wrote."""
-    folder, _how = extcap_folder(wireshark_dir)
+    folder, how = extcap_folder(wireshark_dir, remembered=True)
     path = folder / launcher_name(os.name == "nt")
     if not path.exists():
-        output.info(f"nothing to remove: no launcher at {path}")
+        output.info(f"nothing to remove: no launcher at {path} (folder from {how})")
         return
     if not _is_ours(path):
         raise UsageError(
             f"{path} is not an esxcap launcher; it is left alone", "remove it yourself if unwanted"
         )
     path.unlink()
+    if folder == _remembered():
+        _remember(None)
     output.info(f"removed {path}")
 
 
 @extcap_app.command()
 def status(wireshark_dir: DirOpt = None) -> None:
     """Where the launcher is, and whether tshark lists esxcap's interfaces."""
-    folder, how = extcap_folder(wireshark_dir)
+    folder, how = extcap_folder(wireshark_dir, remembered=True)
     path = folder / launcher_name(os.name == "nt")
     installed = path.exists() and _is_ours(path)
     output.text(f"launcher: {path} ({'installed' if installed else 'not installed'}; folder from {how})\n")
