@@ -5,6 +5,7 @@ that prints text on stdout), what it remembers per build, and a capture using wh
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -122,6 +123,20 @@ def test_the_table_names_each_check(sim, tmp_path) -> None:
     for check in ("ssh", "sigint", "sigterm", "clock", "busybox", "tmp_space", "esxcli_latency"):
         assert check in result.stdout
     assert f"build {BUILDS['healthy']}" in result.stdout and "remembered for build" in result.stderr
+
+
+def test_checked_in_counts_from_the_start_of_connecting(make_sim, tmp_path) -> None:
+    """A host whose login takes 0.7 s is not "checked in 0.0 s": the time counts the login too."""
+    data = doctor_topology()
+    data["hosts"] = {"healthy": {**data["hosts"]["healthy"], "faults": {"login_delay_ms": 700}}}
+    st = make_sim(data)
+    result = esxcap("-i", str(st.sim.inventory_path), "doctor", "--json", env=isolated_env(tmp_path))
+    assert result.code == 0, result.stderr
+    [report] = result.json()["hosts"]
+    assert report["seconds"] >= 0.7
+    table = esxcap("-i", str(st.sim.inventory_path), "doctor", env=isolated_env(tmp_path))
+    shown = re.search(r"checked in ([0-9.]+) s", table.stdout)
+    assert shown is not None and float(shown.group(1)) >= 0.7, table.stdout
 
 
 @pytest.mark.parametrize(

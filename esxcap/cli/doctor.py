@@ -49,7 +49,13 @@ def doctor(
             if result.value is None:
                 continue
             kept = remember(result.value)
-            reports.append({**result.value.as_dict(), "remembered": str(kept) if kept else None})
+            reports.append(
+                {
+                    **result.value.as_dict(),
+                    "seconds": round(result.seconds, 2),  # from the start of connecting: the login too
+                    "remembered": str(kept) if kept else None,
+                }
+            )
         if json_out:
             output.print_json({"hosts": reports, "errors": error_dicts(results)})
         else:

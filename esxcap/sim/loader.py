@@ -294,6 +294,7 @@ def _faults(f: _Fields) -> Faults:
         password_method=f.flag("password_method", False),
         password_retry_prompt=f.flag("password_retry_prompt", False),
         lockdown=f.flag("lockdown", False),
+        login_delay_ms=f.number("login_delay_ms", 0),
         vms_gone=f.names("vms_gone"),
         stray_lines=f.names("stray_lines"),
         net_stats_odd_row=f.flag("net_stats_odd_row", False),

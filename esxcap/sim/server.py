@@ -258,7 +258,8 @@ class _Server(asyncssh.SSHServer):
             self._logging_in = False
             self._host.handshakes.end()
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
+        await asyncio.sleep(self._host.topology.faults.login_delay_ms / 1000)
         return True
 
     def public_key_auth_supported(self) -> bool:

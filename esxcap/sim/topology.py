@@ -177,6 +177,7 @@ class Faults:
     keyboard-interactive. `password_retry_prompt`: a wrong keyboard-interactive answer is followed by
     another `Password: ` prompt in the same exchange (as PAM may do). `lockdown`: the host is in lockdown
     mode and root is no exception user: every login is refused, the right key and password included.
+    `login_delay_ms`: each login waits this long before authentication starts (a slow PAM or directory).
 
     Output real hosts may print that esxcap must read rather than refuse (REFERENCE §9):
     `vms_gone`: VMs that `vm list` shows but that power off before their `vm port list`.
@@ -206,6 +207,7 @@ class Faults:
     password_method: bool = False
     password_retry_prompt: bool = False
     lockdown: bool = False
+    login_delay_ms: int = 0
     vms_gone: tuple[str, ...] = ()
     stray_lines: tuple[str, ...] = ()
     net_stats_odd_row: bool = False

@@ -53,14 +53,12 @@ class HostReport:
     host: str
     version: EsxiVersion | None
     findings: tuple[Finding, ...]
-    seconds: float
 
     def as_dict(self) -> dict[str, object]:
         version = self.version
         return {
             "host": self.host,
             "esxi": None if version is None else {"version": version.version, "build": version.build},
-            "seconds": round(self.seconds, 1),
             "findings": [
                 {"check": f.key, "status": f.status, "summary": f.summary, "data": f.data}
                 for f in self.findings
@@ -291,7 +289,6 @@ async def run_doctor(host: HostConfig, conn: Connection) -> HostReport:
     """Every check on one host, in order; a check that fails is reported and the next one runs, unless
     the host stopped answering (then the rest are reported skipped: the whole stays under two minutes)."""
     probe = Probe(host, conn)
-    start = time.perf_counter()
     findings: list[Finding] = []
     answering = True
     for key, check in CHECKS:
@@ -306,4 +303,4 @@ async def run_doctor(host: HostConfig, conn: Connection) -> HostReport:
         except TimeoutError:
             answering = False
             findings.append(Finding(key, "fail", f"no answer within {CHECK_TIMEOUT_S:.0f} s", {}))
-    return HostReport(host.name, probe.version, tuple(findings), time.perf_counter() - start)
+    return HostReport(host.name, probe.version, tuple(findings))

@@ -7,6 +7,7 @@ unreachable host never cancels the others, and bugs stay loud.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,8 @@ class HostResult(Generic[T]):
     host: HostConfig
     value: T | None = None
     error: HostError | None = None
+    seconds: float = 0.0
+    """From the start of connecting to the end of the host's job (or its failure)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ async def run_on_hosts(
             await conn.close()
 
     opened, failed = await open_hosts(hosts, options, job_then_close, parallel, handshakes)
-    done = {o.host.name: HostResult(o.host, value=o.value) for o in opened}
+    done = {o.host.name: HostResult(o.host, value=o.value, seconds=o.seconds) for o in opened}
     done.update((f.host.name, f) for f in failed)
     return [done[host.name] for host in hosts]
 
@@ -86,6 +89,8 @@ class OpenHost(Generic[T]):
     host: HostConfig
     conn: Connection
     value: T
+    seconds: float = 0.0
+    """From the start of connecting to the end of `prepare`."""
 
 
 async def open_hosts(
@@ -110,15 +115,17 @@ async def open_hosts(
     async def one(host: HostConfig) -> OpenHost[T] | HostResult[T]:
         async with limit:
             conn: Connection | None = None
+            began = time.monotonic()
             try:
                 transport = make_transport(options.transport or host.transport)
                 async with logging_in:
                     conn = await transport.connect(host, password=passwords, accept_new=options.accept_new)
-                return OpenHost(host, conn, await prepare(host, conn))
+                value = await prepare(host, conn)
+                return OpenHost(host, conn, value, time.monotonic() - began)
             except HostError as error:
                 if conn is not None:
                     await conn.close()
-                return HostResult(host, error=error)
+                return HostResult(host, error=error, seconds=time.monotonic() - began)
 
     results = await asyncio.gather(*(one(host) for host in hosts))
     opened = [r for r in results if isinstance(r, OpenHost)]
