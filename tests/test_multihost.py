@@ -24,8 +24,15 @@ SKEW_MS = {"old": 120, "mid": -35, "new": 0}
 DROPPED = "drop-m1-n2"
 
 
+LINK_US = 10_000
+"""The model's wire latency between hosts, well above how far the two hosts' measured clock offsets err
+against each other on a busy test machine (a few ms), so the path view sees the cross-host hop in its
+real order."""
+
+
 def topology_data() -> dict[str, Any]:
     data = copy.deepcopy(FAST_TOPOLOGY)
+    data["latency"] = {"link_us": LINK_US}
     data["flows"].append(
         {"name": DROPPED, "from": "m1", "to": "n2", "kind": "tcp", "port": 443, "rate_pps": 100, "drop": True}
     )
