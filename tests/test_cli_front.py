@@ -3,6 +3,7 @@ matches what the command modules declare, and that `--help` imports neither type
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib import import_module
@@ -24,6 +25,7 @@ from esxcap.ssh.transport import asyncssh_receive
         (["-i", "inv.yaml", "--help"], FrontRequest("help")),
         (["--version"], FrontRequest("version")),
         (["--version", "--verbose"], FrontRequest("version", verbose=True)),
+        (["--verbose", "--version"], FrontRequest("version", verbose=True)),
         (["-i", "inv.yaml", "capture", "--help"], FrontRequest("run", "capture")),
         (["--inventory=inv.yaml", "discover"], FrontRequest("run", "discover")),
         (["-iinv.yaml", "hosts"], FrontRequest("run", "hosts")),
@@ -113,6 +115,30 @@ def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
     assert bare.code == 2 and bare.stdout == front_help()
     missing = esxcap("-i", "inv.yaml", env=env)
     assert missing.code == 2 and "no command given" in missing.stderr
+
+
+HELP_WITH_VALUES = [
+    ("bundle",), ("merge",), ("find",), ("discover",), ("sim",), ("analyze",), ("recipe", "vm-to-vm"),
+    ("recipe", "vmk"), ("recipe", "uplink"), ("extcap", "status"),
+]  # fmt: skip
+
+
+def test_help_names_values_never_python_types(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    for command in HELP_WITH_VALUES:
+        shown = esxcap(*command, "--help", env=env)
+        assert shown.code == 0, shown.stderr
+        assert not re.search(r"<(str|int|float|path|list\[\w+\])>", shown.stdout, re.I), shown.stdout
+    bundle = " ".join(esxcap("bundle", "--help", env=env).stdout.split())
+    assert (
+        "[CAPTURE]... " in bundle
+        and "CAPTURE Capture files" in bundle
+        and "https://HOST/PATH (credentials from" in bundle
+    )
+    assert "--attach URL" in bundle and "--split-size SIZE" in bundle
+    assert "FILES pcap or pcapng files" in " ".join(esxcap("merge", "--help", env=env).stdout.split())
+    verbose_first = esxcap("--verbose", "--version", env=env)
+    assert verbose_first.code == 0 and "paramiko" in verbose_first.stdout
 
 
 def test_unknown_command_and_option_exit_2_with_a_hint(tmp_path: Path) -> None:

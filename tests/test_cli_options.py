@@ -106,6 +106,17 @@ def test_hints_name_the_option_or_argument_of_the_command_at_hand(fast_sim, env)
     assert "did you mean VnicRx" in point.stderr and "--capture" not in point.stderr
 
 
+def test_host_option_and_choices_as_admins_type_them(fast_sim, env) -> None:
+    """`-H` works on discover and find as on capture; --dir and --stage take any case."""
+    inventory = str(fast_sim.sim.inventory_path)
+    discovered = esxcap("-i", inventory, "discover", "-H", "mid", "--json", env=env)
+    assert discovered.code == ExitCode.OK and [h["host"] for h in discovered.json()["hosts"]] == ["mid"]
+    found = esxcap("-i", inventory, "find", "m1", "--host", "new", "-H", "mid", "--json", env=env)
+    assert found.code == ExitCode.OK and {m["host"] for m in found.json()["matches"]} == {"mid"}
+    upper = esxcap("-i", inventory, "capture", "--vm", "n2", "--dir", "IN", "--dry-run", "--json", env=env)
+    assert upper.code == ExitCode.OK and {s["direction"] for s in upper.json()["streams"]} == {"in"}
+
+
 def test_outcome_codes() -> None:
     assert outcome_code(0, 3) == ExitCode.OK
     assert outcome_code(1, 3) == ExitCode.PARTIAL

@@ -12,10 +12,12 @@ from esxcap.cli import output
 from esxcap.cli.common import (
     Connect,
     GroupOpt,
+    HostOpt,
     JsonOpt,
     ParallelOpt,
     app,
     grouped,
+    named_hosts,
     run_job,
     select_hosts,
 )
@@ -136,6 +138,7 @@ def points(
 def cleanup(
     connect: Connect,
     host: Annotated[list[str] | None, typer.Argument(help="Hosts to clean; default: the inventory.")] = None,
+    host_opt: HostOpt = None,
     group: GroupOpt = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Also stop pktcap-uw processes esxcap did not start (asks first).")
@@ -153,7 +156,7 @@ def cleanup(
         raise UsageError("--all stops captures other people started", "confirm with --yes")
 
     async def job() -> int:
-        hosts = select_hosts(host, group)
+        hosts = select_hosts(named_hosts(host, host_opt), group)
 
         async def clean(listing_only: bool) -> list[HostResult[list[dict[str, Any]]]]:
             return await run_on_hosts(

@@ -66,6 +66,20 @@ def global_options(
 HostsArg = Annotated[
     list[str] | None, typer.Argument(help="Inventory host names or [user@]address[:port]; default: all.")
 ]
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--host", "-H", help="Host to work on (repeatable), as the arguments name them.", metavar="HOST"
+    ),
+]
+"""`--host`/`-H` beside the HOST arguments, as `capture` and the recipes take it."""
+
+
+def named_hosts(arguments: list[str] | None, options: list[str] | None) -> list[str] | None:
+    """The hosts named as arguments and with --host/-H, in order; None when none was."""
+    return [*(arguments or ()), *(options or ())] or None
+
+
 GroupOpt = Annotated[
     str | None, typer.Option("--group", "-g", help="Only the hosts of this inventory group.", metavar="GROUP")
 ]
@@ -132,6 +146,24 @@ def prompt_password(prompt: str) -> str | None:
         return None
     with _prompt_lock:
         return getpass.getpass(prompt)
+
+
+def plain_help(command: Any) -> Any:
+    """`command` (a click command from typer, its subcommands too) with help that names values (HOST,
+    FILES, N, PATH) and never shows Python types: typer prints `<list[Path]>` or `<str>` for a parameter
+    without a metavar, and beside an argument's metavar too."""
+    from typer.core import TyperArgument, TyperOption
+
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            param.metavar = param.metavar or str(param.name).upper()
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010 - this instance only
+        elif isinstance(param, TyperOption) and param.metavar is None and not (param.is_flag or param.count):
+            kind = param.bare_type()
+            param.metavar = {"int": "N", "float": "N", "Path": "PATH"}.get(kind, str(param.name).upper())
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
 
 
 class OptionGroup:

@@ -13,6 +13,7 @@ from esxcap.cli import output
 from esxcap.cli.common import (
     Connect,
     GroupOpt,
+    HostOpt,
     HostsArg,
     JsonOpt,
     ParallelOpt,
@@ -22,6 +23,7 @@ from esxcap.cli.common import (
     exit_code,
     grouped,
     load_inventory_or_empty,
+    named_hosts,
     prompt_password,
     run_job,
     select_hosts,
@@ -94,12 +96,14 @@ def hosts(connect: Connect, json_out: JsonOpt = False, vcenter: VcenterOpt = Fal
 def discover(
     connect: Connect,
     host: HostsArg = None,
+    host_opt: HostOpt = None,
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
     vcenter: VcenterOpt = False,
 ) -> None:
     """Show VMs with their vNIC switch ports, vmknics, uplinks, switches and portgroups of each host."""
+    host = named_hosts(host, host_opt)
 
     async def job() -> int:
         from esxcap.esxi.facts import host_dict
@@ -137,11 +141,13 @@ def find(
         str, typer.Argument(help="VM name (exact, any case, or glob like 'web*'), MAC or IP address.")
     ],
     host: HostsArg = None,
+    host_opt: HostOpt = None,
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
 ) -> None:
     """Which host runs a VM, or owns a MAC or IP; every match is listed with its switch port."""
+    host = named_hosts(host, host_opt)
 
     if not text.strip():
         raise UsageError(

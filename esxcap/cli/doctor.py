@@ -9,6 +9,7 @@ from esxcap.cli import output
 from esxcap.cli.common import (
     Connect,
     GroupOpt,
+    HostOpt,
     HostsArg,
     JsonOpt,
     ParallelOpt,
@@ -17,6 +18,7 @@ from esxcap.cli.common import (
     error_rows,
     exit_code,
     grouped,
+    named_hosts,
     run_job,
     select_hosts,
 )
@@ -27,6 +29,7 @@ from esxcap.cli.common import (
 def doctor(
     connect: Connect,
     host: HostsArg = None,
+    host_opt: HostOpt = None,
     group: GroupOpt = None,
     parallel: ParallelOpt = 10,
     json_out: JsonOpt = False,
@@ -43,7 +46,8 @@ def doctor(
         from esxcap.ssh.host_memory import remember
         from esxcap.ssh.session import run_on_hosts
 
-        results = await run_on_hosts(select_hosts(host, group), connect.session(), run_doctor, parallel)
+        hosts = select_hosts(named_hosts(host, host_opt), group)
+        results = await run_on_hosts(hosts, connect.session(), run_doctor, parallel)
         reports: list[dict[str, Any]] = []
         for result in results:
             if result.value is None:

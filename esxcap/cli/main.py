@@ -110,8 +110,8 @@ def read_front(args: list[str]) -> FrontRequest:
         arg = args[position]
         if arg in HELP_OPTIONS:
             return FrontRequest("help")
-        if arg == "--version":
-            return FrontRequest("version", verbose="--verbose" in args[position + 1 :])
+        if arg == "--version" or (arg == "--verbose" and "--version" in args[position + 1 :]):
+            return FrontRequest("version", verbose="--verbose" in args[position:])
         if arg in INVENTORY_OPTIONS:
             if position + 1 >= len(args):
                 return FrontRequest("error", message=f"option {arg} needs a value", hint="-i FILE")
@@ -232,10 +232,12 @@ def _run_command_line() -> None:
     quiet_library_warnings()
     module, _ = COMMANDS[request.command or ""]
     import_module(f"esxcap.{module}")
-    from esxcap.cli.common import app
+    from typer.main import get_command
+
+    from esxcap.cli.common import app, plain_help
 
     try:
-        app(prog_name=PROG)
+        plain_help(get_command(app))(prog_name=PROG)
     except EsxcapError as error:
         sys.exit(report(error))
 

@@ -296,6 +296,9 @@ class Points(OptionGroup):
     ] = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", self.direction.lower())
+        if self.stage is not None:
+            object.__setattr__(self, "stage", self.stage.lower())
         if self.direction not in ("in", "out", "both"):
             raise UsageError(f"--dir {self.direction}: not a direction", "use --dir in, out or both")
         if self.stage is not None and self.stage not in ("pre", "post"):

@@ -49,19 +49,19 @@ def _on_host(name: str) -> HostChoice:
 @recipe_app.command("vm-to-vm")
 @grouped
 def vm_to_vm(
-    vm_a: Annotated[str, typer.Argument(help="The VM that starts the conversation (A).")],
-    vm_b: Annotated[str, typer.Argument(help="The VM it talks to (B).")],
+    vm_a: Annotated[str, typer.Argument(help="The VM that starts the conversation (A).", metavar="A")],
+    vm_b: Annotated[str, typer.Argument(help="The VM it talks to (B).", metavar="B")],
     hosts: HostChoice,
     stop: StopWhen,
     delivery: Delivery,
     connect: Connect,
-    nic_a: Annotated[str | None, typer.Option(help="A's vNIC (1 = first, or ethN).")] = None,
-    nic_b: Annotated[str | None, typer.Option(help="B's vNIC (1 = first, or ethN).")] = None,
+    nic_a: Annotated[str | None, typer.Option(help="A's vNIC (1 = first, or ethN).", metavar="N")] = None,
+    nic_b: Annotated[str | None, typer.Option(help="B's vNIC (1 = first, or ethN).", metavar="N")] = None,
     ip_a: Annotated[
-        str | None, typer.Option(help="A's IPv4 address, when VMware Tools reports none.")
+        str | None, typer.Option(help="A's IPv4 address, when VMware Tools reports none.", metavar="IP")
     ] = None,
     ip_b: Annotated[
-        str | None, typer.Option(help="B's IPv4 address, when VMware Tools reports none.", metavar="VMK")
+        str | None, typer.Option(help="B's IPv4 address, when VMware Tools reports none.", metavar="IP")
     ] = None,
 ) -> None:
     """A's vNIC, A's uplink out, B's uplink in, B's vNIC (or the same-host variant), filtered on both IPs."""
@@ -92,12 +92,12 @@ def vmk(
 @recipe_app.command("dvfilter")
 @grouped
 def dvfilter(
-    vm: Annotated[str, typer.Argument(help="VM display name.")],
+    vm: Annotated[str, typer.Argument(help="VM display name.", metavar="VM")],
     hosts: HostChoice,
     stop: StopWhen,
     delivery: Delivery,
     connect: Connect,
-    nic: Annotated[str | None, typer.Option(help="The vNIC (1 = first, or ethN).", metavar="VMNIC")] = None,
+    nic: Annotated[str | None, typer.Option(help="The vNIC (1 = first, or ethN).", metavar="N")] = None,
 ) -> None:
     """Before and after each DVFilter of a VM's vNIC (PreDVFilter, PostDVFilter), and the Drop point."""
     _run(lambda views: recipes.dvfilter(views, vm, nic), hosts, stop, delivery, connect, (vm,))
@@ -111,7 +111,7 @@ def uplink(
     stop: StopWhen,
     delivery: Delivery,
     connect: Connect,
-    vlan: Annotated[str | None, typer.Option(help="Only this VLAN ID.")] = None,
+    vlan: Annotated[str | None, typer.Option(help="Only this VLAN ID.", metavar="VLAN")] = None,
 ) -> None:
     """An uplink's receive and send points, on one VLAN with --vlan."""
     _run(

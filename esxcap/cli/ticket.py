@@ -91,21 +91,30 @@ def _bundle_doc(result: BundleResult) -> dict[str, Any]:
 
 @app.command()
 def bundle(
-    ticket: Annotated[str, typer.Option("--ticket", "-t", help="Support ticket ID, e.g. SR-12345.")],
+    ticket: Annotated[
+        str, typer.Option("--ticket", "-t", help="Support ticket ID, e.g. SR-12345.", metavar="TICKET")
+    ],
     captures: Annotated[
         list[Path] | None,
-        typer.Argument(help="Capture files (pcapng/pcap) or folders holding them; default ./captures."),
+        typer.Argument(
+            help="Capture files (pcapng/pcap) or folders holding them; default ./captures.", metavar="CAPTURE"
+        ),
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Archive file or directory (default: beside the captures)."),
+        typer.Option(
+            "--output", "-o", help="Archive file or directory (default: beside the captures).", metavar="PATH"
+        ),
     ] = None,
     force: ForceOpt = False,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="zip or tar.gz (default: from the -o name, else zip).")
+        str | None,
+        typer.Option(
+            "--format", help="zip or tar.gz (default: from the -o name, else zip).", metavar="zip|tar.gz"
+        ),
     ] = None,
     snaplen: Annotated[
-        int | None, typer.Option("--snaplen", help="Cut packets in the bundle to N bytes.")
+        int | None, typer.Option("--snaplen", help="Cut packets in the bundle to N bytes.", metavar="N")
     ] = None,
     anonymize: Annotated[
         bool,
@@ -115,12 +124,16 @@ def bundle(
         bool, typer.Option("--full-host", help="Include all host facts, not only the captured targets.")
     ] = False,
     split_size: Annotated[
-        str | None, typer.Option("--split-size", help="Split the archive into parts, e.g. 10M.")
+        str | None,
+        typer.Option("--split-size", help="Split the archive into parts, e.g. 10M.", metavar="SIZE"),
     ] = None,
     attach: Annotated[
         str | None,
         typer.Option(
-            "--attach", help="Upload to jira+https://HOST/KEY, servicenow+https://HOST/TABLE/ID, https://"
+            "--attach",
+            help="Then upload it to jira+https://HOST/ISSUE-KEY, servicenow+https://HOST/TABLE/SYS_ID or "
+            "https://HOST/PATH (credentials from the environment or the keyring, see the README).",
+            metavar="URL",
         ),
     ] = None,
     last: Annotated[
