@@ -407,3 +407,20 @@ def test_verify_refuses_overlapping_zip_entries_unread_and_crafted_part_names(wo
     assert code == 1
     assert "not a part of p.zip in p.zip.parts.sha256: ../../etc/passwd" in report["problems"]
     assert "not a part of p.zip in p.zip.parts.sha256: sub/p.zip.001" in report["problems"]
+
+
+def test_a_default_bundle_is_not_taken_for_a_stranger_by_the_next_one(work: dict[str, Any]) -> None:
+    """Without -o the archive goes beside the captures, into ./captures: the next bundle of that folder
+    passes over it (and its parts and mapping) without a word, and still names other strangers."""
+    base = work["base"] / "again"
+    folder = base / "captures"
+    folder.mkdir(parents=True)
+    shutil.copy(work["m2"], folder)
+    first = esxcap("bundle", "--ticket", "SR-7", "--anonymize", env=work["env"], cwd=base)
+    assert first.code == 0, first.stderr
+    assert [p.suffix for p in folder.glob("SR-7-*.zip")] == [".zip"] and list(folder.glob("*.mapping.json"))
+    (folder / "notes.txt").write_text("a stranger\n")
+    second = esxcap("bundle", "--ticket", "SR-7", "-o", "next.zip", env=work["env"], cwd=base)
+    shown = " ".join(second.stderr.split())
+    assert second.code == 0 and "skipped 1 files that are not captures (notes.txt)" in shown, shown
+    assert {n for n in members(base / "next.zip") if n.startswith("captures/")} == {"captures/m2.pcapng"}

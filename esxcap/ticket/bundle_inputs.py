@@ -15,18 +15,23 @@ from esxcap.plan.sizes import SIZE_FORMS, size_in_bytes
 FORMATS = ("zip", "tar.gz")
 CAPTURE_SUFFIXES = (".pcapng", ".pcap")
 DEFAULT_CAPTURES = Path("captures")
+_BUNDLE_FILE = re.compile(r"\.(zip|tar\.gz|tgz)(\.\d{3}|\.parts\.sha256|\.mapping\.json)?$")
+"""An archive and the files written beside it: its parts, their checksum list, its address mapping."""
 
 
 def collect_captures(paths: Sequence[Path], warn: Callable[[str], None]) -> list[Path]:
     """The capture files to bundle: files as given, folders (default ./captures) for their `.pcapng`
-    and `.pcap` files; sidecars, `.part` files and other files in folders are skipped with a note, a
-    `.part` given by name is kept with a warning, a file given twice is bundled once."""
+    and `.pcap` files; sidecars, `.part` files and other files in folders are skipped with a note (earlier
+    bundles written there, with their parts and mappings, without one), a `.part` given by name is kept
+    with a warning, a file given twice is bundled once."""
     found: list[Path] = []
     for path in paths or [DEFAULT_CAPTURES]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.is_file())
             found += [p for p in inside if p.suffix in CAPTURE_SUFFIXES]
-            skipped = [p.name for p in inside if p.suffix not in CAPTURE_SUFFIXES]
+            skipped = [
+                p.name for p in inside if p.suffix not in CAPTURE_SUFFIXES and not _BUNDLE_FILE.search(p.name)
+            ]
             if skipped:
                 warn(
                     f"{path}: skipped {len(skipped)} files that are not captures ({', '.join(skipped[:5])}"
