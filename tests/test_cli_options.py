@@ -117,6 +117,19 @@ def test_host_option_and_choices_as_admins_type_them(fast_sim, env) -> None:
     assert upper.code == ExitCode.OK and {s["direction"] for s in upper.json()["streams"]} == {"in"}
 
 
+def test_a_count_that_some_streams_never_reach_names_them(fast_sim, env, tmp_path) -> None:
+    """n1 -> n2 is dropped before n2: with -c per stream, the streams it never reaches are named while
+    the capture waits (here -d ends the wait)."""
+    result = esxcap(
+        "-i", str(fast_sim.sim.inventory_path), "recipe", "vm-to-vm", "n1", "n2", "-c", "2", "-d", "5",
+        "-o", str(tmp_path), env=env,
+    )  # fmt: skip
+    assert result.code == ExitCode.OK, result.stderr
+    shown = " ".join(result.stderr.split())
+    assert "streams have their -c 2 packets; still waiting for" in shown
+    assert "new:n2 eth0:VnicRx:in (0 so far)" in shown and "-c counts per stream" in shown
+
+
 def test_outcome_codes() -> None:
     assert outcome_code(0, 3) == ExitCode.OK
     assert outcome_code(1, 3) == ExitCode.PARTIAL

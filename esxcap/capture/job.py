@@ -25,6 +25,7 @@ from esxcap.capture.run import (
     StreamRun,
     deadline_for,
     install_stop_signals,
+    note_streams_still_counting,
     run_host_streams,
     settle_stop_reasons,
     start_clock,
@@ -190,6 +191,7 @@ async def run_capture(
     try:
         async with reporter.progress(runs):
             timer = asyncio.create_task(start_clock(runs, control, settings.duration))
+            waiting = asyncio.create_task(note_streams_still_counting(runs, control, reporter.info))
             host_errors = await asyncio.gather(
                 *(
                     run_host_streams(conns[name], host_runs, control, deadline)
@@ -198,6 +200,7 @@ async def run_capture(
                 return_exceptions=True,
             )
             timer.cancel()
+            waiting.cancel()
     finally:
         remove_signals()
         end_ns = time.time_ns()

@@ -54,6 +54,8 @@ STOP_COMMAND_TIMEOUT_S = 2.0
 """How long the TERM of a `term_to_stop` stream may take (a frozen host must not hold the stop up)."""
 
 
+WAITING_NOTE_S = 2.0
+"""How long after the first stream had its -c packets the ones still waiting are named."""
 STOP_REASONS = (
     "count",
     "duration",
@@ -229,10 +231,38 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
         _finish(run, proc, status, asked_to_stop, deadline_s)
 
 
-def _count_reached(run: StreamRun) -> bool:
+def _count_of(run: StreamRun) -> int | None:
+    """The stream's own packet count (pktcap-uw's -c), if it has one."""
     argv = run.stream.argv
     count = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--count")), None)
-    return count is not None and count.isdigit() and run.packets >= int(count)
+    return int(count) if count is not None and count.isdigit() else None
+
+
+def _count_reached(run: StreamRun) -> bool:
+    count = _count_of(run)
+    return count is not None and run.packets >= count
+
+
+async def note_streams_still_counting(
+    runs: Sequence[StreamRun], control: StopControl, notify: Callable[[str], None]
+) -> None:
+    """pktcap-uw counts -c per stream: once some streams have their packets and others still wait
+    WAITING_NOTE_S later (a point the traffic never passes waits forever), say which ones wait."""
+    counted = [run for run in runs if _count_of(run) is not None]
+    while counted and not control.graceful.is_set():
+        ended = [run.ended_at for run in counted if run.ended_at is not None]
+        waiting = [run for run in counted if run.ended_at is None]
+        if not waiting:
+            return
+        if ended and time.time() - min(ended) >= WAITING_NOTE_S:
+            shown = ", ".join(f"{run.stream.interface_name} ({run.packets} so far)" for run in waiting)
+            done = f"{len(counted) - len(waiting)} of {len(counted)} streams"
+            notify(
+                f"{done} have their -c {_count_of(waiting[0])} packets; still waiting for {shown}. "
+                "-c counts per stream: Ctrl-C (or -d) ends the wait and keeps what came"
+            )
+            return
+        await asyncio.sleep(0.25)
 
 
 def _kept(run: StreamRun) -> str:
