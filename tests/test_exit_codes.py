@@ -4,6 +4,7 @@ nowhere is 2 for `find` as for `capture`, and a confirmation answered no is "can
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 from clirun import CliResult, esxcap, isolated_env
 
 from esxcap.cli.exitcodes import ExitCode
+from esxcap.pcap import CaptureFile
 
 
 @pytest.fixture
@@ -47,6 +49,21 @@ def into_closed_pipe(*args: str, env: dict[str, str]) -> CliResult:
 def test_a_closed_stdout_ends_quietly_with_exit_0(running, env, args: tuple[str, ...]) -> None:
     result = into_closed_pipe("-i", str(running.sim.inventory_path), *args, env=env)
     assert (result.code, result.stderr) == (ExitCode.OK, ""), result.stderr
+
+
+def test_console_lines_into_a_closed_pipe_stop_the_capture_with_complete_files(
+    running, env, tmp_path
+) -> None:
+    out = tmp_path / "c.pcapng"
+    result = into_closed_pipe(
+        "-i", str(running.sim.inventory_path), "capture", "--vm", "web02", "-d", "20", "--console",
+        "-o", str(out), env=env,
+    )  # fmt: skip
+    assert (result.code, result.stderr) == (ExitCode.OK, ""), result.stderr
+    sidecar = json.loads(out.with_name("c.pcapng.json").read_text())
+    assert sidecar["options"]["stop_reason"] == "output-closed"
+    with out.open("rb") as handle:
+        assert sidecar["packets"] == sum(1 for _ in CaptureFile(handle, out.name)) > 0
 
 
 def test_an_identity_file_that_is_not_there_is_a_configuration_error(running, env, tmp_path) -> None:

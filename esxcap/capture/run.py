@@ -185,6 +185,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                 run.bytes += batch.bytes
                 if batch.limit_reached:
                     control.stop("max-bytes")
+                if sink.listener_gone:
+                    control.stop("output-closed")
                 continue
             records = reader.feed(chunk)
             if run.shift_ns or flags:
@@ -207,6 +209,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                 run.bytes += sink.packet_bytes - before
                 if sink.limit_reached:
                     control.stop("max-bytes")
+                if sink.listener_gone:
+                    control.stop("output-closed")
         reader.finish()
     except NotPcapError as exc:
         run.error = _host_said(run, proc, "did not send a pcap stream", exc)

@@ -194,6 +194,9 @@ class CaptureSink:
         self.packet_bytes = 0
         self.limit_reached = False
         self._listener = listener
+        self.listener_gone = False
+        """The listener's reader went away (ReaderClosed from it, e.g. `--console | head`): the packets are
+        still written, the listener is no longer called."""
         self._flush_each = flush_each
         self._failed: OutputError | None = None
         self._boundaries: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
@@ -324,8 +327,11 @@ class CaptureSink:
             self._writer.write_blocks(parts, packets)
             if self._listener is not None:
                 names = [s.name for s in self._streams]
-                for record in epb_records([b"".join(parts)]):
-                    self._listener(names[record.interface], record)
+                try:
+                    for record in epb_records([b"".join(parts)]):
+                        self._listener(names[record.interface], record)
+                except ReaderClosed:
+                    self._listener, self.listener_gone = None, True
             if self._flush_each:
                 self._file.flush()
 

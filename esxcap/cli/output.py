@@ -414,6 +414,7 @@ class CaptureReporter:
 
     def __init__(self, packets_to_stderr: bool) -> None:
         self._packets_to_stderr = packets_to_stderr
+        self._lines_unread = False
 
     def info(self, message: str) -> None:
         info(message)
@@ -422,7 +423,17 @@ class CaptureReporter:
         warning(message)
 
     def packet(self, line: str) -> None:
-        packet(line, self._packets_to_stderr)
+        """One packet line; once their reader went away (`--console | head`), ReaderClosed: the capture
+        stops as for a closed output (its files are completed) and later lines are dropped."""
+        if self._lines_unread:
+            return
+        try:
+            packet(line, self._packets_to_stderr)
+        except BrokenPipeError:
+            from esxcap.capture.sinks import ReaderClosed
+
+            self._lines_unread = True
+            raise ReaderClosed("the reader of the packet lines went away", None) from None
 
     def progress(self, runs: Sequence[StreamRun]) -> CaptureProgress:
         return CaptureProgress(runs)

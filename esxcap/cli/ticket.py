@@ -16,6 +16,7 @@ from esxcap.cli.common import ForceOpt, JsonOpt, app
 from esxcap.cli.exitcodes import ExitCode, outcome_code
 from esxcap.errors import UsageError
 from esxcap.pcap import is_capture_start
+from esxcap.plan.sizes import human_size
 from esxcap.ticket.bundle import PARTS_SUFFIX, BundleOptions, BundleResult, build_bundle
 from esxcap.ticket.bundle_inputs import (
     DEFAULT_CAPTURES,
@@ -57,7 +58,7 @@ def bundle_captures(
         archive = Path(out).expanduser()
         archive_format(archive, options.fmt)
     size = sum(c.stat().st_size for c in captures)
-    output.info(f"bundle: packing {len(captures)} capture files ({size >> 20} MiB) into {archive}")
+    output.info(f"bundle: packing {len(captures)} capture files ({human_size(size)}) into {archive}")
     result = build_bundle(captures, archive, options, _analysis)
     output.bundle_report(_bundle_doc(result))
     if upload is None:
