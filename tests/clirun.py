@@ -50,21 +50,25 @@ def esxcap(
     cwd: Path | None = None,
     ignore_sigchld: bool = False,
     console_script: bool = False,
+    stdin: int = subprocess.DEVNULL,
+    stdout: int = subprocess.PIPE,
 ) -> CliResult:
     """Run the CLI (as `python -m esxcap`, or the installed console script); `ignore_sigchld` starts it
-    the way a parent that ignores SIGCHLD would."""
+    the way a parent that ignores SIGCHLD would; `stdin`/`stdout` a descriptor of the caller's (a pty, a
+    pipe), else stdin is empty and stdout is kept."""
     command = [str(CONSOLE_SCRIPT)] if console_script else [sys.executable, "-m", "esxcap"]
     proc = subprocess.run(
         [*command, *args],
         check=False,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         timeout=timeout,
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         preexec_fn=_ignore_child_signals if ignore_sigchld else None,
     )
     leaked = [line for line in proc.stderr.splitlines() if line.startswith(ASYNCIO_LEAKS)]
     assert not leaked, f"esxcap {' '.join(args)} left asyncio work behind: {leaked}"
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return CliResult(proc.returncode, proc.stdout or "", proc.stderr)

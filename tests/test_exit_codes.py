@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,18 +27,9 @@ def into_closed_pipe(*args: str, env: dict[str, str]) -> CliResult:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "esxcap", *args],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        return esxcap(*args, env=env, stdout=write_end)
     finally:
         os.close(write_end)
-    return CliResult(proc.returncode, "", proc.stderr.decode())
 
 
 @pytest.mark.parametrize(
@@ -92,19 +81,10 @@ def answered(answer: str, *args: str, env: dict[str, str]) -> CliResult:
     controller, terminal = pty.openpty()
     try:
         os.write(controller, answer.encode() + b"\n")
-        proc = subprocess.run(
-            [sys.executable, "-m", "esxcap", *args],
-            stdin=terminal,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        return esxcap(*args, env=env, stdin=terminal)
     finally:
         os.close(terminal)
         os.close(controller)
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def test_no_to_a_confirmation_is_cancelled_not_a_usage_error(running, env, tmp_path) -> None:

@@ -290,6 +290,20 @@ def _summary(dest: Destination, status: int, body: bytes) -> str:
     return json.dumps(doc, ensure_ascii=False)[:300]
 
 
+def _not_worth_retrying(exc: Exception, dest: Destination) -> tuple[str, str]:
+    """What failed and the next step when another try cannot help: a certificate that does not verify,
+    a server name that does not resolve (UnicodeError: one IDNA cannot even encode)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the server's TLS certificate did not verify: {exc.verify_message or exc.reason or exc}",
+            "if the server uses a private CA, point SSL_CERT_FILE at its certificate",
+        )
+    return (
+        f"{dest.host}: the name does not resolve ({getattr(exc, 'strerror', None) or exc})",
+        f"check the server name in {dest.given_as} and this machine's DNS",
+    )
+
+
 def upload_file(
     dest: Destination,
     file: Path,
@@ -317,26 +331,10 @@ def upload_file(
                 conn.request(method, path, body=_body(file, head, tail, progress), headers=headers)
             response = conn.getresponse()
             status, body = response.status, response.read()
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or exc.reason or exc
+        except (ssl.SSLCertVerificationError, socket.gaierror, UnicodeError) as exc:
+            message, hint = _not_worth_retrying(exc, dest)
             return UploadReport(
-                file.name,
-                dest.shown,
-                False,
-                None,
-                attempt,
-                f"the server's TLS certificate did not verify: {reason}",
-                "not tried again; if the server uses a private CA, point SSL_CERT_FILE at its certificate",
-            )
-        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
-            return UploadReport(
-                file.name,
-                dest.shown,
-                False,
-                None,
-                attempt,
-                f"{dest.host}: the name does not resolve ({getattr(exc, 'strerror', None) or exc})",
-                f"not tried again; check the server name in {dest.given_as} and this machine's DNS",
+                file.name, dest.shown, False, None, attempt, message, f"not tried again; {hint}"
             )
         except (OSError, http.client.HTTPException) as exc:
             status, message = None, f"connection failed: {exc}"
