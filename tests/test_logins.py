@@ -246,7 +246,7 @@ def test_password_env_that_is_empty_or_rejected_is_named(make_sim: MakeSim, tmp_
         ("", "$ESXCAP_TEST_LAB_PW (password_env) is empty, so no password was sent", "it is set but empty"),
         (
             "wrong-4711",
-            "the password from $ESXCAP_TEST_LAB_PW (password_env) was rejected",
+            "the password was rejected (it came from $ESXCAP_TEST_LAB_PW, password_env)",
             "mid rejected it",
         ),
     ):

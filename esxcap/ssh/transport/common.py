@@ -168,9 +168,9 @@ class Login:
         if tried:
             self.passwords.reject(self.host)
         env = self.host.password_env
-        source = f"the password from ${env} (password_env)" if env and env in os.environ else "the password"
+        source = f" (it came from ${env}, password_env)" if env and env in os.environ else ""
         rejected = (
-            f"; {source} was rejected (not retried: ESXi locks the account after a few failures)"
+            f"; the password was rejected{source} (not retried: ESXi locks the account after a few failures)"
             if tried
             else "; the password it rejected earlier in this run was not sent again"
             if self.password_withheld
