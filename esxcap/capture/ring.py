@@ -29,27 +29,18 @@ from esxcap.capture.files import create_part, cut_to_whole_blocks, place
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, CaptureFormatError, Interface, InterfaceStatistics, PcapngWriter
 from esxcap.pcap.pcapng import TIMESTAMP_LIMIT
+from esxcap.plan.sizes import size_in_bytes
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 """Write errors that mean "no more room": a full disk, a file-size limit, a quota."""
 FREE_SPACE_MARGIN = 1.1
 """A ring starts only when its folder has K x filesize x this much free space."""
 SEGMENT_NAME = re.compile(r"^(?P<base>.+)_(?P<number>\d{5,})_(?P<utc>\d{8}T\d{6}Z)\.pcapng$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _EPB_HEAD = struct.Struct("<IIIII")
 """An Enhanced Packet Block's type, length, interface and timestamp (high, low words)."""
 EPB_TYPE = 6
 STATISTICS_ROOM = 160
 """Bytes kept free in a segment for each interface's statistics block, written when it closes."""
-
-
-def size_in_bytes(text: str) -> int | None:
-    """`500k`, `20M`, `1.5GiB`, `2048` -> bytes (K = 1024); None when `text` is no size."""
-    match = _SIZE.match(text)
-    if not match:
-        return None
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** ("kmgt".index(unit) + 1)) if unit else int(number)
 
 
 @dataclass(frozen=True)
