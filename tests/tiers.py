@@ -40,6 +40,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_faults": (SIMULATOR, OPENSSH, TSHARK),
     "test_fan_out": (SIMULATOR,),
     "test_filemerge": (PURE,),
+    "test_first_look": (PURE,),
     "test_fuzz": (PURE,),
     "test_host_memory": (SIMULATOR,),
     "test_host_output": (PURE,),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Protocol
 
 from esxcap.capture import clock
 from esxcap.capture.destinations import ConsoleView, OutputChoice, sinks_for, split_file
+from esxcap.capture.first_look import recorded_facts, start_recording
 from esxcap.capture.metadata import add_to_sidecars, write_capture_sidecars
 from esxcap.capture.ring import ring_summary
 from esxcap.capture.run import (
@@ -39,12 +40,10 @@ from esxcap.capture.triggered import (
     triggered_outputs,
 )
 from esxcap.errors import HostError
-from esxcap.inventory import HostConfig
+from esxcap.esxi.models import HostFacts
 from esxcap.pcap.triggers import TriggerPlan
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
-from esxcap.plan.scope import DiscoveryScope
 from esxcap.ssh.session import HostResult, OpenHost
-from esxcap.ssh.transport import Connection
 
 
 @dataclass(frozen=True)
@@ -94,16 +93,22 @@ class CaptureOutcome:
     """--trigger: each event kept (its file, window, triggers, failures)."""
 
 
-async def prepare_host(host: HostConfig, conn: Connection, scope: DiscoveryScope | None = None) -> HostView:
-    """Discover a host for planning: what `scope` needs (a capture's targets), else everything (recipes)."""
-    from esxcap.esxi.capabilities import Capabilities
-    from esxcap.ssh.discovery import discover
-
-    facts = await discover(conn, host, capture_points=True, scope=scope)
-    caps = Capabilities.for_version(facts.version.version_tuple)
-    if facts.capture_points:
-        caps = caps.with_points(facts.capture_points)
-    return HostView(host.name, facts, caps)
+async def _note_clocks(
+    reading: asyncio.Task[dict[str, clock.ClockCheck]],
+    runs: Sequence[StreamRun],
+    align: bool,
+    then: Callable[[dict[str, clock.ClockCheck]], None] | None,
+) -> None:
+    """Once the start clocks are read (while pktcap-uw starts), note them on every stream and hand them
+    to `then` (a trigger's recorder), before any stream writes a packet."""
+    try:
+        checks = await reading
+        clock.annotate(runs, checks, align)
+        if then is not None:
+            then(checks)
+    finally:
+        for run in runs:
+            run.noted.set()
 
 
 def _count_what_was_written(runs: Sequence[StreamRun]) -> None:
@@ -144,7 +149,8 @@ async def run_capture(
     """Run every planned stream until the common stop; split and describe the files made."""
     used = {s.target.host for s in planned}
     conns = {o.host.name: o.conn for o in opened if o.host.name in used}
-    checks = await clock.check_all(conns, {})
+    reading = asyncio.create_task(clock.check_all(conns, {}))
+    recording = start_recording([o for o in opened if o.host.name in used])
     for warning in (w for o in opened if o.host.name in used for w in o.value.facts.warnings):
         reporter.warning(warning)
     started = time.time()
@@ -177,12 +183,16 @@ async def run_capture(
         if settings.trigger is not None:
             recorder = tap_ring(outputs.sinks, planned, started, settings.trigger, reporter.info)
     sinks = outputs.sinks
-    runs = [StreamRun(stream, sinks[i]) for i, stream in enumerate(planned)]
-    clock.annotate(runs, checks, settings.align_clocks)
+    runs = [StreamRun(stream, sinks[i], noted=asyncio.Event()) for i, stream in enumerate(planned)]
     stop_with_term(runs, {o.host.name: o.value.facts.version.build for o in opened}, reporter)
     control = StopControl()
-    if recorder is not None:
-        _arm(recorder, runs, checks, control)
+    armed = recorder
+
+    def arm(checks: dict[str, clock.ClockCheck]) -> None:
+        if armed is not None:
+            _arm(armed, runs, checks, control)
+
+    noting = asyncio.create_task(_note_clocks(reading, runs, settings.align_clocks, arm))
     remove_signals = install_stop_signals(control, reporter.info)
     deadline = deadline_for(settings.duration)
     by_host: dict[str, list[StreamRun]] = {}
@@ -203,6 +213,7 @@ async def run_capture(
             waiting.cancel()
     finally:
         remove_signals()
+        noting.cancel()
         end_ns = time.time_ns()
         files = {id(s): s.finish(end_ns) for s in set(sinks)}
         outputs.close()
@@ -222,7 +233,13 @@ async def run_capture(
     failures = [
         {"host": f.host.name, "error": f.error.message, "hint": f.error.hint} for f in failed if f.error
     ]
+    checks: dict[str, clock.ClockCheck] = {}
+    facts: dict[str, HostFacts] = {}  # until the complete facts are in (a Ctrl-C now: the first look)
     try:
+        checks = await reading
+        targets = list(dict.fromkeys(s.target for s in planned))
+        views = {o.host.name: o.value for o in opened}
+        facts = await recorded_facts(recording, views, targets, control.abort.is_set(), reporter.warning)
         if unexpected is not None:
             raise unexpected
         if not control.abort.is_set():
@@ -242,7 +259,7 @@ async def run_capture(
             write_capture_sidecars(
                 runs,
                 of,
-                {o.host.name: (o.host, o.value.facts) for o in opened},
+                {o.host.name: (o.host, facts.get(o.host.name, o.value.facts)) for o in opened},
                 failures,
                 started,
                 end_ns / 1e9,

@@ -105,6 +105,9 @@ class StreamRun:
     """Added to every timestamp of this stream (--align-clocks: minus its host's measured offset)."""
     notes: tuple[str, ...] = ()
     """Extra comments for the stream's interface (e.g. its host's clock offset)."""
+    noted: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+    """Set once `notes` and `shift_ns` are final: the interface is written only then. Set from the
+    start unless given unset (a capture reads the clocks while pktcap-uw starts)."""
     stop_reason: str | None = None
     """Why the stream ended (STOP_REASONS), once it has."""
     term_to_stop: bool = False
@@ -120,6 +123,11 @@ class StreamRun:
     @property
     def remote_command(self) -> str:
         return command_line(self.stream.argv)
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
 
 
 def deadline_for(duration: float | None) -> int:
@@ -189,6 +197,8 @@ async def run_stream(conn: Connection, run: StreamRun, control: StopControl, dea
                     control.stop("output-closed")
                 continue
             records = reader.feed(chunk)
+            if run.iface is None and reader.header is not None:
+                await run.noted.wait()
             if run.shift_ns or flags:
                 shift = run.shift_ns
                 records = [r._replace(ts_ns=r.ts_ns + shift, flags=flags) for r in records]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from esxcap.capture.destinations import OutputChoice
-from esxcap.capture.job import prepare_host
+from esxcap.capture.first_look import prepare_host
 from esxcap.cli.common import Connect
 from esxcap.cli.extcap_dialog import FLOW_FILTERS, Interface
 from esxcap.cli.options import Delivery, Filters, Points, StopWhen, capture_options

@@ -385,7 +385,7 @@ class CaptureProgress:
     async def __aenter__(self) -> CaptureProgress:
         import asyncio
 
-        if _stderr().is_terminal:
+        if sys.stderr.isatty() and _stderr().is_terminal:  # rich is not imported before the first packet
             from rich.live import Live
 
             self._live = Live(self._table(), console=_stderr(), transient=True, auto_refresh=False)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from esxcap.capture.destinations import OutputChoice
-from esxcap.capture.job import CaptureOutcome, RunSettings, prepare_host, run_capture
+from esxcap.capture.first_look import completed, prepare_host
+from esxcap.capture.job import CaptureOutcome, RunSettings, run_capture
 from esxcap.capture.metadata import add_to_sidecars
 from esxcap.capture.sinks import DiskFull
 from esxcap.cli import output
@@ -27,7 +28,7 @@ from esxcap.inventory import HostConfig
 from esxcap.plan.planner import CaptureOptions, HostView, Stream
 from esxcap.plan.scope import DiscoveryScope
 from esxcap.plan.sizes import human_size
-from esxcap.ssh.session import HostResult, close_hosts, open_hosts
+from esxcap.ssh.session import HostResult, OpenHost, close_hosts, open_hosts
 from esxcap.ssh.transport import Connection
 
 if TYPE_CHECKING:
@@ -159,13 +160,16 @@ async def _run_on(
             output.host_errors([(f.host.name, f.error.message, f.error.hint) for f in failed if f.error])
             return ExitCode.ALL_FAILED
         try:
-            planned, name = plan([o.value for o in opened])
+            planned, name, opened, failed = await _plan(plan, opened, failed, at_once=choice is not None)
         except UsageError as error:
             if not failed:
                 raise
             unsearched = ", ".join(f.host.name for f in failed)
             hint = "; ".join(filter(None, (error.hint, f"not searched (unreachable): {unsearched}")))
             raise UsageError(error.message, hint) from None
+        if not opened:
+            output.host_errors([(f.host.name, f.error.message, f.error.hint) for f in failed if f.error])
+            return ExitCode.ALL_FAILED
         used = [o for o in opened if any(s.target.host == o.host.name for s in planned)]
         counted = _failures(failed, request)
         if choice is None:
@@ -196,7 +200,45 @@ async def _run_on(
             add_to_sidecars(outcome.made, "vcenter", extra["vcenter"], output.warning)
         return await _after(outcome, request.delivery, choice.stdout, extra, request.stop.max_bytes)
     finally:
+        await _forget_first_looks(opened)
         await close_hosts(opened)
+
+
+FIRST_LOOK_STREAMS = 4
+"""Streams a host may run while its discovery goes on (at most CHANNELS execs): with the clock check and
+a stop command, under sshd's MaxSessions of 10."""
+
+
+async def _plan(
+    plan: Planner, opened: list[OpenHost[HostView]], failed: list[HostResult[HostView]], *, at_once: bool
+) -> tuple[list[Stream], str | None, list[OpenHost[HostView]], list[HostResult[HostView]]]:
+    """The streams, planned from the hosts' first look when that settles everything (and the capture is
+    to start `at_once`), else from their complete facts; a host whose complete facts fail is failed."""
+    if at_once and any(o.value.complete is not None for o in opened):
+        try:
+            planned, name = plan([o.value for o in opened])
+            per_host = [sum(1 for s in planned if s.target.host == o.host.name) for o in opened]
+            if max(per_host, default=0) <= FIRST_LOOK_STREAMS:
+                return planned, name, opened, failed
+        except UsageError:
+            pass  # planned again from what esxcli says, with the errors a full discovery gives
+    kept, failed = [], list(failed)
+    for o in opened:
+        try:
+            kept.append(replace(o, value=await completed(o.value)))
+        except HostError as error:
+            failed.append(HostResult(o.host, error=error))
+            await o.conn.close()
+    planned, name = plan([o.value for o in kept]) if kept else ([], None)
+    return planned, name, kept, failed
+
+
+async def _forget_first_looks(opened: Sequence[OpenHost[HostView]]) -> None:
+    """Stop the discoveries still going on before their connections close."""
+    pending = [o.value.complete for o in opened if isinstance(o.value.complete, asyncio.Task)]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _suggest_enable_ssh(failed: HostResult[HostView]) -> HostResult[HostView]:

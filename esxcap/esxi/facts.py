@@ -5,15 +5,16 @@ JSON document `esxcap discover --json` prints (its keys are a published contract
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from esxcap.esxi.models import HostFacts, Nic, VmPort
+from esxcap.esxi.models import HostFacts, NetStatsPort, Nic, VmEntry, VmFacts, VmPort
 from esxcap.inventory import HostConfig
 
 UPLINK_PORT_TYPE = 4
 VMKNIC_PORT_TYPE = 3
+VNIC_PORT_TYPE = 5
 _VNIC_SUFFIX = re.compile(r"\.eth(0|[1-9][0-9]*)$")
 
 
@@ -56,6 +57,38 @@ def vnic_client(client_name: str, vm_names: Collection[str]) -> tuple[str, int] 
     if suffix and client_name[: suffix.start()] in vm_names:
         return client_name[: suffix.start()], int(suffix.group(1))
     return None
+
+
+def vms_in_net_stats(netstats: Sequence[NetStatsPort]) -> tuple[VmFacts, ...]:
+    """The VMs `net-stats -l` shows (no esxcli): each vNIC port's ClientName read as `<VM>.ethN` or the
+    bare VM name (vNIC 0), ports in vNIC order. Only what net-stats knows is filled in (world ID 0, no
+    portgroup or IP). A name whose ports cannot be one VM's (a vNIC index twice: two VMs of that name)
+    comes as that many VMs, and one whose vNICs are not numbered 0..N-1 as one VM, all without ports:
+    which port is whose takes `esxcli network vm list`."""
+    seen: dict[str, list[tuple[int, NetStatsPort]]] = {}
+    for port in netstats:
+        if port.type != VNIC_PORT_TYPE:
+            continue
+        suffix = _VNIC_SUFFIX.search(port.client_name)
+        name = port.client_name[: suffix.start()] if suffix else port.client_name
+        seen.setdefault(name, []).append((int(suffix.group(1)) if suffix else 0, port))
+    found: list[VmFacts] = []
+    for name, vnics in seen.items():
+        indexes = sorted(index for index, _port in vnics)
+        if indexes != list(range(len(indexes))):
+            copies = max(indexes.count(i) for i in indexes)
+            found += [VmFacts(VmEntry(0, name, 0, ()), ()) for _copy in range(copies)]
+            continue
+        ports = [port for _index, port in sorted(vnics, key=lambda vnic: vnic[0])]
+        found.append(
+            VmFacts(
+                VmEntry(0, name, len(ports), ()),
+                tuple(
+                    VmPort(p.port_num, p.switch_name, "", None, p.mac, None, None, None, None) for p in ports
+                ),
+            )
+        )
+    return tuple(found)
 
 
 def vmknics(facts: HostFacts) -> list[Vmknic]:

@@ -8,7 +8,7 @@ each, with the interface name and description the capture file will carry.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +55,9 @@ class HostView:
     name: str
     facts: HostFacts
     caps: Capabilities
+    complete: Awaitable[HostFacts] | None = None
+    """When `facts` are a capture's first look (`esxcap.plan.scope`): the complete facts, still coming
+    (an asyncio task, awaited as often as needed)."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,9 @@ def _vm_target(view: HostView, vm: VmFacts, index: int) -> Target:
         selector=Selector("switchport", port.port_id),
         label=f"{vm.entry.name} {nic}",
         description=(
-            f"VM {vm.entry.name} {nic} {port.mac}, portgroup {port.portgroup}, switch {port.vswitch}, "
-            f"port {port.port_id}, {_version_text(view)}"
+            f"VM {vm.entry.name} {nic} {port.mac}, "
+            + (f"portgroup {port.portgroup}, " if port.portgroup else "")
+            + f"switch {port.vswitch}, port {port.port_id}, {_version_text(view)}"
         ),
     )
 

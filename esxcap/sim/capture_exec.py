@@ -114,6 +114,7 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
         if isinstance(session, pktcap.Session):
             run = PktcapRun(rt.host, rt.traffic, rt.processes, _faulty(rt, session), ChannelWriter(process))
             run.start()
+            rt.calls.events.append("pktcap-uw started")
             _exit(process, await run.status)
             return
     if rt.host.faults.hang_commands:
@@ -133,6 +134,7 @@ async def serve(rt: HostRuntime, process: asyncssh.SSHServerProcess[bytes], comm
         rt.calls.peak_waiting = max(rt.calls.peak_waiting, rt.calls.waiting)
         try:
             await asyncio.sleep(slow / 1000)  # every esxcli call of the script, one after another
+            rt.calls.events.append("esxcli answered")
         finally:
             rt.calls.waiting -= 1
     await _finish(process, output)
@@ -286,7 +288,9 @@ async def _start(rt: HostRuntime, command: list[str], out: Writer) -> tuple[asyn
     session = pktcap.parse(rt.host, command) if command[0] == "pktcap-uw" else None
     if isinstance(session, pktcap.Session):
         run = PktcapRun(rt.host, rt.traffic, rt.processes, _faulty(rt, session), out)
-        return run.status, run.start().cid
+        cid = run.start().cid
+        rt.calls.events.append("pktcap-uw started")
+        return run.status, cid
     output = rt.shell.run(command_line(command))
     status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     proc = rt.processes.spawn(command, command[0].rsplit("/", 1)[-1], lambda sig: None)

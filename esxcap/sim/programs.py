@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from esxcap.sim import host_tools, render
 from esxcap.sim.shell import Output, Programs
@@ -137,14 +138,20 @@ def date(host: Host, args: Sequence[str]) -> Output:
     return Output.text(time.strftime(fmt, time.gmtime(seconds)) + "\n")
 
 
+EVENTS_KEPT = 1000
+
+
 @dataclass
 class CallCount:
     """How many `esxcli` calls a host has run (the server delays each exec by its calls' latency), and
-    how many execs were waiting on them at once: now and at most."""
+    how many execs were waiting on them at once: now and at most. `events` is what happened in order:
+    `esxcli answered` when an exec's esxcli calls are done, `pktcap-uw started` when a capture starts
+    (the last EVENTS_KEPT)."""
 
     esxcli: int = 0
     waiting: int = 0
     peak_waiting: int = 0
+    events: deque[str] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
 
 
 PROGRAMS: dict[str, Callable[[Host, Sequence[str]], Output]] = {

@@ -3,7 +3,9 @@
 One SSH connection and two exec round trips per host: every static command in one batch, then every
 `esxcli network vm port list -w ID` in a second. The result is cached per host for one command.
 A capture asks less (`scope`): only the sections its targets need and the wanted VMs' ports, each esxcli
-call on its own exec channel at once (esxcli takes 0.5-1 s per call on real hosts).
+call on its own exec channel at once (esxcli takes 0.5-1 s per call on real hosts), and may start from its
+first look (the fast commands' facts, handed over before any esxcli answers); `fill_sections` then asks
+what the scope left out, for the capture's record.
 
 A host that prints something unexpected is still discovered (REFERENCE §9, DESIGN "Parsing"): stray
 message lines and refused rows are skipped (esxcap.esxi.parsers.lenient), a section that stays
@@ -15,19 +17,20 @@ ESXi version fails the host: nothing about its pktcap-uw could be known.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from esxcap.errors import ParseError, RemoteCommandError
 from esxcap.esxi import parsers
-from esxcap.esxi.models import HostFacts, VmEntry, VmFacts, VmPort
+from esxcap.esxi.models import HostFacts, NetStatsPort, VmEntry, VmFacts, VmPort
 from esxcap.esxi.parsers.lenient import read_leniently
 from esxcap.esxi.pktcap_output import read_available_points
 from esxcap.esxi.remote import Batch, command_line
 from esxcap.inventory import HostConfig
-from esxcap.plan.scope import DiscoveryScope
+from esxcap.plan.scope import DiscoveryScope, first_look_facts
 from esxcap.ssh.transport import Connection
 
 AVAILABLE_POINTS_ARGV = ("pktcap-uw", "-A")
@@ -51,17 +54,24 @@ async def run_sections(
 
 
 async def run_concurrently(
-    conn: Connection, host: HostConfig, commands: Sequence[Sequence[str]]
+    conn: Connection,
+    host: HostConfig,
+    commands: Sequence[Sequence[str]],
+    fast_done: Callable[[dict[int, tuple[str, int | None]]], None] | None = None,
 ) -> list[tuple[str, int | None]]:
     """Like `run_sections`, but every esxcli command in its own exec, at most CHANNELS at once, and the
-    other (fast) commands together in one."""
+    other (fast) commands together in one, asked first; `fast_done` gets their outputs (by index) as
+    soon as they are in."""
     limit = asyncio.Semaphore(CHANNELS)
     fast = [i for i, cmd in enumerate(commands) if cmd[0] != "esxcli"]
-    groups = [[i] for i in range(len(commands)) if i not in fast] + ([fast] if fast else [])
+    groups = ([fast] if fast else []) + [[i] for i in range(len(commands)) if i not in fast]
 
     async def one(group: list[int]) -> list[tuple[str, int | None]]:
         async with limit:
-            return await run_sections(conn, host, [commands[i] for i in group])
+            outputs = await run_sections(conn, host, [commands[i] for i in group])
+        if group is fast and fast_done is not None:
+            fast_done(dict(zip(group, outputs, strict=True)))
+        return outputs
 
     results: list[tuple[str, int | None]] = [("", None)] * len(commands)
     for group, outputs in zip(groups, await asyncio.gather(*(one(g) for g in groups)), strict=True):
@@ -133,17 +143,32 @@ class _Reader:
 
 
 async def discover(
-    conn: Connection, host: HostConfig, *, capture_points: bool = False, scope: DiscoveryScope | None = None
+    conn: Connection,
+    host: HostConfig,
+    *,
+    capture_points: bool = False,
+    scope: DiscoveryScope | None = None,
+    first_look: Callable[[HostFacts], None] | None = None,
 ) -> HostFacts:
     """Discover one host over an open connection (two round trips). With `capture_points`, the first
     batch also asks `pktcap-uw -A` (a capture needs it; a host that cannot answer gets None). With a
     `scope`, only its sections (the others come back empty) and its VMs' ports (the other VMs come back
-    without ports), the commands of each round on concurrent execs."""
+    without ports), the commands of each round on concurrent execs; then `first_look` (if given) gets
+    the facts of the fast commands as soon as they are in (`esxcap.plan.scope.first_look_facts`), unless
+    they cannot be read."""
     names = [n for n in parsers.COMMANDS if scope is None or n in scope.sections]
     commands = [parsers.COMMANDS[n][0] for n in names]
     extra = [AVAILABLE_POINTS_ARGV] if capture_points else []
-    run = run_sections if scope is None else run_concurrently
-    sections = await run(conn, host, [*commands, *extra])
+
+    def fast_done(outputs: dict[int, tuple[str, int | None]]) -> None:
+        facts = _first_look(host, dict(zip(names, commands, strict=True)), outputs, len(names))
+        if facts is not None and first_look is not None:
+            first_look(facts)
+
+    if scope is None:
+        sections = await run_sections(conn, host, [*commands, *extra])
+    else:
+        sections = await run_concurrently(conn, host, [*commands, *extra], fast_done if first_look else None)
     by_name = dict(zip(names, zip(commands, sections, strict=False), strict=False))
     read = _Reader(host)
 
@@ -184,6 +209,51 @@ async def discover(
         capture_points=points,
         warnings=tuple(read.warnings),
     )
+
+
+async def fill_sections(conn: Connection, host: HostConfig, facts: HostFacts) -> HostFacts:
+    """`facts` of a scoped discovery with the static sections it left empty asked now (each esxcli on its
+    own exec, CHANNELS at once), so that a capture records the whole host; VMs listed only now come
+    without ports. A section that fails or cannot be read stays empty, with a warning."""
+    fields = {f.name for f in dataclasses.fields(HostFacts)}
+    names = [n for n in parsers.COMMANDS if n in fields and not getattr(facts, n)]
+    commands = [parsers.COMMANDS[n][0] for n in names]
+    read = _Reader(host)
+    filled: dict[str, Any] = {}
+    outputs = await run_concurrently(conn, host, commands) if commands else []
+    for name, argv, (output, status) in zip(names, commands, outputs, strict=True):
+        if status != 0:
+            read.warnings.append(f"{failure(host, argv, output, status)}; left out")
+            continue
+        none: object = ()
+        value = read.section(name, argv, output, parsers.COMMANDS[name][1], none)
+        listed = cast("tuple[VmEntry, ...]", value) if name == "vms" else ()
+        filled[name] = tuple(VmFacts(vm, ()) for vm in listed) if name == "vms" else value
+    return dataclasses.replace(facts, **filled, warnings=(*facts.warnings, *read.warnings))
+
+
+def _first_look(
+    host: HostConfig,
+    commands: dict[str, tuple[str, ...]],
+    outputs: dict[int, tuple[str, int | None]],
+    points_at: int,
+) -> HostFacts | None:
+    """The first look's facts from the fast commands' outputs (by index into `commands`, `pktcap-uw -A`
+    at `points_at`); None when the version or the switch ports are missing or unreadable."""
+    by_name = {name: outputs[i] for i, name in enumerate(commands) if i in outputs}
+    version, netstats = by_name.get("version"), by_name.get("netstats")
+    if version is None or netstats is None or version[1] != 0 or netstats[1] != 0:
+        return None
+    read = _Reader(host)
+    try:
+        esxi = parsers.parse_vmware_vl(version[0])
+        none: tuple[NetStatsPort, ...] = ()
+        ports = read.section("netstats", commands["netstats"], netstats[0], parsers.parse_net_stats, none)
+    except ParseError:
+        return None
+    output, status = outputs.get(points_at, ("", None))
+    listing = read_available_points(output if status == 0 else "")
+    return first_look_facts(esxi, ports, listing.points or None, tuple(read.warnings))
 
 
 async def _vms(
