@@ -303,3 +303,21 @@ def test_split_rings_need_room_for_every_stream(fast_sim, env, tmp_path) -> None
     shown = " ".join(result.stderr.split())
     assert "the ring needs" in shown and "for 2 rings" in shown
     assert not any(out.iterdir())
+
+
+def test_a_ring_named_like_an_earlier_one_is_refused_and_leaves_it_whole(fast_sim, env, tmp_path) -> None:
+    out = tmp_path / "rst"
+    out.mkdir()
+    ring = ("-c", "40", "--ring", "filesize:4K", "-o", f"{out}/x.pcapng")
+    code, stderr = capture(fast_sim, env, *PINGS, *ring)
+    assert code == 0, stderr
+    first = sorted(p.name for p in out.iterdir())
+    before = (out / "x.json").read_bytes()
+    assert len(segments_in(out)) > 1
+
+    code, stderr = capture(fast_sim, env, *PINGS, *ring)
+    shown = " ".join(stderr.split())
+    assert code == 2, stderr
+    assert f"{out}/x already has a ring" in shown and "choose another name" in shown
+    assert sorted(p.name for p in out.iterdir()) == first  # one ring per base: bundle --last stays right
+    assert (out / "x.json").read_bytes() == before

@@ -26,7 +26,7 @@ from typing import IO, cast
 
 from esxcap import __version__
 from esxcap.capture.files import check_destination, check_folder, create_part, place
-from esxcap.capture.ring import Ring, RingSpec, check_free_space
+from esxcap.capture.ring import Ring, RingSpec, check_free_space, find_rings, ring_base
 from esxcap.capture.sinks import CaptureSink, CopyingStream, open_stream_file, stream_file_kind
 from esxcap.capture.tee import BlockWriter, ViewerFeed, ViewerTee
 from esxcap.errors import UsageError
@@ -131,9 +131,23 @@ def _ring_output(
         choice = OutputChoice(directory=_folder(where), split=split, ring=ring, live=live)
     else:
         check_folder(where.parent, "ring")
+        _check_new_ring(ring_base(where))
         choice = OutputChoice(file=where, split=split, ring=ring, live=live)
     check_free_space(choice.directory or where.parent, ring)
     return choice
+
+
+def _check_new_ring(base: Path) -> None:
+    """Refuse a ring base that an earlier ring already used: its segments would mix with the new ones
+    (bundle --last would pick from both) and its sidecar would be replaced."""
+    taken = find_rings(base).get(base)
+    sidecar = base.with_name(f"{base.name}.json")
+    if taken or sidecar.exists():
+        found = taken[0].name if taken else sidecar.name
+        raise UsageError(
+            f"{base} already has a ring ({found}); esxcap does not overwrite files",
+            "choose another name with -o, or a folder (-o DIR/) where each ring gets its own base",
+        )
 
 
 def _folder(folder: Path) -> Path:
@@ -311,7 +325,7 @@ def _ring_sinks(
     ring per stream (no merged one: each stream keeps its own K segments); the rings' base is the merged
     file's path without `.pcapng`."""
     merged = _merged_path(planned, choice, started, name)
-    base = merged.with_name(merged.stem if merged.suffix in (".pcapng", ".pcap") else merged.name)
+    base = ring_base(merged)
     if not choice.split:
         return [CaptureSink(Ring(base, spec, comments), comments, max_bytes, view, tee=tee)] * len(planned)
     check_free_space(base.parent, spec, len(planned))

@@ -127,6 +127,11 @@ def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
 
+def ring_base(file: Path) -> Path:
+    """The base a ring's segments are named after: the capture file's path without `.pcapng`/`.pcap`."""
+    return file.with_name(file.stem if file.suffix in (".pcapng", ".pcap") else file.name)
+
+
 def utc_stamp(ts_ns: int) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts_ns // 1_000_000_000))
 
