@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,3 +248,27 @@ def test_outputs_and_values_a_trigger_cannot_use_are_refused(running, env, extra
     result = esxcap("-i", str(running.sim.inventory_path), "capture", "--vm", "m1", "--trigger", "tcp-rst",
                     *extra, env=env)  # fmt: skip
     assert result.code == 2, result.stderr
+
+
+def test_ctrl_c_during_the_after_window_says_how_much_of_it_was_kept(running, env, tmp_path) -> None:
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "esxcap", "-i", str(running.sim.inventory_path), "recipe", "vm-to-vm",
+            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", "60", "-o", f"{out}/",
+            "--json"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: list(out.glob("*_trigger001_*.part")), 30)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr  # one Ctrl-C: files completed
+    [event] = events_in(out)
+    document = sidecar(event)["trigger"]
+    stamps = [float(t) for [t] in fields(event, "frame.time_epoch")]
+    [trigger_time] = [float(t) for [t] in fields(event, "frame.time_epoch", display="frame.comment")][:1]
+    kept = document["after_s_kept"]
+    assert kept < 30 and abs(kept - (max(stamps) - trigger_time)) < 1.0
+    assert document["window_end_reached"] is False
+    assert f"its after-window holds {kept:.1f} s, not 60 s" in stderr
+    assert json.loads(stdout)["triggers"][0]["after_s_kept"] == kept

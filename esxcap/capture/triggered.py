@@ -78,6 +78,8 @@ class TriggerEvent:
     fired: int = 0
     packets: dict[int, int] = field(default_factory=dict)
     closed: bool = False
+    after_kept_s: float | None = None
+    """Set when the capture stopped (Ctrl-C, -d, a failure) before the window's end: what it holds."""
 
     def write(self, stamps: Sequence[int], blocks: Sequence[Buffer]) -> None:
         """Append the blocks whose local time lies in the window; marked ones get their comment."""
@@ -106,6 +108,10 @@ class TriggerEvent:
             "trigger_utc": _utc(self.trigger.local_ns),
             "window_utc": [_utc(self.start_ns), _utc(self.end_ns)],
             "before_s_kept": round(self.before_kept_s, 3),
+            "after_s_kept": round(self.after_kept_s, 3)
+            if self.after_kept_s is not None
+            else round((self.end_ns - self.trigger.local_ns) / 1e9, 3),
+            "window_end_reached": self.after_kept_s is None,
             "triggers": self.triggers,
             "triggers_in_window": self.fired,
             "packets": {names[i]: n for i, n in sorted(self.packets.items())},
@@ -279,12 +285,23 @@ class TriggerRecorder:
         """Close every open event (call after the sink has released everything); the events kept."""
         if self.watch is not None:
             self._matched(self.watch.close())
+        now = time.time_ns()
         for event in self.events:
             if not event.closed:
+                if now < event.end_ns:
+                    self._cut_short(event)
                 with contextlib.suppress(OSError):
                     self._close(event)
         self.before.close()
         return self.events
+
+    def _cut_short(self, event: TriggerEvent) -> None:
+        """The capture stopped inside `event`'s after-window: it holds up to the newest packet seen."""
+        kept = event.after_kept_s = max(0.0, (self._newest - event.trigger.local_ns) / 1e9)
+        self._info(
+            f"trigger event {event.number}: the capture stopped {kept:.1f} s after its trigger: "
+            f"its after-window holds {kept:.1f} s, not {self.plan.after_s:g} s"
+        )
 
     @property
     def names(self) -> list[str]:
