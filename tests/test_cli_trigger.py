@@ -272,3 +272,15 @@ def test_ctrl_c_during_the_after_window_says_how_much_of_it_was_kept(running, en
     assert document["window_end_reached"] is False
     assert f"its after-window holds {kept:.1f} s, not 60 s" in stderr
     assert json.loads(stdout)["triggers"][0]["after_s_kept"] == kept
+
+
+def test_events_are_named_after_the_whole_o_file_name(running, env, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("db.prod", "db.staging"):
+        result = esxcap("-i", str(running.sim.inventory_path), "recipe", "vm-to-vm", "m2", "n1",
+                        "--trigger", "tcp-rst", "--before", "0.5", "--after", "0.3", "-d", "30",
+                        "-o", f"{out}/{name}", env=env)  # fmt: skip
+        assert result.code == 0, result.stderr
+    names = sorted(p.name for p in events_in(out))
+    assert [n.split("_trigger001_")[0] for n in names] == ["db.prod", "db.staging"]

@@ -36,6 +36,7 @@ from esxcap.capture.destinations import (
 )
 from esxcap.capture.dfwatch import DisplayFilterWatch
 from esxcap.capture.files import create_part, place
+from esxcap.capture.ring import ring_base
 from esxcap.capture.sinks import CaptureSink, OutputError
 from esxcap.errors import UsageError
 from esxcap.pcap import Interface, PcapngWriter, encode_epb
@@ -53,9 +54,9 @@ LISTED_TRIGGERS = 100
 
 
 def event_name(base: Path, number: int, ts_ns: int) -> Path:
-    """`<base>_trigger001_<UTC>.pcapng` beside `base` (names sort by event)."""
+    """`<base>_trigger001_<UTC>.pcapng` beside `base` (the capture file, without `.pcapng`; names sort)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ts_ns / 1e9)) + f".{ts_ns // 1_000_000 % 1000:03d}Z"
-    return base.with_name(f"{base.stem}_trigger{number:03d}_{stamp}.pcapng")
+    return base.with_name(f"{ring_base(base).name}_trigger{number:03d}_{stamp}.pcapng")
 
 
 @dataclass
