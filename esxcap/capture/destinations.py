@@ -26,7 +26,8 @@ from typing import IO, cast
 
 from esxcap import __version__
 from esxcap.capture.files import check_destination, check_folder, create_part, place
-from esxcap.capture.ring import Ring, RingSpec, check_free_space, find_rings, ring_base
+from esxcap.capture.ring import Ring, RingSpec, check_free_space, ring_base
+from esxcap.capture.ringpick import find_rings
 from esxcap.capture.sinks import CaptureSink, CopyingStream, open_stream_file, stream_file_kind
 from esxcap.capture.tee import BlockWriter, ViewerFeed, ViewerTee
 from esxcap.errors import UsageError

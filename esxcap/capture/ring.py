@@ -11,9 +11,7 @@ segment is deleted as the K+1th begins, so the ring holds at most K files (K x f
 
 from __future__ import annotations
 
-import calendar
 import contextlib
-import datetime
 import errno
 import re
 import shutil
@@ -370,86 +368,3 @@ def ring_summary(ring: Ring) -> str:
     names = kept[0].path.name if len(kept) == 1 else f"{kept[0].path.name} .. {kept[-1].path.name}"
     rotated = f"; {ring.rotated_out} older rotated out" if ring.rotated_out else ""
     return f"--ring: {len(kept)} segments kept in {ring.folder} ({names}){rotated}"
-
-
-# --- picking segments of finished rings (bundle --last / --around) ------------------------------------
-
-
-def find_rings(path: Path) -> dict[Path, list[Path]]:
-    """The rings at `path` (base -> its segments, oldest first): every ring in a folder, the ring of a
-    base (`<base>` or its sidecar `<base>.json`), or the ring a segment belongs to."""
-    if path.is_dir():
-        candidates, wanted = list(path.iterdir()), None
-    else:
-        match = SEGMENT_NAME.match(path.name)
-        wanted = match.group("base") if match else path.name.removesuffix(".json")
-        candidates = list(path.parent.iterdir()) if path.parent.is_dir() else []
-    rings: dict[Path, list[tuple[int, Path]]] = {}
-    for candidate in candidates:
-        match = SEGMENT_NAME.match(candidate.name)
-        if match and candidate.is_file() and wanted in (None, match.group("base")):
-            base = candidate.with_name(match.group("base"))
-            rings.setdefault(base, []).append((int(match.group("number")), candidate))
-    return {base: [p for _n, p in sorted(found)] for base, found in sorted(rings.items())}
-
-
-def segment_start(segment: Path) -> float:
-    """When a segment's first packet came (seconds since 1970, from its name)."""
-    match = SEGMENT_NAME.match(segment.name)
-    assert match is not None
-    return calendar.timegm(time.strptime(match.group("utc"), "%Y%m%dT%H%M%SZ"))
-
-
-def parse_time(text: str) -> float:
-    """`2026-12-07T01:15:30Z`, `2026-12-07 01:15:30` (UTC unless an offset is given) or seconds since
-    1970 -> seconds since 1970."""
-    with contextlib.suppress(ValueError):
-        return float(text)
-    try:
-        moment = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"--around {text}: not a time",
-            "e.g. --around 2026-12-07T01:15:30Z (UTC unless an offset is given)",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
-
-
-def around(segments: Sequence[Path], moment: float, neighbours: int = 1) -> list[Path]:
-    """The segment holding `moment` (it runs until the next one starts; the last until it was closed)
-    with `neighbours` on each side; [] when the ring does not reach that time."""
-    starts = [segment_start(s) for s in segments]
-    ends = [*starts[1:], segments[-1].stat().st_mtime + 1] if segments else []
-    for index, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        if start <= moment < end:
-            return list(segments[max(0, index - neighbours) : index + neighbours + 1])
-    return []
-
-
-def pick_segments(paths: Sequence[Path], last: int | None, at: str | None) -> list[Path]:
-    """`bundle`'s inputs with --last N / --around TIME: those segments of every ring found at `paths`
-    (folders, bases, segments); a clear error when no ring is there or no segment matches."""
-    moment = parse_time(at) if at is not None else None
-    picked: list[Path] = []
-    for path in paths:
-        rings = find_rings(path)
-        if not rings:
-            raise UsageError(
-                f"no ring segments (<base>_00001_<UTC>.pcapng) at {path}",
-                "give the folder of a --ring capture or its base name",
-            )
-        for base, segments in rings.items():
-            chosen = segments[-last:] if last is not None else segments
-            if moment is not None:
-                chosen = around(chosen, moment)
-                if not chosen:
-                    first = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segment_start(segments[0])))
-                    latest = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segments[-1].stat().st_mtime))
-                    raise UsageError(
-                        f"ring {base}: no segment covers {at} (its segments run from {first} to {latest})",
-                        "give a time within that span, or --last N",
-                    )
-            picked += chosen
-    return picked

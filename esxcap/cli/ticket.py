@@ -152,7 +152,7 @@ def bundle(
     """Pack captures for a support ticket: archive, manifest.json, SHA256SUMS and README.txt."""
     if last is not None and last < 1:
         raise UsageError(f"--last {last}: a number of segments, at least 1", "e.g. --last 3")
-    from esxcap.capture.ring import pick_segments
+    from esxcap.capture.ringpick import pick_segments
 
     if last is not None or around is not None:
         captures = pick_segments(captures or [DEFAULT_CAPTURES], last, around)
@@ -176,7 +176,7 @@ def bundle(
 
 def _ring_base(path: Path) -> bool:
     """Whether `path` names a ring by its base (no such file, but `<base>_00001_<UTC>.pcapng` beside)."""
-    from esxcap.capture.ring import find_rings
+    from esxcap.capture.ringpick import find_rings
 
     return not path.exists() and bool(find_rings(path))
 
