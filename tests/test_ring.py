@@ -6,6 +6,7 @@ many hosts merged and --split, refusals before connecting, and `bundle --last/--
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import zipfile
@@ -321,3 +322,29 @@ def test_a_ring_named_like_an_earlier_one_is_refused_and_leaves_it_whole(fast_si
     assert f"{out}/x already has a ring" in shown and "choose another name" in shown
     assert sorted(p.name for p in out.iterdir()) == first  # one ring per base: bundle --last stays right
     assert (out / "x.json").read_bytes() == before
+
+
+def test_bundle_last_takes_only_the_rings_own_segments_not_links_or_files_planted_beside(
+    fast_sim, env, tmp_path
+) -> None:
+    out = tmp_path / "shared"
+    segments, _ = ring_of_pings(fast_sim, env, out, "-c", "60", "--ring", "filesize:4K")
+    assert len(segments) >= 2
+    elsewhere = tmp_path / "private.pcapng"
+    shutil.copyfile(segments[0], elsewhere)
+    base, number, _utc = segments[-1].name.rsplit("_", 2)
+    link = out / f"{base}_{int(number) + 1:05d}_20991231T235959Z.pcapng"
+    link.symlink_to(elsewhere)  # another user's link, named as the ring's next segment
+    planted = out / f"{base}_{int(number) + 2:05d}_20991231T235959Z.pcapng"
+    shutil.copyfile(segments[0], planted)
+    os.chown(planted, 65534, 65534)  # a file of someone else, named like a segment
+    inv = ("-i", str(fast_sim.sim.inventory_path))
+
+    result = esxcap(
+        *inv, "bundle", "-t", "SR-1", str(out), "--last", "2", "-o", str(tmp_path / "b.zip"), env=env
+    )
+    shown = " ".join(result.stderr.split())
+    assert result.code == 0, result.stderr
+    assert bundled(tmp_path / "b.zip") == [s.name for s in segments[-2:]]
+    assert f"skipped {link.name}: a symbolic link, not a segment esxcap wrote" in shown
+    assert f"skipped {planted.name}: owned by another user" in shown

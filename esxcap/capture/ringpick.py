@@ -6,17 +6,21 @@ from __future__ import annotations
 import calendar
 import contextlib
 import datetime
+import os
+import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from esxcap.capture.ring import SEGMENT_NAME
 from esxcap.errors import UsageError
 
 
-def find_rings(path: Path) -> dict[Path, list[Path]]:
+def find_rings(path: Path, skip: Callable[[str], None] = lambda _said: None) -> dict[Path, list[Path]]:
     """The rings at `path` (base -> its segments, oldest first): every ring in a folder, the ring of a
-    base (`<base>` or its sidecar `<base>.json`), or the ring a segment belongs to."""
+    base (`<base>` or its sidecar `<base>.json`), or the ring a segment belongs to. Only regular files
+    of this user count as segments (esxcap writes them so): a link or another user's file named like
+    one, in a shared folder, is left out and said to `skip`."""
     if path.is_dir():
         candidates, wanted = list(path.iterdir()), None
     else:
@@ -26,10 +30,30 @@ def find_rings(path: Path) -> dict[Path, list[Path]]:
     rings: dict[Path, list[tuple[int, Path]]] = {}
     for candidate in candidates:
         match = SEGMENT_NAME.match(candidate.name)
-        if match and candidate.is_file() and wanted in (None, match.group("base")):
+        if not match or wanted not in (None, match.group("base")):
+            continue
+        foreign = _not_own_file(candidate)
+        if foreign is not None:
+            skip(f"skipped {candidate.name}: {foreign}, not a segment esxcap wrote")
+        else:
             base = candidate.with_name(match.group("base"))
             rings.setdefault(base, []).append((int(match.group("number")), candidate))
     return {base: [p for _n, p in sorted(found)] for base, found in sorted(rings.items())}
+
+
+def _not_own_file(path: Path) -> str | None:
+    """Why `path` cannot be a segment of this user's ring (None when it can)."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return "gone"
+    if stat.S_ISLNK(status.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    if status.st_uid != os.getuid():
+        return "owned by another user"
+    return None
 
 
 def segment_start(segment: Path) -> float:
@@ -67,13 +91,16 @@ def around(segments: Sequence[Path], moment: float, neighbours: int = 1) -> list
     return []
 
 
-def pick_segments(paths: Sequence[Path], last: int | None, at: str | None) -> list[Path]:
+def pick_segments(
+    paths: Sequence[Path], last: int | None, at: str | None, skip: Callable[[str], None] = lambda _said: None
+) -> list[Path]:
     """`bundle`'s inputs with --last N / --around TIME: those segments of every ring found at `paths`
-    (folders, bases, segments); a clear error when no ring is there or no segment matches."""
+    (folders, bases, segments); a clear error when no ring is there or no segment matches; files named
+    like segments but not this user's are said to `skip`."""
     moment = parse_time(at) if at is not None else None
     picked: list[Path] = []
     for path in paths:
-        rings = find_rings(path)
+        rings = find_rings(path, skip)
         if not rings:
             raise UsageError(
                 f"no ring segments (<base>_00001_<UTC>.pcapng) at {path}",

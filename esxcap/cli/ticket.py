@@ -155,9 +155,13 @@ def bundle(
     from esxcap.capture.ringpick import pick_segments
 
     if last is not None or around is not None:
-        captures = pick_segments(captures or [DEFAULT_CAPTURES], last, around)
+        captures = pick_segments(captures or [DEFAULT_CAPTURES], last, around, output.warning)
     elif captures:
-        captures = [s for c in captures for s in (pick_segments([c], None, None) if _ring_base(c) else [c])]
+        captures = [
+            s
+            for c in captures
+            for s in (pick_segments([c], None, None, output.warning) if _ring_base(c) else [c])
+        ]
     if fmt is not None:
         archive_format(Path(), fmt)
     if snaplen is not None and snaplen < 14:
