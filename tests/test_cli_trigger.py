@@ -284,3 +284,15 @@ def test_events_are_named_after_the_whole_o_file_name(running, env, tmp_path) ->
         assert result.code == 0, result.stderr
     names = sorted(p.name for p in events_in(out))
     assert [n.split("_trigger001_")[0] for n in names] == ["db.prod", "db.staging"]
+
+
+@pytest.mark.parametrize(("display", "said"), [("(((", "Unexpected end"), ("tcp.bogus", "neither a field")])
+def test_a_display_filter_tshark_refuses_is_refused_before_connecting(env, tmp_path, display, said) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  esx01:\n    hostname: 127.0.0.1\n    port: 1\n")
+    result = esxcap("-i", str(inventory), "capture", "--vmk", "vmk0", "--trigger", f"df:{display}",
+                    "-o", f"{tmp_path}/", env=env)  # fmt: skip
+    shown = " ".join(result.stderr.split())
+    assert result.code == 2, result.stderr
+    assert f"--trigger df:{display}: tshark refuses this display filter" in shown and said in shown
+    assert "esx01" not in shown  # nothing connected, so nothing waits for a trigger that cannot fire

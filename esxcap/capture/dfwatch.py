@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from esxcap.errors import UsageError
 from esxcap.pcap import Interface, PcapngWriter
 from esxcap.printable import printable
 
@@ -23,6 +24,23 @@ def epoch_ns(text: str) -> int:
     """`1765065307.262123000` (tshark's frame.time_epoch) as integer nanoseconds."""
     seconds, _, fraction = text.strip().partition(".")
     return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def check_display_filter(tshark: str, display_filter: str) -> None:
+    """Refuse, before anything connects, a display filter tshark cannot compile (it would stop tshark
+    at once and leave the capture waiting for a trigger that never fires)."""
+    argv = [tshark, "-n", "-r", "-", "-Y", display_filter]
+    try:
+        done = subprocess.run(argv, input=b"", capture_output=True, timeout=CLOSE_WAIT_S * 3, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"--trigger df:{display_filter}: tshark could not check it: {exc}", "") from exc
+    if done.returncode != 0:
+        lines = [printable(line).strip() for line in done.stderr.decode("utf-8", "replace").splitlines()]
+        said = next((line for line in lines if line and not line.startswith(_ROOT_NOTICE)), "")
+        raise UsageError(
+            f"--trigger df:{display_filter}: tshark refuses this display filter: {said or 'no message'}",
+            "correct it (Wireshark's filter bar shows what is wrong), or use a native condition (tcp-rst)",
+        )
 
 
 class DisplayFilterWatch:

@@ -118,13 +118,16 @@ class StopWhen(OptionGroup):
             )
         plan = self.trigger_plan()
         if plan is not None and plan.condition.kind == "df":
+            from esxcap.capture.dfwatch import check_display_filter
             from esxcap.capture.viewers import find_tshark
 
-            if find_tshark() is None:
+            tshark = find_tshark()
+            if tshark is None:
                 raise UsageError(
                     f"--trigger {self.trigger}: a display filter needs tshark, which is not installed",
                     "install tshark (Wireshark), or use a native condition such as tcp-rst",
                 )
+            check_display_filter(tshark, plan.condition.display_filter)
 
     def trigger_plan(self) -> TriggerPlan | None:
         """What --trigger asked for (None without it)."""
