@@ -359,6 +359,27 @@ def test_a_ring_on_a_full_disk_stops_with_exit_4_and_complete_segments(start, en
     assert_nothing_left(st)
 
 
+def test_trigger_events_on_a_full_disk_stop_with_exit_4_complete_and_described(
+    start, env, small_disk
+) -> None:
+    where, launcher = small_disk
+    st = start(topology(flows=[BULK]))
+    proc = background(
+        str(st.sim.inventory_path), env, "--vm", "web02", "-d", "60", "--trigger", "bytes:0800@12",
+        "--trigger-count", "1000", "--before", "0.2", "--after", "0.2", "-o", f"{where}/", "--json",
+        launcher=launcher,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4, stderr  # ExitCode.DISK_FULL, before the 60 s were up
+    events = sorted(where.glob("*_trigger[0-9][0-9][0-9]_*Z.pcapng"))
+    assert events and all(packets_in(e) > 0 for e in events)  # the last one cut back to whole blocks
+    assert not list(where.glob("*.part"))
+    document = json.loads(stdout)
+    assert [d["file"] for d in document["triggers"]] == [e.name for e in events]
+    assert all(s["error"].startswith("cannot write the trigger events") for s in document["streams"])
+    assert_nothing_left(st)
+
+
 # --- the CLI is told to stop ----------------------------------------------------------------------------
 
 

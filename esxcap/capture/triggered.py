@@ -19,7 +19,7 @@ import contextlib
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,11 +35,11 @@ from esxcap.capture.destinations import (
     section_comments,
 )
 from esxcap.capture.dfwatch import DisplayFilterWatch
-from esxcap.capture.files import create_part, place
-from esxcap.capture.ring import ring_base
-from esxcap.capture.sinks import CaptureSink, OutputError
+from esxcap.capture.files import create_part, cut_to_whole_blocks, place
+from esxcap.capture.ring import DISK_FULL_ERRNOS, ring_base
+from esxcap.capture.sinks import CaptureSink, DiskFull, OutputError
 from esxcap.errors import UsageError
-from esxcap.pcap import Interface, PcapngWriter, encode_epb
+from esxcap.pcap import CaptureFile, CaptureFormatError, Interface, PcapngWriter, encode_epb
 from esxcap.pcap.triggers import Hit, TriggerPlan, TriggerScanner
 from esxcap.plan.planner import Stream
 
@@ -79,12 +79,17 @@ class TriggerEvent:
     fired: int = 0
     packets: dict[int, int] = field(default_factory=dict)
     closed: bool = False
+    good: int = 0
+    """The file's length after the last write that went through (whole blocks)."""
+    broken: bool = False
+    """A write failed (a full disk): the file may end inside a block and is cut back when closed."""
     after_kept_s: float | None = None
     """Set when the capture stopped (Ctrl-C, -d, a failure) before the window's end: what it holds."""
 
     def write(self, stamps: Sequence[int], blocks: Sequence[Buffer]) -> None:
         """Append the blocks whose local time lies in the window; marked ones get their comment."""
         parts: list[Buffer] = []
+        counts: dict[int, int] = {}
         for local, held in zip(stamps, blocks, strict=True):
             if not self.start_ns <= local <= self.end_ns:
                 continue
@@ -95,9 +100,17 @@ class TriggerEvent:
                 parts.append(held)
             else:
                 parts.append(encode_epb(iface, ts, bytes(held[28 : 28 + caplen]), origlen, (comment,)))
-            self.packets[iface] = self.packets.get(iface, 0) + 1
-        if parts:
+            counts[iface] = counts.get(iface, 0) + 1
+        if not parts:
+            return
+        try:
             self.writer.write_blocks(parts, len(parts))
+        except OSError:
+            self.broken = True
+            raise
+        self.good = self.file.tell()
+        for iface, count in counts.items():
+            self.packets[iface] = self.packets.get(iface, 0) + count
 
     def as_dict(self, names: Sequence[str]) -> dict[str, Any]:
         return {
@@ -117,6 +130,15 @@ class TriggerEvent:
             "triggers_in_window": self.fired,
             "packets": {names[i]: n for i, n in sorted(self.packets.items())},
         }
+
+
+def _packets_in(path: Path) -> dict[int, int]:
+    """Packets per interface in a pcapng file ({} when it holds none or cannot be read)."""
+    counts: dict[int, int] = {}
+    with contextlib.suppress(CaptureFormatError, OSError), path.open("rb") as handle:
+        for record in CaptureFile(handle, path.name):
+            counts[record.interface] = counts.get(record.interface, 0) + 1
+    return counts
 
 
 def _utc(ns: int) -> str:
@@ -152,6 +174,8 @@ class TriggerRecorder:
         self.on_last_event: Callable[[float], None] = lambda _seconds: None
         self._newest = 0
         self._keep_ns = round(plan.before_s * 1e9) + plan.condition.late_ns + CLOSE_MARGIN_NS
+        self.failed: OutputError | None = None
+        """The write that failed (the events keep what was written before it)."""
         self.watch: DisplayFilterWatch | None = None
         """df: the tshark that checks the display filter (its answers come later than the packets)."""
 
@@ -199,9 +223,10 @@ class TriggerRecorder:
                 if len(event.triggers) < LISTED_TRIGGERS:
                     event.triggers.append({**entry, "utc": _utc(hit.local_ns)})
                 return
-        if len(self.events) >= self.plan.events:
+        if len(self.events) >= self.plan.events or self.failed is not None:
             return
-        self._open(hit, stream, entry, comment)
+        with self._writing():
+            self._open(hit, stream, entry, comment)
 
     def _open(self, hit: Hit, stream: str, entry: dict[str, Any], comment: str) -> None:
         plan = self.plan
@@ -237,15 +262,26 @@ class TriggerRecorder:
             self.on_last_event(max(0.0, (event.end_ns - time.time_ns()) / 1e9) + STOP_MARGIN_S)
 
     def take(self, blocks: Sequence[Buffer]) -> None:
-        """Released blocks in time order: kept for later events, written to the open ones."""
+        """Released blocks in time order: kept for later events, written to the open ones (nothing more
+        once a write failed: the capture is stopping and the events are completed as they are)."""
+        if self.failed is None:
+            with self._writing():
+                self._take(blocks)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write of an event or of the before-window's spill file stops the capture: DiskFull
+        when the disk (file-size limit, quota) is full, else OutputError; said once."""
         try:
-            self._take(blocks)
+            yield
         except OSError as exc:
-            raise OutputError(
+            error = DiskFull if exc.errno in DISK_FULL_ERRNOS else OutputError
+            self.failed = error(
                 f"cannot write the trigger events or their before-window in {self.base.parent}: "
                 f"{exc.strerror or exc}",
                 "free some space or choose another folder with -o; the events written so far are kept",
-            ) from exc
+            )
+            raise self.failed from exc
 
     def _take(self, blocks: Sequence[Buffer]) -> None:
         """Only an open event looks at each packet's time; the before-window keeps the batch whole, by
@@ -279,15 +315,27 @@ class TriggerRecorder:
 
     def _close(self, event: TriggerEvent) -> None:
         event.closed = True
-        event.file.close()
+        try:
+            event.file.close()
+        except OSError:
+            event.broken = True
+        if event.broken:
+            cut_to_whole_blocks(event.part, [event.good])
+            event.packets = _packets_in(event.part)
+        if not event.packets and self.failed is not None:  # none reached the disk
+            event.part.unlink()
+            self.events.remove(event)
+            self._info(f"trigger event {event.number}: nothing of it could be written ({self.failed})")
+            return
         event.path = place(event.part, event.path, self._force)
 
     def finish(self) -> list[TriggerEvent]:
         """Close every open event (call after the sink has released everything); the events kept."""
         if self.watch is not None:
-            self._matched(self.watch.close())
+            with contextlib.suppress(OutputError):  # a failed write: said when it happened
+                self._matched(self.watch.close())
         now = time.time_ns()
-        for event in self.events:
+        for event in list(self.events):
             if not event.closed:
                 if now < event.end_ns:
                     self._cut_short(event)
