@@ -323,6 +323,14 @@ def test_a_ring_named_like_an_earlier_one_is_refused_and_leaves_it_whole(fast_si
     assert sorted(p.name for p in out.iterdir()) == first  # one ring per base: bundle --last stays right
     assert (out / "x.json").read_bytes() == before
 
+    split = ("-c", "40", "--ring", "filesize:4K", "--split", "-o", f"{out}/y.pcapng")  # rings y-<stream>
+    code, stderr = capture(fast_sim, env, *PINGS, *split)
+    assert code == 0, stderr
+    first = sorted(p.name for p in out.iterdir())
+    code, stderr = capture(fast_sim, env, *PINGS, *split)
+    assert code == 2 and f"{out}/y already has a ring" in " ".join(stderr.split()), stderr
+    assert sorted(p.name for p in out.iterdir()) == first
+
 
 def test_bundle_last_takes_only_the_rings_own_segments_not_links_or_files_planted_beside(
     fast_sim, env, tmp_path

@@ -15,6 +15,8 @@ usual and the viewer gets the same packets (esxcap.capture.tee).
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import re
 import subprocess
 import sys
@@ -132,19 +134,25 @@ def _ring_output(
         choice = OutputChoice(directory=_folder(where), split=split, ring=ring, live=live)
     else:
         check_folder(where.parent, "ring")
-        _check_new_ring(ring_base(where))
+        _check_new_ring(ring_base(where), split)
         choice = OutputChoice(file=where, split=split, ring=ring, live=live)
     check_free_space(choice.directory or where.parent, ring)
     return choice
 
 
-def _check_new_ring(base: Path) -> None:
+def _check_new_ring(base: Path, split: bool) -> None:
     """Refuse a ring base that an earlier ring already used: its segments would mix with the new ones
-    (bundle --last would pick from both) and its sidecar would be replaced."""
-    taken = find_rings(base).get(base)
-    sidecar = base.with_name(f"{base.name}.json")
-    if taken or sidecar.exists():
-        found = taken[0].name if taken else sidecar.name
+    (bundle --last would pick from both) and its sidecar would be replaced. With --split the rings are
+    `<base>-<stream>`, each with its own sidecar."""
+    if split:
+        rings = find_rings(base.parent) if base.parent.is_dir() else {}
+        taken = [s for b, found in rings.items() if b.name.startswith(f"{base.name}-") for s in found]
+        sidecars = [p for p in base.parent.glob(f"{glob.escape(base.name)}-*.json") if p.is_file()]
+    else:
+        taken = find_rings(base).get(base, [])
+        sidecars = [p for p in [base.with_name(f"{base.name}.json")] if os.path.lexists(p)]
+    if taken or sidecars:
+        found = taken[0].name if taken else sidecars[0].name
         raise UsageError(
             f"{base} already has a ring ({found}); esxcap does not overwrite files",
             "choose another name with -o, or a folder (-o DIR/) where each ring gets its own base",
