@@ -18,6 +18,7 @@ from clirun import esxcap, isolated_env
 from pcaptools import BASE_NS, capinfos, requires_tools, tshark_fields, udp_frame
 
 from esxcap.capture.ring import Ring, RingSpec, parse_ring
+from esxcap.capture.ringpick import parse_time
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, Interface, encode_epb
 from esxcap.sim import SimulatorThread
@@ -356,3 +357,11 @@ def test_bundle_last_takes_only_the_rings_own_segments_not_links_or_files_plante
     assert bundled(tmp_path / "b.zip") == [s.name for s in segments[-2:]]
     assert f"skipped {link.name}: a symbolic link, not a segment esxcap wrote" in shown
     assert f"skipped {planted.name}: owned by another user" in shown
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "noon"])
+def test_around_refuses_what_is_no_moment(text) -> None:
+    with pytest.raises(UsageError, match=f"--around {text}: not a time"):
+        parse_time(text)
+    assert parse_time("1765070130.5") == 1765070130.5
+    assert parse_time("2026-12-07T01:15:30+01:00") == parse_time("2026-12-07 00:15:30")

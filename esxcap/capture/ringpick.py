@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import datetime
+import math
 import os
 import stat
 import time
@@ -67,7 +68,9 @@ def parse_time(text: str) -> float:
     """`2026-12-07T01:15:30Z`, `2026-12-07 01:15:30` (UTC unless an offset is given) or seconds since
     1970 -> seconds since 1970."""
     with contextlib.suppress(ValueError):
-        return float(text)
+        seconds = float(text)
+        if math.isfinite(seconds):
+            return seconds
     try:
         moment = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
