@@ -18,7 +18,7 @@ from clirun import esxcap, isolated_env
 from pcaptools import BASE_NS, capinfos, requires_tools, tshark_fields, udp_frame
 
 from esxcap.capture.ring import Ring, RingSpec, parse_ring
-from esxcap.capture.ringpick import parse_time
+from esxcap.capture.ringpick import parse_time, segment_start
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, Interface, encode_epb
 from esxcap.sim import SimulatorThread
@@ -253,6 +253,9 @@ def test_bundle_picks_the_last_segments_or_those_around_a_time(fast_sim, env, tm
 
     code, stderr = bundle(str(out), "--around", "2001-01-01T00:00:00Z", "-o", str(tmp_path / "none.zip"))
     assert code == 2 and "no segment covers 2001-01-01T00:00:00Z" in stderr
+    code, stderr = bundle(str(out), "--last", "1", "--around", moment, "-o", str(tmp_path / "none.zip"))
+    newest = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segment_start(segments[-1])))
+    assert code == 2 and f"(its last 1 segments run from {newest} to" in stderr and "drop --last" in stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     code, stderr = bundle(str(empty), "--last", "3")

@@ -114,11 +114,13 @@ def pick_segments(
             if moment is not None:
                 chosen = around(chosen, moment)
                 if not chosen:
-                    first = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segment_start(segments[0])))
-                    latest = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segments[-1].stat().st_mtime))
+                    span = segments[-last:] if last is not None else segments
+                    first = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(segment_start(span[0])))
+                    latest = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(span[-1].stat().st_mtime))
+                    which = f"its last {last} segments run" if last is not None else "its segments run"
                     raise UsageError(
-                        f"ring {base}: no segment covers {at} (its segments run from {first} to {latest})",
-                        "give a time within that span, or --last N",
+                        f"ring {base}: no segment covers {at} ({which} from {first} to {latest})",
+                        "give a time within that span, or --last N" if last is None else "drop --last",
                     )
             picked += chosen
     return picked
