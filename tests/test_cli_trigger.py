@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,19 +192,30 @@ def test_each_condition_fires_on_the_simulators_traffic(running, env, tmp_path, 
         assert ":Drop:" in sidecar(event)["trigger"]["fired_on"]
 
 
-def test_a_host_failing_mid_window_still_writes_the_event_and_says_so(running, env, tmp_path) -> None:
-    out = tmp_path / "out"
+def during_an_event(
+    running: SimulatorThread, env: dict[str, str], out: Path, after: str, act: Callable[[Any], object]
+) -> tuple[int, str, str]:
+    """vm-to-vm m2 n1 with --trigger tcp-rst and this after-window; `act(process)` once the first event
+    is being written; (exit code, stdout, stderr)."""
     argv = [sys.executable, "-m", "esxcap", "-i", str(running.sim.inventory_path), "recipe", "vm-to-vm",
-            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", "6", "-o", f"{out}/",
+            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", after, "-o", f"{out}/",
             "--json"]  # fmt: skip
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: list(out.glob("*_trigger001_*.part")), 30)
-        running.call(running.sim.reset_connections("new"))
+        act(proc)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 3, stderr
+    return proc.returncode, stdout, stderr
+
+
+def test_a_host_failing_mid_window_still_writes_the_event_and_says_so(running, env, tmp_path) -> None:
+    out = tmp_path / "out"
+    returncode, stdout, stderr = during_an_event(
+        running, env, out, "6", lambda _proc: running.call(running.sim.reset_connections("new"))
+    )
+    assert returncode == 3, stderr
     [event] = events_in(out)
     assert "failed before its window ended" in stderr and event.name in stderr
     hosts = {name.split(":")[0] for [name] in fields(event, "frame.interface_name")}
@@ -252,17 +263,10 @@ def test_outputs_and_values_a_trigger_cannot_use_are_refused(running, env, extra
 
 def test_ctrl_c_during_the_after_window_says_how_much_of_it_was_kept(running, env, tmp_path) -> None:
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "esxcap", "-i", str(running.sim.inventory_path), "recipe", "vm-to-vm",
-            "m2", "n1", "--trigger", "tcp-rst", "--before", "0.5", "--after", "60", "-o", f"{out}/",
-            "--json"]  # fmt: skip
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_until(lambda: list(out.glob("*_trigger001_*.part")), 30)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr  # one Ctrl-C: files completed
+    returncode, stdout, stderr = during_an_event(
+        running, env, out, "60", lambda proc: proc.send_signal(signal.SIGINT)
+    )
+    assert returncode == 0, stderr  # one Ctrl-C: files completed
     [event] = events_in(out)
     document = sidecar(event)["trigger"]
     stamps = [float(t) for [t] in fields(event, "frame.time_epoch")]
