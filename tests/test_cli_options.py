@@ -31,6 +31,8 @@ BAD_VALUES = [
     (("-d", "1e20"), "--duration 1e+20"),
     (("-d", "-1"), "--duration -1"),
     (("--parallel", "0"), "--parallel must be at least 1"),
+    (("--trigger", "tcp-rst", "--before-bytes", "512K"), "--before-bytes 512K: at least 1.0 MiB"),
+    (("--trigger", "tcp-rst", "--before-bytes", "lots"), "--before-bytes lots: not a size"),
 ]
 
 
@@ -208,3 +210,13 @@ def test_wide_selections(sim, env) -> None:
         "-i", str(sim.sim.inventory_path), "capture", "--portgroup", "nope", "--dry-run", env=env
     )
     assert nowhere.code == ExitCode.USAGE and "dvpg-web" in nowhere.stderr
+
+
+def test_before_bytes_takes_a_size_as_max_bytes_does(fast_sim, env) -> None:
+    inventory = str(fast_sim.sim.inventory_path)
+    for size in ("2M", "1.5GiB", "8388608"):
+        result = esxcap(
+            "-i", inventory, "capture", "--vm", "m1", "--trigger", "tcp-rst", "--before-bytes", size,
+            "--dry-run", env=env,
+        )  # fmt: skip
+        assert result.code == ExitCode.OK, (size, result.stderr)

@@ -29,7 +29,6 @@ MAX_DURATION = 366 * 24 * 3600.0
 """The longest `-d` (a year; the wrapper's deadline is integer seconds in BusyBox's shell arithmetic)."""
 MAX_BYTES = 2**62
 """The largest --max-bytes (well inside a 64-bit counter)."""
-BEFORE_BYTES = 64 << 20
 """--before-bytes by default: the before-window's memory (all streams together); beyond it, a spill file."""
 MAX_WINDOW_S = 3600.0
 
@@ -92,10 +91,14 @@ class StopWhen(OptionGroup):
     after: Annotated[
         float, typer.Option(help="With --trigger: seconds kept after it.", metavar="SECONDS")
     ] = 5.0
-    before_bytes: Annotated[
-        int,
-        typer.Option(help="With --trigger: memory for the before-window (then a file).", metavar="BYTES"),
-    ] = BEFORE_BYTES
+    before_bytes_text: Annotated[
+        str,
+        typer.Option(
+            "--before-bytes",
+            help="With --trigger: memory for the before-window, then a file (e.g. 64M).",
+            metavar="SIZE",
+        ),
+    ] = "64MiB"
     trigger_count: Annotated[
         int | None,
         typer.Option(help="With --trigger: keep N events (one file each), then stop.", metavar="N"),
@@ -110,8 +113,6 @@ class StopWhen(OptionGroup):
         for name, value in (("--before", self.before), ("--after", self.after)):
             if not (math.isfinite(value) and 0 <= value <= MAX_WINDOW_S):
                 raise UsageError(f"{name} {value}: 0 to {MAX_WINDOW_S:.0f} seconds", f"e.g. {name} 10")
-        if not 1 << 20 <= self.before_bytes <= MAX_BYTES:
-            raise UsageError(f"--before-bytes {self.before_bytes}: at least 1 MiB (1048576)", "e.g. 67108864")
         if self.trigger_count is not None and not 1 <= self.trigger_count <= 10000:
             raise UsageError(
                 f"--trigger-count {self.trigger_count}: 1 to 10000 events", "e.g. --trigger-count 3"
@@ -148,19 +149,33 @@ class StopWhen(OptionGroup):
                 "e.g. --duration 30",
             )
         if self.max_bytes_text is not None:
-            size = size_in_bytes(self.max_bytes_text)
-            if size is None:
-                raise UsageError(f"--max-bytes {self.max_bytes_text}: not a size", f"give {SIZE_FORMS}")
-            if not 1 <= size <= MAX_BYTES:
-                raise UsageError(
-                    f"--max-bytes {self.max_bytes_text}: more than 0 and at most {human_size(MAX_BYTES)}",
-                    "e.g. --max-bytes 100M",
-                )
+            checked_size("--max-bytes", self.max_bytes_text, 1, "100M")
+        checked_size("--before-bytes", self.before_bytes_text, 1 << 20, "64M")
+
+    @property
+    def before_bytes(self) -> int:
+        """--before-bytes in bytes (checked when the options were read)."""
+        return checked_size("--before-bytes", self.before_bytes_text, 1 << 20, "64M")
 
     @property
     def max_bytes(self) -> int | None:
         """--max-bytes in bytes (checked when the options were read)."""
-        return None if self.max_bytes_text is None else size_in_bytes(self.max_bytes_text)
+        if self.max_bytes_text is None:
+            return None
+        return checked_size("--max-bytes", self.max_bytes_text, 1, "100M")
+
+
+def checked_size(option: str, text: str, least: int, example: str) -> int:
+    """The size `option` was given as `text`, in bytes; a usage error when it is no size or out of range."""
+    size = size_in_bytes(text)
+    if size is None:
+        raise UsageError(f"{option} {text}: not a size", f"give {SIZE_FORMS}")
+    if not least <= size <= MAX_BYTES:
+        raise UsageError(
+            f"{option} {text}: at least {human_size(least)} and at most {human_size(MAX_BYTES)}",
+            f"e.g. {option} {example}",
+        )
+    return size
 
 
 @dataclass(frozen=True)
