@@ -4,9 +4,13 @@
   damaged tag or header, the same invocation counter afterwards), from bytes and from views.
 - The fast path's refusals: a bad tag, short padding, an unknown channel or a channel with another data
   handler leave the buffer and the cipher as they were and hand the packet to asyncssh's own header step.
+- Delivery: channel data is copied out of the buffer packets are decrypted into (reused for the next);
+  data asyncssh's channel would refuse (closed, past the window, a malformed string) is refused with its
+  own error.
 - Streams: 4 MiB through an in-process asyncssh server, read slowly (so reads hold many packets), with
   every cipher family the client may negotiate, a re-key from AES-GCM to chacha20 in mid-stream, and a
-  connection tunnelled through another: every byte arrives in order.
+  connection tunnelled through another: every byte arrives in order, decrypted into the fast path's own
+  buffer and (as where cryptography has no decrypt_into) to new bytes.
 - Guards: nothing is replaced when asyncssh's code is not the code this was checked against, under an
   asyncssh release it was not checked against, or with ESXCAP_FAST_RECEIVE=0; refusal() says which.
 
@@ -160,6 +164,51 @@ def test_a_view_left_by_a_rekey_to_another_cipher_becomes_bytes(their_header_ste
     assert their_header_steps == [conn]
 
 
+class OpenChannel:
+    """The fields of an asyncssh channel that its data handler reads; keeps what it accepts."""
+
+    def __init__(self, state: str = "open", window: int = 1 << 20) -> None:
+        self._recv_state = state
+        self._recv_window = window
+        self.logger = asyncssh.logging.logger
+        self.accepted: list[bytes] = []
+
+    def _accept_data(self, data: bytes) -> None:
+        self.accepted.append(data)
+
+
+def test_channel_data_is_copied_out_of_the_reused_buffer() -> None:
+    buffer = bytearray(struct.pack(">I", 5) + b"hello")
+    channel = OpenChannel()
+    asyncssh_receive.deliver_channel_data(channel, 7, memoryview(buffer))
+    buffer[4:] = b"XXXXX"  # the next packet decrypted into the same buffer
+    assert channel.accepted == [b"hello"]
+    assert type(channel.accepted[0]) is bytes
+
+
+@pytest.mark.parametrize(
+    ("fault", "payload", "channel"),
+    [
+        ("closed", struct.pack(">I", 5) + b"hello", OpenChannel(state="close_pending")),
+        ("window", struct.pack(">I", 5) + b"hello", OpenChannel(window=4)),
+        ("string past the packet", struct.pack(">I", 9) + b"hello", OpenChannel()),
+        ("bytes after the string", struct.pack(">I", 4) + b"hello", OpenChannel()),
+        ("no length", b"he", OpenChannel()),
+    ],
+)
+def test_channel_data_asyncssh_refuses_is_refused_as_asyncssh_does(
+    fault: str, payload: bytes, channel: OpenChannel
+) -> None:
+    with pytest.raises(asyncssh.ProtocolError) as ours:
+        asyncssh_receive.deliver_channel_data(channel, 7, memoryview(bytearray(payload)))
+    handler = asyncssh_receive._DATA_HANDLER
+    assert handler is not None
+    with pytest.raises((asyncssh.ProtocolError, asyncssh.packet.PacketDecodeError)) as theirs:
+        handler(channel, MSG_CHANNEL_DATA, 7, asyncssh.packet.SSHPacket(payload))
+    assert str(ours.value) == str(theirs.value), fault
+    assert channel.accepted == []
+
+
 async def _stream(
     client_algs: list[str], macs: list[str], *, switch_to: str = "", tunnel: bool = False
 ) -> str:
@@ -229,17 +278,19 @@ async def _stream(
         server.close()
 
 
-@pytest.fixture
-def fast_path_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the packets the fast path hands to a channel (it alone builds SSHPackets in the module)."""
+@pytest.fixture(params=["decrypt_into_buffer", "decrypt_to_bytes"])
+def fast_path_packets(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the packets the fast path hands to a channel, decrypting them with each of its two decrypt
+    functions (into its own buffer where cryptography offers decrypt_into; to new bytes where not)."""
     count = [0]
 
-    def counted(payload: bytes) -> Any:
+    def counted(channel: Any, seq: int, payload: memoryview) -> None:
         count[0] += 1
-        return packet_class(payload)
+        deliver(channel, seq, payload)
 
-    packet_class = asyncssh_receive.SSHPacket
-    monkeypatch.setattr(asyncssh_receive, "SSHPacket", counted)
+    deliver = asyncssh_receive.deliver_channel_data
+    monkeypatch.setattr(asyncssh_receive, "deliver_channel_data", counted)
+    monkeypatch.setattr(asyncssh_receive, "open_sealed", getattr(asyncssh_receive, request.param))
     return count
 
 
