@@ -47,6 +47,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_inventory": (PURE,),
     "test_known_hosts": (SIMULATOR,),
     "test_lifecycle": (PROCESSES,),
+    "test_liboqs_lookup": (PROCESSES,),
     "test_live_keep": (SIMULATOR, TSHARK),
     "test_logins": (SIMULATOR,),
     "test_long_streams": (OPENSSH,),

@@ -178,7 +178,10 @@ def library_versions() -> str:
     from importlib.metadata import version
 
     quiet_library_warnings()
-    from esxcap.ssh.transport import asyncssh_receive
+    from esxcap.ssh.transport.liboqs_lookup import liboqs_lookup_without_subprocess
+
+    with liboqs_lookup_without_subprocess():
+        from esxcap.ssh.transport import asyncssh_receive
 
     return (
         f"python {sys.version.split()[0]}\n{asyncssh_receive.state()}\n"

@@ -51,7 +51,10 @@ class SessionOptions:
 def make_transport(name: str) -> Transport:
     """The transport named by --transport or the inventory."""
     if name == "asyncssh":
-        from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
+        from esxcap.ssh.transport.liboqs_lookup import liboqs_lookup_without_subprocess
+
+        with liboqs_lookup_without_subprocess():
+            from esxcap.ssh.transport.asyncssh_transport import AsyncsshTransport
 
         return AsyncsshTransport()
     if name == "paramiko":
