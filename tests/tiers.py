@@ -26,6 +26,7 @@ MODULE_TIERS: dict[str, tuple[str, ...]] = {
     "test_choices": (PURE,),
     "test_cli_capture": (SIMULATOR, TSHARK),
     "test_cli_capture_plan": (SIMULATOR,),
+    "test_cli_coercion": (PURE,),
     "test_cli_discover": (SIMULATOR,),
     "test_cli_front": (SIMULATOR,),
     "test_cli_options": (SIMULATOR,),

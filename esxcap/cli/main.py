@@ -237,7 +237,10 @@ def _run_command_line() -> None:
     import_module(f"esxcap.{module}")
     from typer.main import get_command
 
+    from esxcap.cli import coercion
     from esxcap.cli.common import app, plain_help
+
+    coercion.install()
 
     try:
         plain_help(get_command(app))(prog_name=PROG)
