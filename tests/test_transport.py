@@ -137,6 +137,26 @@ def test_hostile_argv_arrives_intact(kind: str, sim_state: SimulatorThread) -> N
     assert out == (" ".join(HOSTILE) + "\n").encode()
 
 
+def test_many_short_commands_at_once_keep_the_connection(kind: str, sim_state: SimulatorThread) -> None:
+    """Commands that end as soon as they start, 16 at a time on one connection: an EOF or window adjust
+    sent after the channel's close makes the server end the whole connection ("Invalid channel number"),
+    which is how a capture lost its host while discovery ran beside it."""
+    host = sim_host(sim_state, "esx03")
+
+    async def go() -> list[bytes]:
+        conn = await make_transport(kind).connect(host, password=no_password, accept_new=False)
+        try:
+            outputs = []
+            for _ in range(60):
+                results = await asyncio.gather(*(conn.run(["hostname"], timeout=20) for _ in range(16)))
+                outputs += [r.stdout for r in results]
+            return outputs
+        finally:
+            await conn.close()
+
+    assert asyncio.run(go()) == [b"esx03\n"] * 60 * 16
+
+
 def test_keyboard_interactive_password_from_password_env(
     kind: str, sim_state: SimulatorThread, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,7 +74,7 @@ class Connection(Protocol):
         """Start argv on the host and return at once; its output is read through the RemoteProcess."""
         ...
 
-    async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
+    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         """Run argv on the host and return its complete output; CommandTimeout after `timeout` seconds."""
         ...
 

@@ -200,14 +200,12 @@ class AsyncsshConnection(ClosingConnection):
             raise start_failed_error(self.label, argv[0], _reason(exc)) from exc
         return AsyncsshProcess(process, self.label)
 
-    async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
+    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         line = command_line(argv)
         process: asyncssh.SSHClientProcess[bytes] | None = None
         try:
             async with asyncio.timeout(timeout):
                 process = await self._conn.create_process(line, encoding=None)
-                if stdin:
-                    process.stdin.write(stdin)
                 process.stdin.write_eof()
                 stdout, stderr = CommandOutput(self.label, argv[0]), StderrKept()
                 await asyncio.gather(_drain(process.stdout, stdout.add), _drain(process.stderr, stderr.add))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from esxcap.ssh.transport.common import (
     stream_lost_error,
 )
 from esxcap.ssh.transport.paramiko_keepalive import Keepalive
+from esxcap.ssh.transport.paramiko_order import receive, receive_stderr, send_eof
 
 T = TypeVar("T")
 
@@ -159,20 +161,18 @@ class ParamikoConnection(ClosingConnection):
             raise start_failed_error(self.label, argv[0], reason(exc)) from exc
         return ParamikoProcess(chan, self, self._threads)
 
-    async def run(self, argv: Sequence[str], *, timeout: float, stdin: bytes = b"") -> CommandResult:
+    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         line = command_line(argv)
         opened: list[paramiko.Channel] = []
         try:
             async with asyncio.timeout(timeout):
                 chan = await self._threads.call(self._open, line)
                 opened.append(chan)
-                if stdin:
-                    await self._threads.call(chan.sendall, stdin)
-                await self._threads.call(chan.shutdown_write)
+                await self._threads.call(send_eof, chan)
                 stdout, stderr = CommandOutput(self.label, argv[0]), StderrKept()
                 await asyncio.gather(
-                    self._threads.call(_drain, chan.recv, stdout.add),
-                    self._threads.call(_drain, chan.recv_stderr, stderr.add),
+                    self._threads.call(_drain, functools.partial(receive, chan), stdout.add),
+                    self._threads.call(_drain, functools.partial(receive_stderr, chan), stderr.add),
                 )
                 await self._threads.call(chan.status_event.wait)
         except TimeoutError:
@@ -213,7 +213,7 @@ class ParamikoProcess:
 
     def _drain_stderr(self) -> None:
         try:
-            while chunk := self._chan.recv_stderr(STREAM_CHUNK):
+            while chunk := receive_stderr(self._chan, STREAM_CHUNK):
                 self._soon(self._stderr_arrived, chunk)
         except SSH_ERRORS:
             pass
@@ -234,7 +234,7 @@ class ParamikoProcess:
 
     async def read(self) -> bytes:
         if self._pending is None:
-            self._pending = asyncio.wrap_future(self._threads.submit(self._chan.recv, STREAM_CHUNK))
+            self._pending = asyncio.wrap_future(self._threads.submit(receive, self._chan, STREAM_CHUNK))
         # A cancelled read leaves its chunk (received or still to come) to the next read: the chunk is
         # taken only once this coroutine has it in hand.
         try:
@@ -256,7 +256,7 @@ class ParamikoProcess:
             self._stderr_event.clear()
 
     def close_stdin(self) -> None:
-        self._threads.submit(self._chan.shutdown_write)
+        self._threads.submit(send_eof, self._chan)
 
     async def wait(self, timeout: float) -> int | None:
         try:
