@@ -221,8 +221,7 @@ def test_cleanup_leaves_a_capture_in_use_alone_and_all_stops_it_visibly(
     with SimulatorThread(load_topology(), tmp_path_factory.mktemp("inuse")) as sim_thread:
         out = tmp_path / "victim.pcapng"
         proc = _start_background_capture(sim_thread, env, out, "web02", (*transport, "--json"))
-        assert wait_until(lambda: remote_pktcaps(sim_thread, "esx03"), 20)
-        time.sleep(1)
+        assert wait_until(lambda: streaming(sim_thread, "esx03"), 20)
         listed = esxcap("-i", inv(sim_thread), "cleanup", "esx03", "--json", *transport, env=env)
         assert listed.code == 0, listed.stderr
         [row] = listed.json()["captures"]
