@@ -1,11 +1,12 @@
-"""`esxcap analyze` (pyshark) against what the simulator's traffic model injected and against tshark's
-own statistics for the same files."""
+"""`esxcap analyze` (one tshark fields pass) against what the simulator's traffic model injected and
+against tshark's own statistics for the same files."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_analysis_matches_the_injected_faults_and_tshark(tmp_path: Path) -> None
     assert names == {"esx01:a eth0:VnicTx:out": injected["tx"], "esx01:a eth0:VnicRx:in": injected["rx"]}
     assert doc["capture_points"] == {"VnicTx": injected["tx"], "VnicRx": injected["rx"]}
     assert doc["protocols"][0] == {"path": "eth", "packets": 500, "bytes": doc["bytes"]}
-    assert {"path": "eth:ethertype:ip:tcp", "packets": 500, "bytes": doc["bytes"]} in doc["protocols"]
+    assert {"path": "eth:ip:tcp", "packets": 500, "bytes": doc["bytes"]} in doc["protocols"]
     top = doc["conversations"][0]  # a closed connection that retransmitted: 11 packets + 1
     assert top["proto"] == "tcp" and top["b"] == "10.0.0.2:80" and top["packets"] == 12
 
@@ -213,3 +214,41 @@ def test_analyze_names_a_file_that_is_no_capture(tmp_path: Path, content: bytes)
     result = esxcap("analyze", str(path), env=isolated_env(tmp_path))
     assert result.code == 2 and "is not a pcap or pcapng file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_cut_short_is_analysed_up_to_the_cut_and_says_so(tmp_path: Path) -> None:
+    whole, cut = tmp_path / "whole.pcapng", tmp_path / "cut.pcapng"
+    model_capture(whole, 200)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2 + 7])
+    result = esxcap("analyze", str(cut), "--json", env=isolated_env(tmp_path))
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert 0 < doc["packets"] < 200 and doc["packets"] == tshark_totals_of_readable(cut)
+    assert "cut short" in " ".join(result.stderr.split()) and "what comes before is counted" in result.stderr
+    assert doc["read_errors"] and "cut short" in doc["read_errors"][0]
+    empty = tmp_path / "header-only.pcapng"
+    empty.write_bytes(whole.read_bytes()[:100])
+    refused = esxcap("analyze", str(empty), env=isolated_env(tmp_path))
+    assert refused.code == 2 and "tshark could not read" in refused.stderr and "capinfos" in refused.stderr
+
+
+def tshark_totals_of_readable(path: Path) -> int:
+    """Frames tshark reads from a file that ends mid-packet (it says so and exits non-zero)."""
+    done = subprocess.run([TSHARK, "-n", "-r", str(path)], capture_output=True, check=False)
+    return len(done.stdout.splitlines())
+
+
+def test_a_tshark_without_lua_is_named(tmp_path: Path) -> None:
+    """A tshark built without Lua ignores the script: the analysis says so instead of showing zeros."""
+    path = tmp_path / "model.pcapng"
+    model_capture(path, 20)
+    shim = tmp_path / "bin" / "tshark"
+    shim.parent.mkdir()
+    shim.write_text(
+        f'#!/bin/sh\nfor a; do shift; case "$a" in -X|lua_script:*) ;; *) set -- "$@" "$a";; esac; done\n'
+        f'exec {TSHARK} "$@"\n'
+    )
+    shim.chmod(0o755)
+    result = esxcap("analyze", str(path), env=isolated_env(tmp_path, PATH=f"{shim.parent}:/usr/bin:/bin"))
+    assert result.code == 2
+    assert "did not run esxcap's Lua script" in result.stderr and "built with Lua" in result.stderr

@@ -258,6 +258,8 @@ def analyze(
     doc = analyze_files([file], top=top, max_packets=max_packets or None, progress=_progress)
     if doc["partial"]:
         output.warning(f"only the first {max_packets} packets were analysed; --max-packets 0 reads them all")
+    for problem in doc["read_errors"]:
+        output.warning(problem)
     output.analysis(doc, json_out)
     raise typer.Exit(ExitCode.OK)
 

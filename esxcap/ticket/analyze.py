@@ -1,36 +1,32 @@
-"""What is in a capture, by tshark's own dissectors through pyshark: packets and bytes per interface and
-per capture point (merged files), the protocol hierarchy, top conversations, TCP problems
-(retransmissions, duplicate ACKs, resets, zero windows, failed handshakes), DNS errors and ICMP
-unreachables.
+"""What is in a capture, by tshark's own dissectors: packets and bytes per interface and per capture
+point (merged files), the protocol hierarchy, top conversations, TCP problems (retransmissions, duplicate
+ACKs, resets, zero windows, failed handshakes), DNS errors and ICMP unreachables.
+
+One tshark pass does the dissecting: its protocol hierarchy (`-z io,phs`) and a Lua script
+(analyze.lua) that prints only the packets that may be problems and, at the end, the conversations, so
+the time is about tshark's own statistics pass over the same file (`bench/analyze_speed.py`). esxcap's
+own pass reads the file at the same time for the packets per interface and the copies below; memory is
+counters, the last second's packet digests and one byte per packet.
 
 A merged file holds the same packet once per capture point it passed (VnicTx, then the uplink...), and
 tshark takes each later copy for a retransmission or a duplicate ACK. TCP problems are therefore
 counted once per packet: a copy of a packet seen shortly before at another interface of the same file
 (same bytes from the IP header on, TTL and checksum aside; within COPY_WINDOW_NS) adds nothing to them.
 A packet repeated at one interface is a real repeat and counts.
-
-pyshark drives tshark from an asyncio loop of its own: its synchronous API breaks inside a running loop,
-and on the main thread it needs the thread's default loop (gone once anything ran `asyncio.run`) and
-replaces the process's child watcher. `analyze_files` therefore always runs it on a worker thread of its
-own, where pyshark makes a fresh loop. The only module that uses pyshark.
-
-pyshark closes a capture by polling tshark and killing it. When tshark has just exited, that poll can
-reap it before asyncio's child watcher does, and the watcher then reports "returncode 255", which
-pyshark raises as a tshark crash. `_open` lets a tshark whose output was read to the end be reaped by
-the watcher first (one still writing, when reading stopped early, is killed at once as before).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import hashlib
+import os
+import re
 import shutil
+import subprocess
+import tempfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +37,6 @@ INSTALL_HINT = (
     "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
     "dnf install wireshark-cli (Fedora/RHEL), brew install wireshark (macOS)"
 )
-TSHARK_EXIT_GRACE = 0.5  # seconds a closing capture waits for tshark to end on its own before the kill
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 DNS_RESPONSE = 0x8000
 DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refused"}
@@ -52,49 +47,110 @@ PROGRESS_EVERY = 50_000
 Progress = Callable[[str, int], None]
 
 
-def _packet_key(data: bytes | memoryview) -> bytes | None:
-    """What stays the same when one packet passes several capture points: its bytes from the IP header
-    on (a VLAN tag added or removed on the way, TTL and header checksum aside); None for non-IP."""
+IPV4, IPV6 = b"\x08\x00", b"\x86\xdd"
+TCP = 6
+
+
+def _packet_key(data: bytes | memoryview) -> tuple[bytes, bool] | None:
+    """What stays the same when one packet passes several capture points: a digest of its bytes from the
+    IP header on (a VLAN tag added or removed on the way, TTL and header checksum aside), and whether it
+    carries TCP; None for non-IP."""
     offset, ethertype = 12, bytes(data[12:14])
     while ethertype in (b"\x81\x00", b"\x88\xa8"):
         offset += 4
         ethertype = bytes(data[offset : offset + 2])
     packet = bytearray(data[offset + 2 :])
-    if ethertype == b"\x08\x00" and len(packet) >= 20:
+    if ethertype == IPV4 and len(packet) >= 20:
         packet[8] = packet[10] = packet[11] = 0
-    elif ethertype == b"\x86\xdd" and len(packet) >= 40:
+        tcp = packet[9] == TCP
+    elif ethertype == IPV6 and len(packet) >= 40:
         packet[7] = 0
+        tcp = packet[6] == TCP
     else:
         return None
-    return hashlib.blake2b(packet, digest_size=16).digest()
+    return hashlib.blake2b(packet, digest_size=16).digest(), tcp
 
 
-def copies_at_other_points(records: Iterator[Record]) -> Iterator[bool]:
-    """For each record in file order: is it a copy of a packet seen within COPY_WINDOW_NS before at
-    another interface? (memory: the packets of the last COPY_WINDOW_NS)"""
-    recent: dict[bytes, int] = {}
-    order: deque[tuple[int, bytes]] = deque()
-    for record in records:
-        while order and order[0][0] < record.ts_ns - COPY_WINDOW_NS:
-            _, old = order.popleft()
-            recent.pop(old, None)
-        key = _packet_key(record.data)
-        if key is None:
-            yield False
-            continue
-        seen = recent.get(key)
-        yield seen is not None and seen != record.interface
+class _Sightings:
+    """esxcap's own pass over a file, beside tshark's: packets and bytes per interface, and which packets
+    are copies of one seen within COPY_WINDOW_NS before at another interface (memory: the packets of the
+    last COPY_WINDOW_NS, and one byte per packet for the answer)."""
+
+    def __init__(self, path: Path, tally: _Tally, max_packets: int | None, progress: Progress | None) -> None:
+        self._handle = path.open("rb")
+        self._source = CaptureFile(self._handle, path.name)
+        self._records = iter(self._source)
+        self._file = path.name
+        self._tally = tally
+        self._max = max_packets
+        self._progress = progress
+        self._recent: dict[bytes, int] = {}
+        self._order: deque[tuple[int, bytes]] = deque()
+        self._copies = bytearray()
+        self._counts: dict[int, list[Any]] = {}
+        self.done = False
+
+    @property
+    def read(self) -> int:
+        return len(self._copies)
+
+    def is_copy(self, number: int) -> bool:
+        """Whether packet `number` (1 = the first) is such a copy; False for one not read."""
+        return number <= len(self._copies) and bool(self._copies[number - 1])
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def step(self, packets: int) -> None:
+        """Read up to `packets` more packets (up to max_packets: the tally says whether more follow)."""
+        before = self.read
+        for _ in range(packets):
+            if self._next() is None:
+                self.done = True
+                break
+        self._tally.packets += self.read - before
+        if self._progress is not None and self.read // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            self._progress(self._file, self.read)
+
+    def _next(self) -> Record | None:
+        if self._max is not None and self.read >= self._max:
+            self._tally.truncated = self._tally.truncated or next(self._records, None) is not None
+            return None
+        record = next(self._records, None)
+        if record is None:
+            return None
+        interface, size = record.interface, record.origlen
+        counts = self._counts.get(interface)
+        if counts is None:
+            counts = self._counts[interface] = self._interface_counts(interface)
+        counts[1] += 1
+        counts[2] += size
+        self._tally.bytes += size
+        self._copies.append(self._seen_elsewhere(record))
+        return record
+
+    def _interface_counts(self, interface: int) -> list[Any]:
+        """[name, packets, bytes] of an interface of this file, in the tally."""
+        known = self._source.interfaces
+        name = known[interface].name if interface < len(known) else ""
+        return self._tally.interfaces.setdefault((self._file, str(interface)), [name or self._file, 0, 0])
+
+    def _seen_elsewhere(self, record: Record) -> bool:
+        while self._order and self._order[0][0] < record.ts_ns - COPY_WINDOW_NS:
+            _, old = self._order.popleft()
+            self._recent.pop(old, None)
+        found = _packet_key(record.data)
+        if found is None:
+            return False
+        key, tcp = found
+        seen = self._recent.get(key)
         if seen is None:
-            recent[key] = record.interface
-            order.append((record.ts_ns, key))
-
-
-def _copies(path: Path, max_packets: int | None) -> Iterator[bool]:
-    with path.open("rb") as handle:
-        records = iter(CaptureFile(handle, path.name))
-        if max_packets is not None:
-            records = (r for _, r in zip(range(max_packets), records, strict=False))
-        yield from copies_at_other_points(records)
+            self._recent[key] = record.interface
+            self._order.append((record.ts_ns, key))
+            return False
+        copy = seen != record.interface
+        self._tally.copies += copy and tcp
+        return copy
 
 
 def tshark_available() -> bool:
@@ -126,127 +182,208 @@ class _Tally:
     dns_errors: Counter[str] = field(default_factory=Counter)
     unreachable: Counter[str] = field(default_factory=Counter)
     truncated: bool = False
+    read_errors: list[str] = field(default_factory=list)
 
 
-def _int(value: Any, base: int = 10) -> int:
+SCRIPT_STARTED = "esxcap-analyze 1"
+"""analyze.lua's first line: tshark ran the script."""
+PROBLEM_FIELDS = (
+    "number",
+    "tcp.stream",
+    "tcp.flags",
+    "retransmission",
+    "duplicate_ack",
+    "zero_window",
+    "dns.flags",
+    "dns.qry.name",
+    "icmp.type",
+    "icmp.code",
+    "icmpv6.type",
+    "icmpv6.code",
+    "src",
+    "dst",
+)
+"""A "P" line of analyze.lua, after its tag."""
+EMPTY = ("",) * len(PROBLEM_FIELDS)
+PHS_LINE = re.compile(r"^(?P<indent> *)(?P<name>\S+)\s+frames:(?P<frames>\d+)\s+bytes:(?P<bytes>\d+)\s*$")
+
+
+def _int(value: str, base: int = 10) -> int:
     try:
-        return int(str(value), base)
-    except (TypeError, ValueError):
+        return int(value, base)
+    except ValueError:
         return 0
 
 
-def _flat(tree: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every field of a layer's JSON tree by its tshark name (first occurrence wins): expert items such
-    as `tcp.analysis.retransmission` sit several levels down."""
-    into = {} if into is None else into
-    if isinstance(tree, list):
-        for item in tree:
-            _flat(item, into)
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            into.setdefault(key, value)
-            _flat(value, into)
-    return into
+def _tshark_argv(path: Path, script: Path, max_packets: int | None) -> list[str]:
+    argv = ["tshark", "-n", "-q", "-X", f"lua_script:{script}", "-z", "io,phs", "-r", str(path)]
+    return argv if max_packets is None else [*argv, "-c", str(max_packets)]
 
 
-def _fields(pkt: Any, layer: str) -> dict[str, Any]:
-    return _flat(getattr(pkt, layer)._all_fields)
+def _problem(tally: _Tally, file: str, values: dict[str, str], copy: bool) -> None:
+    """One packet analyze.lua printed: the TCP problems it shows (unless a copy), DNS errors, ICMP
+    unreachables."""
+    src, dst = values["src"], values["dst"]
+    flags = _int(values["tcp.flags"])
+    if values["tcp.stream"] and not copy:
+        stream = (file, values["tcp.stream"])
+        tally.resets += bool(flags & TCP_RST)
+        if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            tally.syn_streams.add(stream)
+        elif flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
+            tally.synack_streams.add(stream)
+        tally.retransmissions += bool(values["retransmission"])
+        tally.duplicate_acks += bool(values["duplicate_ack"])
+        tally.zero_windows += bool(values["zero_window"])
+    dns = _int(values["dns.flags"])
+    if dns & DNS_RESPONSE and dns & 0xF:
+        name = values["dns.qry.name"] or "?"
+        tally.dns_errors[f"{DNS_RCODES.get(dns & 0xF, f'rcode {dns & 0xF}')} {name}"] += 1
+    if values["icmp.type"] == "3" and src:
+        tally.unreachable[f"{src} -> {dst} code {values['icmp.code']}"] += 1
+    elif values["icmpv6.type"] == "1" and src:
+        tally.unreachable[f"{src} -> {dst} code {values['icmpv6.code']}"] += 1
 
 
-def _packet(tally: _Tally, file: str, pkt: Any, copy: bool) -> None:
-    frame = _fields(pkt, "frame_info")
-    size = _int(frame.get("frame.len"))
-    tally.packets += 1
-    tally.bytes += size
-    iface_id = str(frame.get("frame.interface_id", "0"))
-    iface = tally.interfaces.setdefault((file, iface_id), [frame.get("frame.interface_name") or file, 0, 0])
-    iface[1] += 1
-    iface[2] += size
-    path: list[str] = []
-    for proto in str(frame.get("frame.protocols", "")).split(":"):
-        path.append(proto)
-        tally.protocols[":".join(path)] += 1
-        tally.protocol_bytes[":".join(path)] += size
-    layers = {layer.layer_name for layer in pkt.layers}
-    net = pkt.ip if "ip" in layers else pkt.ipv6 if "ipv6" in layers else None
-    if "tcp" in layers and net is not None:
-        _tcp(tally, file, net, _fields(pkt, "tcp"), size, copy)
-    elif "udp" in layers and net is not None:
-        _conversation(tally, "udp", f"{net.src}:{pkt.udp.srcport}", f"{net.dst}:{pkt.udp.dstport}", size)
-    if "dns" in layers:
-        dns = _fields(pkt, "dns")
-        flags = _int(dns.get("dns.flags"), 16)
-        if flags & DNS_RESPONSE and flags & 0xF:
-            name = dns.get("dns.qry.name") or "?"
-            tally.dns_errors[f"{DNS_RCODES.get(flags & 0xF, f'rcode {flags & 0xF}')} {name}"] += 1
-    if "icmp" in layers and _int(pkt.icmp.type) == 3 and net is not None:
-        tally.unreachable[f"{net.src} -> {net.dst} code {pkt.icmp.code}"] += 1
-    elif "icmpv6" in layers and _int(pkt.icmpv6.type) == 1 and net is not None:
-        tally.unreachable[f"{net.src} -> {net.dst} code {pkt.icmpv6.code}"] += 1
-
-
-def _conversation(tally: _Tally, proto: str, a: str, b: str, size: int) -> None:
+def _conversation(tally: _Tally, line: str) -> None:
+    """A "C" line: proto, one end, the other, packets, bytes (either direction of a pair adds up)."""
+    proto, a, b, packets, size = line.split("\t")
     first, second = sorted((a, b))
     entry = tally.conversations.setdefault((proto, first, second), [0, 0])
-    entry[0] += 1
-    entry[1] += size
+    entry[0] += _int(packets)
+    entry[1] += _int(size)
 
 
-def _tcp(tally: _Tally, file: str, net: Any, tcp: dict[str, Any], size: int, copy: bool) -> None:
-    _conversation(
-        tally, "tcp", f"{net.src}:{tcp.get('tcp.srcport')}", f"{net.dst}:{tcp.get('tcp.dstport')}", size
-    )
-    flags = _int(tcp.get("tcp.flags"), 16)
-    stream = (file, str(tcp.get("tcp.stream")))
-    if copy:
-        tally.copies += 1
-        return
-    if flags & TCP_RST:
-        tally.resets += 1
-    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
-        tally.syn_streams.add(stream)
-    elif flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
-        tally.synack_streams.add(stream)
-    tally.retransmissions += "tcp.analysis.retransmission" in tcp
-    tally.duplicate_acks += "tcp.analysis.duplicate_ack" in tcp
-    tally.zero_windows += "tcp.analysis.zero_window" in tcp
-
-
-def _open(path: Path) -> Any:
-    """A pyshark FileCapture whose close waits for tshark's exit status before killing it."""
-    return _capture_class()(str(path), keep_packets=False, use_json=True)
-
-
-@functools.cache
-def _capture_class() -> Any:
-    import pyshark
-
-    class FileCapture(pyshark.FileCapture):  # type: ignore[misc]
-        async def _cleanup_subprocess(self, process: asyncio.subprocess.Process) -> None:
-            if process.returncode is None and self._eof_reached:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), TSHARK_EXIT_GRACE)
-            await super()._cleanup_subprocess(process)
-
-    return FileCapture
+def _hierarchy(tally: _Tally, lines: Sequence[str]) -> None:
+    """tshark's Protocol Hierarchy Statistics, each protocol by its path below the frame
+    ("eth:ip:tcp")."""
+    path: list[str] = []
+    for line in lines:
+        match = PHS_LINE.match(line)
+        if match is None:
+            continue
+        depth = len(match["indent"]) // 2
+        path[depth:] = [match["name"]]
+        if depth == 0:
+            continue  # "frame": every packet
+        key = ":".join(path[1:])
+        tally.protocols[key] += int(match["frames"])
+        tally.protocol_bytes[key] += int(match["bytes"])
 
 
 def _read(paths: Sequence[Path], max_packets: int | None, progress: Progress | None) -> _Tally:
     tally = _Tally()
-    for path in paths:
-        capture = _open(path)
-        copies = _copies(path, max_packets)
-        try:
-            for count, pkt in enumerate(capture):
-                if max_packets is not None and count >= max_packets:
-                    tally.truncated = True
-                    break
-                _packet(tally, path.name, pkt, next(copies, False))
-                if progress is not None and count and count % PROGRESS_EVERY == 0:
-                    progress(path.name, count)
-        finally:
-            capture.close()
+    with resources.as_file(resources.files(__package__).joinpath("analyze.lua")) as script:
+        for path in paths:
+            _read_file(tally, path, script, max_packets, progress)
     return tally
+
+
+def _read_file(
+    tally: _Tally, path: Path, script: Path, max_packets: int | None, progress: Progress | None
+) -> None:
+    """One tshark pass over `path` (analyze.lua and the protocol hierarchy) while esxcap's own pass reads
+    the same file; a packet tshark names waits for esxcap's pass to reach it."""
+    before = tally.packets
+    sightings = _Sightings(path, tally, max_packets, progress)
+    output = _TsharkOutput(tally, path.name, sightings)
+    with tempfile.TemporaryFile() as stderr:
+        argv = _tshark_argv(path, script, max_packets)
+        tshark = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        assert tshark.stdout is not None
+        try:
+            lines = _Lines(tshark.stdout.fileno())
+            while not sightings.done:
+                sightings.step(SIGHTINGS_STEP)
+                output.take(lines.available())
+            output.take(lines.rest())
+        finally:
+            tshark.stdout.close()
+            status = tshark.wait()
+            sightings.close()
+        stderr.seek(0)
+        said = stderr.read().decode("utf-8", "replace")
+    if status == 0 and not output.started:
+        raise UsageError(
+            "this tshark did not run esxcap's Lua script (a build without Lua?)",
+            "install a tshark built with Lua (Wireshark's own packages and the Linux distributions' are)",
+        )
+    if status != 0:
+        problem = f"tshark could not read {path}: {_last_line(said) or f'exit status {status}'}"
+        if tally.packets == before:
+            raise UsageError(problem, "check the file with capinfos")
+        tally.read_errors.append(f"{problem} (what comes before is counted)")
+    _hierarchy(tally, output.hierarchy)
+
+
+SIGHTINGS_STEP = 4096
+"""Packets esxcap's pass reads between two looks at tshark's output."""
+
+
+class _Lines:
+    """Lines from a pipe: those already there (without waiting), or all the rest."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._tail = b""
+        os.set_blocking(fd, False)
+
+    def available(self) -> list[str]:
+        chunks = [self._tail]
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return self._split(b"".join(chunks))
+
+    def rest(self) -> list[str]:
+        os.set_blocking(self._fd, True)
+        chunks = [self._tail]
+        while chunk := os.read(self._fd, 1 << 16):
+            chunks.append(chunk)
+        return self._split(b"".join(chunks) + b"\n")
+
+    def _split(self, data: bytes) -> list[str]:
+        *whole, self._tail = data.split(b"\n")
+        return [line.decode("utf-8", "replace") for line in whole]
+
+
+class _TsharkOutput:
+    """What analyze.lua and -z io,phs print, taken into the tally; a packet line waits until esxcap's
+    pass has read that packet (or has ended)."""
+
+    def __init__(self, tally: _Tally, file: str, sightings: _Sightings) -> None:
+        self._tally = tally
+        self._file = file
+        self._sightings = sightings
+        self._waiting: deque[dict[str, str]] = deque()
+        self.started = False
+        self.hierarchy: list[str] = []
+
+    def take(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            tag, _, rest = line.partition("\t")
+            if tag == "P":
+                self._waiting.append(dict(zip(PROBLEM_FIELDS, [*rest.split("\t"), *EMPTY], strict=False)))
+            elif tag == "C":
+                _conversation(self._tally, rest)
+            elif line == SCRIPT_STARTED:
+                self.started = True
+            elif line:
+                self.hierarchy.append(line)
+        sightings = self._sightings
+        while self._waiting and (sightings.done or _int(self._waiting[0]["number"]) <= sightings.read):
+            values = self._waiting.popleft()
+            _problem(self._tally, self._file, values, sightings.is_copy(_int(values["number"])))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and "Running as user" not in line]
+    return lines[-1].strip() if lines else ""
 
 
 def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
@@ -260,6 +397,7 @@ def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
         "packets": tally.packets,
         "bytes": tally.bytes,
         "partial": tally.truncated,
+        "read_errors": tally.read_errors,
         "interfaces": [
             {"file": f, "id": int(i), "name": n, "packets": p, "bytes": b}
             for (f, i), (n, p, b) in tally.interfaces.items()
@@ -298,8 +436,7 @@ def analyze_files(
     """The analysis document of one or more captures (each at most `max_packets` packets read);
     `progress` hears (file name, packets read) every PROGRESS_EVERY packets."""
     require_tshark()
-    with ThreadPoolExecutor(1) as worker:
-        return _document(paths, worker.submit(_read, paths, max_packets, progress).result(), top)
+    return _document(paths, _read(paths, max_packets, progress), top)
 
 
 def highlights(doc: dict[str, Any]) -> list[str]:

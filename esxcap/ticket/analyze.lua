@@ -1,0 +1,62 @@
+-- esxcap analyze: what one tshark pass prints besides its protocol hierarchy (-z io,phs).
+-- The first line says the script runs; then, as packets are read, one "P" line per packet that may be a
+-- problem (TCP analysis flags, reset, SYN, DNS error, ICMP unreachable); at the end one "C" line per
+-- TCP and UDP conversation with its packets and bytes. Fields are tab-separated; control characters
+-- in a value become "?".
+io.write("esxcap-analyze 1\n")
+
+local function field(name) return Field.new(name) end
+local stream, flags = field("tcp.stream"), field("tcp.flags")
+local retransmission = field("tcp.analysis.retransmission")
+local duplicate_ack = field("tcp.analysis.duplicate_ack")
+local zero_window = field("tcp.analysis.zero_window")
+local dns_flags, dns_name = field("dns.flags"), field("dns.qry.name")
+local icmp_type, icmp_code = field("icmp.type"), field("icmp.code")
+local icmpv6_type, icmpv6_code = field("icmpv6.type"), field("icmpv6.code")
+local ip_src, ip_dst = field("ip.src"), field("ip.dst")
+local ipv6_src, ipv6_dst = field("ipv6.src"), field("ipv6.dst")
+
+local function text(info)
+  if info == nil then return "" end
+  return (tostring(info.value):gsub("%c", "?"))
+end
+
+local function present(info)
+  if info == nil then return "" end
+  return "1"
+end
+
+local problems = Listener.new("frame", "tcp.analysis.flags || tcp.flags.reset == 1 || tcp.flags.syn == 1"
+  .. " || (dns.flags.response == 1 && dns.flags.rcode != 0) || icmp.type == 3 || icmpv6.type == 1")
+
+function problems.packet(pinfo)
+  local src, dst = ip_src(), ip_dst()
+  if src == nil then src, dst = ipv6_src(), ipv6_dst() end
+  io.write("P\t", pinfo.number, "\t", text(stream()), "\t", text(flags()), "\t",
+    present(retransmission()), "\t", present(duplicate_ack()), "\t", present(zero_window()), "\t",
+    text(dns_flags()), "\t", text(dns_name()), "\t", text(icmp_type()), "\t", text(icmp_code()), "\t",
+    text(icmpv6_type()), "\t", text(icmpv6_code()), "\t", text(src), "\t", text(dst), "\n")
+end
+
+local function conversations(proto)
+  local seen = {}
+  local tap = Listener.new(proto)
+  function tap.packet(pinfo)
+    local key = tostring(pinfo.src) .. ":" .. pinfo.src_port .. "\t" .. tostring(pinfo.dst) .. ":" .. pinfo.dst_port
+    local entry = seen[key]
+    if entry == nil then
+      entry = {0, 0}
+      seen[key] = entry
+    end
+    entry[1] = entry[1] + 1
+    entry[2] = entry[2] + pinfo.len
+  end
+  function tap.draw()
+    for key, entry in pairs(seen) do
+      io.write("C\t", proto, "\t", key, "\t", entry[1], "\t", entry[2], "\n")
+    end
+  end
+end
+
+conversations("tcp")
+conversations("udp")
