@@ -147,10 +147,10 @@ def run(options: Options) -> list[Row]:
                 walls[name].append(seconds)
     medians = {name: statistics.median(w) for name, w in walls.items()}
     rows = [Row(BENCH, name, f"{m:.2f} s (median of {len(walls[name])})") for name, m in medians.items()]
-    raw = medians["raw ssh pktcap-uw"]
-    ratio = medians["esxcap capture"] / raw
+    raw_s = medians["raw ssh pktcap-uw"]
+    ratio = medians["esxcap capture"] / raw_s
     verdict = "PASS" if ratio <= TARGET else "MISS"
-    floor = medians["floor: python + import asyncssh, yaml"] / raw
+    floor = medians["floor: python + import asyncssh, yaml"] / raw_s
     return [
         *rows,
         Row(BENCH, case, f"{ratio:.1f}x", f"<= {TARGET:g}x", verdict),
