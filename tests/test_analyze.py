@@ -4,6 +4,7 @@ against tshark's own statistics for the same files."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import struct
 import subprocess
@@ -18,7 +19,7 @@ from esxcap.pcap import Interface, PcapngWriter
 from esxcap.sim import SimulatorThread, frames, topology_from_data
 from esxcap.sim.flows import Address, Conversation
 from esxcap.sim.topology import Flow, FlowEnd
-from esxcap.ticket.analyze import analyze_files
+from esxcap.ticket.analyze import PROGRESS_EVERY, analyze_files
 
 pytestmark = pytest.mark.skipif(not TSHARK, reason="analysis needs tshark")
 T0 = 1_700_000_000_000_000_000
@@ -245,10 +246,58 @@ def test_a_tshark_without_lua_is_named(tmp_path: Path) -> None:
     shim = tmp_path / "bin" / "tshark"
     shim.parent.mkdir()
     shim.write_text(
-        f'#!/bin/sh\nfor a; do shift; case "$a" in -X|lua_script:*) ;; *) set -- "$@" "$a";; esac; done\n'
+        f'#!/bin/sh\nfor a; do shift; case "$a" in -X|lua_script*) ;; *) set -- "$@" "$a";; esac; done\n'
         f'exec {TSHARK} "$@"\n'
     )
     shim.chmod(0o755)
     result = esxcap("analyze", str(path), env=isolated_env(tmp_path, PATH=f"{shim.parent}:/usr/bin:/bin"))
     assert result.code == 2
     assert "did not run esxcap's Lua script" in result.stderr and "built with Lua" in result.stderr
+
+
+def _tshark_children_running() -> bool:
+    """Whether a tshark this process started is still running (not exited, not a zombie)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if comm == "tshark" and int(fields[1]) == os.getpid() and fields[0] != "Z":
+            return True
+    return False
+
+
+def test_progress_counts_what_tshark_has_dissected_while_it_runs(tmp_path: Path) -> None:
+    """esxcap's own pass reads far ahead of tshark: progress is tshark's count, told while it still
+    has packets to dissect, not esxcap's pass racing to the end and then a silent wait."""
+    path = tmp_path / "long.pcapng"
+    datagram = frames.udp(CLIENT.ip, SERVER.ip, 5000, 5001, b"x" * 18)
+    frame = frames.ipv4(CLIENT.mac, SERVER.mac, CLIENT.ip, SERVER.ip, frames.PROTO_UDP, datagram, 1)
+    packets = PROGRESS_EVERY + PROGRESS_EVERY // 5
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("lab"))
+        for n in range(packets):
+            writer.write_packet(0, T0 + n * 1000, frame)
+    reports: list[tuple[str, int, bool]] = []
+    doc = analyze_files(
+        [path], progress=lambda name, n: reports.append((name, n, _tshark_children_running()))
+    )
+    assert doc["packets"] == packets
+    assert [(name, n) for name, n, _ in reports] == [("long.pcapng", PROGRESS_EVERY)]
+    if Path("/proc/self/stat").exists():
+        assert reports[0][2], "the progress report came after tshark had finished"
+    shown = esxcap("analyze", str(path), env=isolated_env(tmp_path))
+    assert shown.code == 0 and f"analyze: {PROGRESS_EVERY} packets of long.pcapng read" in shown.stderr
+
+
+def test_a_folder_and_a_negative_top_are_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    result = esxcap("analyze", str(folder), env=isolated_env(tmp_path))
+    assert result.code == 2 and "is a folder, not a capture file" in result.stderr, result.stderr
+    path = tmp_path / "model.pcapng"
+    model_capture(path, 20)
+    result = esxcap("analyze", str(path), "--top", "-1", "--json", env=isolated_env(tmp_path))
+    assert result.code == 2 and "--top must be 0" in result.stderr, result.stderr

@@ -245,6 +245,8 @@ def analyze(
     """Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems."""
     from esxcap.ticket.analyze import analyze_files, require_tshark
 
+    if file.is_dir():
+        raise UsageError(f"{file} is a folder, not a capture file", "give one pcap or pcapng file in it")
     if not file.is_file():
         raise UsageError(f"no such file: {file}", "check the path")
     with file.open("rb") as handle:
@@ -252,6 +254,8 @@ def analyze(
             raise UsageError(
                 f"{file} is not a pcap or pcapng file", "give a capture file (e.g. one esxcap capture wrote)"
             )
+    if top < 0:
+        raise UsageError("--top must be 0 (no conversations listed) or more", "e.g. --top 10")
     if max_packets < 0:
         raise UsageError("--max-packets must be 0 (all) or more", f"e.g. --max-packets {ANALYZE_PACKETS}")
     require_tshark()

@@ -1,9 +1,11 @@
 -- esxcap analyze: what one tshark pass prints besides its protocol hierarchy (-z io,phs).
 -- The first line says the script runs; then, as packets are read, one "P" line per packet that may be a
 -- problem (TCP analysis flags, reset, SYN, DNS error, ICMP unreachable); at the end one "C" line per
--- TCP and UDP conversation with its packets and bytes. Fields are tab-separated; control characters
--- in a value become "?".
+-- TCP and UDP conversation with its packets and bytes; every N packets dissected (N: the script's
+-- argument, -X lua_script1:N) an "N" line with that count, flushed at once, for progress. Fields are
+-- tab-separated; control characters in a value become "?".
 io.write("esxcap-analyze 1\n")
+local progress_every = tonumber((...)) or 0
 
 local function field(name) return Field.new(name) end
 local stream, flags = field("tcp.stream"), field("tcp.flags")
@@ -60,3 +62,15 @@ end
 
 conversations("tcp")
 conversations("udp")
+
+if progress_every > 0 then
+  local counter = Listener.new("frame")
+  local dissected = 0
+  function counter.packet()
+    dissected = dissected + 1
+    if dissected % progress_every == 0 then
+      io.write("N\t", dissected, "\n")
+      io.stdout:flush()
+    end
+  end
+end

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -43,7 +43,8 @@ DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refus
 COPY_WINDOW_NS = 1_000_000_000
 """How far apart two sightings of one packet at different capture points may be (esxcap's reorder window)."""
 PROGRESS_EVERY = 50_000
-"""Packets between two progress reports."""
+"""Packets between two progress reports (counted by tshark, which takes most of the time: esxcap's own
+pass runs ahead of it)."""
 Progress = Callable[[str, int], None]
 
 
@@ -76,14 +77,13 @@ class _Sightings:
     are copies of one seen within COPY_WINDOW_NS before at another interface (memory: the packets of the
     last COPY_WINDOW_NS, and one byte per packet for the answer)."""
 
-    def __init__(self, path: Path, tally: _Tally, max_packets: int | None, progress: Progress | None) -> None:
+    def __init__(self, path: Path, tally: _Tally, max_packets: int | None) -> None:
         self._handle = path.open("rb")
         self._source = CaptureFile(self._handle, path.name)
         self._records = iter(self._source)
         self._file = path.name
         self._tally = tally
         self._max = max_packets
-        self._progress = progress
         self._recent: dict[bytes, int] = {}
         self._order: deque[tuple[int, bytes]] = deque()
         self._copies = bytearray()
@@ -109,8 +109,6 @@ class _Sightings:
                 self.done = True
                 break
         self._tally.packets += self.read - before
-        if self._progress is not None and self.read // PROGRESS_EVERY > before // PROGRESS_EVERY:
-            self._progress(self._file, self.read)
 
     def _next(self) -> Record | None:
         if self._max is not None and self.read >= self._max:
@@ -216,7 +214,8 @@ def _int(value: str, base: int = 10) -> int:
 
 
 def _tshark_argv(path: Path, script: Path, max_packets: int | None) -> list[str]:
-    argv = ["tshark", "-n", "-q", "-X", f"lua_script:{script}", "-z", "io,phs", "-r", str(path)]
+    argv = ["tshark", "-n", "-q", "-X", f"lua_script:{script}", "-X", f"lua_script1:{PROGRESS_EVERY}"]
+    argv += ["-z", "io,phs", "-r", str(path)]
     return argv if max_packets is None else [*argv, "-c", str(max_packets)]
 
 
@@ -285,8 +284,8 @@ def _read_file(
     """One tshark pass over `path` (analyze.lua and the protocol hierarchy) while esxcap's own pass reads
     the same file; a packet tshark names waits for esxcap's pass to reach it."""
     before = tally.packets
-    sightings = _Sightings(path, tally, max_packets, progress)
-    output = _TsharkOutput(tally, path.name, sightings)
+    sightings = _Sightings(path, tally, max_packets)
+    output = _TsharkOutput(tally, path.name, sightings, progress)
     with tempfile.TemporaryFile() as stderr:
         argv = _tshark_argv(path, script, max_packets)
         tshark = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
@@ -296,7 +295,8 @@ def _read_file(
             while not sightings.done:
                 sightings.step(SIGHTINGS_STEP)
                 output.take(lines.available())
-            output.take(lines.rest())
+            for taken in lines.rest():
+                output.take(taken)
         finally:
             tshark.stdout.close()
             status = tshark.wait()
@@ -321,7 +321,7 @@ SIGHTINGS_STEP = 4096
 
 
 class _Lines:
-    """Lines from a pipe: those already there (without waiting), or all the rest."""
+    """Lines from a pipe: those already there (without waiting), or all the rest as they come."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -340,12 +340,11 @@ class _Lines:
             chunks.append(chunk)
         return self._split(b"".join(chunks))
 
-    def rest(self) -> list[str]:
+    def rest(self) -> Iterator[list[str]]:
         os.set_blocking(self._fd, True)
-        chunks = [self._tail]
         while chunk := os.read(self._fd, 1 << 16):
-            chunks.append(chunk)
-        return self._split(b"".join(chunks) + b"\n")
+            yield self._split(self._tail + chunk)
+        yield self._split(self._tail + b"\n")
 
     def _split(self, data: bytes) -> list[str]:
         *whole, self._tail = data.split(b"\n")
@@ -354,10 +353,11 @@ class _Lines:
 
 class _TsharkOutput:
     """What analyze.lua and -z io,phs print, taken into the tally; a packet line waits until esxcap's
-    pass has read that packet (or has ended)."""
+    pass has read that packet (or has ended); tshark's packet counts go to `progress`."""
 
-    def __init__(self, tally: _Tally, file: str, sightings: _Sightings) -> None:
+    def __init__(self, tally: _Tally, file: str, sightings: _Sightings, progress: Progress | None) -> None:
         self._tally = tally
+        self._progress = progress
         self._file = file
         self._sightings = sightings
         self._waiting: deque[dict[str, str]] = deque()
@@ -371,6 +371,9 @@ class _TsharkOutput:
                 self._waiting.append(dict(zip(PROBLEM_FIELDS, [*rest.split("\t"), *EMPTY], strict=False)))
             elif tag == "C":
                 _conversation(self._tally, rest)
+            elif tag == "N":
+                if self._progress is not None:
+                    self._progress(self._file, _int(rest))
             elif line == SCRIPT_STARTED:
                 self.started = True
             elif line:
