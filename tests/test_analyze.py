@@ -301,3 +301,31 @@ def test_a_folder_and_a_negative_top_are_refused_by_name(tmp_path: Path) -> None
     model_capture(path, 20)
     result = esxcap("analyze", str(path), "--top", "-1", "--json", env=isolated_env(tmp_path))
     assert result.code == 2 and "--top must be 0" in result.stderr, result.stderr
+
+
+def _break_block(data: bytes, index: int) -> bytes:
+    """A pcapng file whose `index`-th packet block (0 = the first) claims an impossible length."""
+    offset, packets = 0, -1
+    while offset < len(data):
+        kind, length = struct.unpack_from("<II", data, offset)
+        packets += kind == 6
+        if packets == index:
+            return data[: offset + 4] + struct.pack("<I", 0x0FFFFFF0) + data[offset + 8 :]
+        offset += length
+    raise AssertionError("no such packet")
+
+
+def test_a_file_corrupt_midway_is_analysed_up_to_the_damage_and_says_so(tmp_path: Path) -> None:
+    """A damaged block mid-file is read as tshark reads it (up to the damage, with a warning), as a file
+    cut short is; damage before any packet is a usage error naming the file."""
+    whole, broken, first = tmp_path / "whole.pcapng", tmp_path / "broken.pcapng", tmp_path / "first.pcapng"
+    model_capture(whole, 100)
+    broken.write_bytes(_break_block(whole.read_bytes(), 60))
+    result = esxcap("analyze", str(broken), "--json", env=isolated_env(tmp_path))
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["packets"] == tshark_totals_of_readable(broken) == 60
+    assert "byte offset" in doc["read_errors"][0] and "what comes before is counted" in result.stderr
+    first.write_bytes(_break_block(whole.read_bytes(), 0))
+    refused = esxcap("analyze", str(first), env=isolated_env(tmp_path))
+    assert refused.code == 2 and "first.pcapng" in refused.stderr and "capinfos" in refused.stderr

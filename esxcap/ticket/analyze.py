@@ -32,6 +32,7 @@ from typing import Any
 
 from esxcap.errors import UsageError
 from esxcap.pcap import CaptureFile, Record
+from esxcap.pcap.records import CaptureFormatError
 
 INSTALL_HINT = (
     "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
@@ -110,11 +111,20 @@ class _Sightings:
                 break
         self._tally.packets += self.read - before
 
+    def _record(self) -> Record | None:
+        """The next record; None at the end or where the file breaks its format (a read error, as tshark
+        has at a file cut short: what comes before is counted)."""
+        try:
+            return next(self._records, None)
+        except CaptureFormatError as exc:
+            self._tally.read_errors.append(f"{exc.message} (what comes before is counted)")
+            return None
+
     def _next(self) -> Record | None:
         if self._max is not None and self.read >= self._max:
-            self._tally.truncated = self._tally.truncated or next(self._records, None) is not None
+            self._tally.truncated = self._tally.truncated or self._record() is not None
             return None
-        record = next(self._records, None)
+        record = self._record()
         if record is None:
             return None
         interface, size = record.interface, record.origlen
