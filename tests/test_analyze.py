@@ -329,3 +329,27 @@ def test_a_file_corrupt_midway_is_analysed_up_to_the_damage_and_says_so(tmp_path
     first.write_bytes(_break_block(whole.read_bytes(), 0))
     refused = esxcap("analyze", str(first), env=isolated_env(tmp_path))
     assert refused.code == 2 and "first.pcapng" in refused.stderr and "capinfos" in refused.stderr
+
+
+def test_a_port_pair_reused_by_a_later_connection_is_another_conversation(tmp_path: Path) -> None:
+    """Two connections one after the other on the same ports: two conversations, as tshark's -z conv."""
+    syn, ack, fin = frames.TCP_SYN, frames.TCP_ACK, frames.TCP_FIN
+    packets = []
+    for isn in (1000, 900_000):
+        packets += [
+            _tcp(isn, 0, syn),
+            _tcp(5000 + isn, isn + 1, syn | ack, forward=False),
+            _tcp(isn + 1, 5001 + isn, ack),
+            _tcp(isn + 1, 5001 + isn, fin | ack),
+            _tcp(5001 + isn, isn + 2, fin | ack, forward=False),
+            _tcp(isn + 2, 5002 + isn, ack),
+        ]
+    path = tmp_path / "reuse.pcapng"
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("lab"))
+        for i, frame in enumerate(packets):
+            writer.write_packet(0, T0 + i * 1_000_000, frame)
+    doc = analyze_files([path])
+    assert doc["conversation_count"]["tcp"] == tshark_tcp_conversations(path) == 2
+    assert [c["packets"] for c in doc["conversations"]] == [6, 6]

@@ -1,7 +1,7 @@
 -- esxcap analyze: what one tshark pass prints besides its protocol hierarchy (-z io,phs).
 -- The first line says the script runs; then, as packets are read, one "P" line per packet that may be a
 -- problem (TCP analysis flags, reset, SYN, DNS error, ICMP unreachable); at the end one "C" line per
--- TCP and UDP conversation with its packets and bytes; every N packets dissected (N: the script's
+-- TCP and UDP conversation (stream index, one end, the other) with its packets and bytes; every N packets dissected (N: the script's
 -- argument, -X lua_script1:N) an "N" line with that count, flushed at once, for progress. Fields are
 -- tab-separated; control characters in a value become "?".
 io.write("esxcap-analyze 1\n")
@@ -40,11 +40,13 @@ function problems.packet(pinfo)
     text(icmpv6_type()), "\t", text(icmpv6_code()), "\t", text(src), "\t", text(dst), "\n")
 end
 
-local function conversations(proto)
+local function conversations(proto, stream_of)
   local seen = {}
   local tap = Listener.new(proto)
   function tap.packet(pinfo)
-    local key = tostring(pinfo.src) .. ":" .. pinfo.src_port .. "\t" .. tostring(pinfo.dst) .. ":" .. pinfo.dst_port
+    -- by tshark's stream index too: a port pair reused by a later connection is another conversation,
+    -- as in tshark's -z conv
+    local key = text(stream_of()) .. "\t" .. tostring(pinfo.src) .. ":" .. pinfo.src_port .. "\t" .. tostring(pinfo.dst) .. ":" .. pinfo.dst_port
     local entry = seen[key]
     if entry == nil then
       entry = {0, 0}
@@ -60,8 +62,8 @@ local function conversations(proto)
   end
 end
 
-conversations("tcp")
-conversations("udp")
+conversations("tcp", stream)
+conversations("udp", field("udp.stream"))
 
 if progress_every > 0 then
   local counter = Listener.new("frame")

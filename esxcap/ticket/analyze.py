@@ -179,7 +179,7 @@ class _Tally:
     interfaces: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     protocols: Counter[str] = field(default_factory=Counter)
     protocol_bytes: Counter[str] = field(default_factory=Counter)
-    conversations: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    conversations: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
     retransmissions: int = 0
     duplicate_acks: int = 0
     resets: int = 0
@@ -255,10 +255,11 @@ def _problem(tally: _Tally, file: str, values: dict[str, str], copy: bool) -> No
 
 
 def _conversation(tally: _Tally, line: str) -> None:
-    """A "C" line: proto, one end, the other, packets, bytes (either direction of a pair adds up)."""
-    proto, a, b, packets, size = line.split("\t")
+    """A "C" line: proto, tshark's stream index, one end, the other, packets, bytes (either direction of
+    a stream adds up; a port pair reused by a later connection is another conversation, as in tshark's)."""
+    proto, stream, a, b, packets, size = line.split("\t")
     first, second = sorted((a, b))
-    entry = tally.conversations.setdefault((proto, first, second), [0, 0])
+    entry = tally.conversations.setdefault((proto, stream, first, second), [0, 0])
     entry[0] += _int(packets)
     entry[1] += _int(size)
 
@@ -422,7 +423,7 @@ def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
         ],
         "conversations": [
             {"proto": proto, "a": a, "b": b, "packets": packets, "bytes": size}
-            for (proto, a, b), (packets, size) in conversations[:top]
+            for (proto, _, a, b), (packets, size) in conversations[:top]
         ],
         "conversation_count": {
             proto: sum(1 for k in tally.conversations if k[0] == proto) for proto in ("tcp", "udp")
