@@ -325,7 +325,8 @@ def test_a_file_corrupt_midway_is_analysed_up_to_the_damage_and_says_so(tmp_path
     assert result.code == 0, result.stderr
     doc = result.json()
     assert doc["packets"] == tshark_totals_of_readable(broken) == 60
-    assert "byte offset" in doc["read_errors"][0] and "what comes before is counted" in result.stderr
+    assert "byte offset" in doc["read_errors"][0]
+    assert "what comes before is counted" in " ".join(result.stderr.split())
     first.write_bytes(_break_block(whole.read_bytes(), 0))
     refused = esxcap("analyze", str(first), env=isolated_env(tmp_path))
     assert refused.code == 2 and "first.pcapng" in refused.stderr and "capinfos" in refused.stderr
@@ -353,3 +354,56 @@ def test_a_port_pair_reused_by_a_later_connection_is_another_conversation(tmp_pa
     doc = analyze_files([path])
     assert doc["conversation_count"]["tcp"] == tshark_tcp_conversations(path) == 2
     assert [c["packets"] for c in doc["conversations"]] == [6, 6]
+
+
+def _write(path: Path, packets: list[tuple[int, bytes]], names: tuple[str, ...] = ("lab",)) -> None:
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        for name in names:
+            writer.add_interface(Interface(name))
+        for i, (iface, frame) in enumerate(packets):
+            writer.write_packet(iface, T0 + i * 1_000_000, frame)
+
+
+def test_a_one_direction_capture_is_no_failed_handshake(tmp_path: Path) -> None:
+    """pktcap-uw's default direction sees the client's SYN, ACK and data but never the SYN-ACK: that
+    connection did not fail; one whose SYN got only a reset, or nothing, did."""
+    syn, ack, psh, rst = frames.TCP_SYN, frames.TCP_ACK, frames.TCP_PSH, frames.TCP_RST
+    one_way = tmp_path / "one-way.pcapng"
+    _write(
+        one_way, [(0, _tcp(100, 0, syn)), (0, _tcp(101, 501, ack)), (0, _tcp(101, 501, psh | ack, data=b"x"))]
+    )
+    assert analyze_files([one_way])["tcp"]["failed_handshakes"] == 0
+    refused = tmp_path / "refused.pcapng"
+    _write(refused, [(0, _tcp(100, 0, syn)), (0, _tcp(0, 101, rst | ack, forward=False))])
+    assert analyze_files([refused])["tcp"]["failed_handshakes"] == 1
+    unanswered = tmp_path / "unanswered.pcapng"
+    _write(unanswered, [(0, _tcp(100, 0, syn)), (0, _tcp(100, 0, syn))])
+    assert analyze_files([unanswered])["tcp"]["failed_handshakes"] == 1
+
+
+def test_files_of_one_name_in_two_folders_are_kept_apart(tmp_path: Path) -> None:
+    """One host's SYN-ACK must not hide another host's failed handshake because both files are x.pcapng."""
+    syn, ack = frames.TCP_SYN, frames.TCP_ACK
+    (tmp_path / "h1").mkdir()
+    (tmp_path / "h2").mkdir()
+    _write(tmp_path / "h1" / "x.pcapng", [(0, _tcp(100, 0, syn))])
+    _write(tmp_path / "h2" / "x.pcapng", [(0, _tcp(500, 101, syn | ack, forward=False))])
+    doc = analyze_files([tmp_path / "h1" / "x.pcapng", tmp_path / "h2" / "x.pcapng"])
+    assert doc["tcp"]["failed_handshakes"] == 1
+    assert len(doc["interfaces"]) == 2
+
+
+def test_a_dns_error_seen_at_two_points_counts_once(tmp_path: Path) -> None:
+    answer = bytearray(frames.dns(7, "gone.example.test", None))
+    answer[2:4] = b"\x81\x83"  # response, NXDOMAIN
+    reply = frames.udp(SERVER.ip, CLIENT.ip, 53, 5353, bytes(answer))
+    frame = frames.ipv4(SERVER.mac, CLIENT.mac, SERVER.ip, CLIENT.ip, frames.PROTO_UDP, reply, 4)
+    path = tmp_path / "points.pcapng"
+    _write(
+        path,
+        [(0, frame), (1, frames.tag_vlan(frame, 20))],
+        ("esx01:vm:VnicRx:in", "esx01:vmnic0:UplinkRcvKernel:in"),
+    )
+    assert tshark_count(path, "dns.flags.rcode == 3") == 2
+    assert analyze_files([path])["dns_errors"] == {"NXDomain gone.example.test": 1}

@@ -40,7 +40,15 @@ function problems.packet(pinfo)
     text(icmpv6_type()), "\t", text(icmpv6_code()), "\t", text(src), "\t", text(dst), "\n")
 end
 
-local function conversations(proto, stream_of)
+-- For TCP also whether the stream carried a packet that is neither a SYN nor a reset: a connection whose
+-- handshake failed carries only those (the SYN-ACK may simply be outside a one-direction capture).
+local function handshake_only(info)
+  if info == nil then return false end
+  local syn, rst = math.floor(info.value / 2) % 2, math.floor(info.value / 4) % 2
+  return syn == 1 or rst == 1
+end
+
+local function conversations(proto, stream_of, flags_of)
   local seen = {}
   local tap = Listener.new(proto)
   function tap.packet(pinfo)
@@ -49,21 +57,22 @@ local function conversations(proto, stream_of)
     local key = text(stream_of()) .. "\t" .. tostring(pinfo.src) .. ":" .. pinfo.src_port .. "\t" .. tostring(pinfo.dst) .. ":" .. pinfo.dst_port
     local entry = seen[key]
     if entry == nil then
-      entry = {0, 0}
+      entry = {0, 0, 0}
       seen[key] = entry
     end
     entry[1] = entry[1] + 1
     entry[2] = entry[2] + pinfo.len
+    if flags_of ~= nil and not handshake_only(flags_of()) then entry[3] = 1 end
   end
   function tap.draw()
     for key, entry in pairs(seen) do
-      io.write("C\t", proto, "\t", key, "\t", entry[1], "\t", entry[2], "\n")
+      io.write("C\t", proto, "\t", key, "\t", entry[1], "\t", entry[2], "\t", entry[3], "\n")
     end
   end
 end
 
-conversations("tcp", stream)
-conversations("udp", field("udp.stream"))
+conversations("tcp", stream, flags)
+conversations("udp", field("udp.stream"), nil)
 
 if progress_every > 0 then
   local counter = Listener.new("frame")

@@ -80,9 +80,9 @@ class _Sightings:
 
     def __init__(self, path: Path, tally: _Tally, max_packets: int | None) -> None:
         self._handle = path.open("rb")
-        self._source = CaptureFile(self._handle, path.name)
+        self._source = CaptureFile(self._handle, str(path))
         self._records = iter(self._source)
-        self._file = path.name
+        self._file = str(path)
         self._tally = tally
         self._max = max_packets
         self._recent: dict[bytes, int] = {}
@@ -141,7 +141,8 @@ class _Sightings:
         """[name, packets, bytes] of an interface of this file, in the tally."""
         known = self._source.interfaces
         name = known[interface].name if interface < len(known) else ""
-        return self._tally.interfaces.setdefault((self._file, str(interface)), [name or self._file, 0, 0])
+        shown = name or Path(self._file).name
+        return self._tally.interfaces.setdefault((self._file, str(interface)), [shown, 0, 0])
 
     def _seen_elsewhere(self, record: Record) -> bool:
         while self._order and self._order[0][0] < record.ts_ns - COPY_WINDOW_NS:
@@ -187,6 +188,8 @@ class _Tally:
     copies: int = 0
     syn_streams: set[tuple[str, str]] = field(default_factory=set)
     synack_streams: set[tuple[str, str]] = field(default_factory=set)
+    beyond_handshake: set[tuple[str, str]] = field(default_factory=set)
+    """TCP streams that carried a packet other than a SYN or a reset."""
     dns_errors: Counter[str] = field(default_factory=Counter)
     unreachable: Counter[str] = field(default_factory=Counter)
     truncated: bool = False
@@ -230,11 +233,13 @@ def _tshark_argv(path: Path, script: Path, max_packets: int | None) -> list[str]
 
 
 def _problem(tally: _Tally, file: str, values: dict[str, str], copy: bool) -> None:
-    """One packet analyze.lua printed: the TCP problems it shows (unless a copy), DNS errors, ICMP
-    unreachables."""
+    """One packet analyze.lua printed: the TCP problems it shows, DNS errors, ICMP unreachables (nothing
+    for a copy of a packet seen at another capture point)."""
+    if copy:
+        return
     src, dst = values["src"], values["dst"]
     flags = _int(values["tcp.flags"])
-    if values["tcp.stream"] and not copy:
+    if values["tcp.stream"]:
         stream = (file, values["tcp.stream"])
         tally.resets += bool(flags & TCP_RST)
         if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
@@ -254,10 +259,13 @@ def _problem(tally: _Tally, file: str, values: dict[str, str], copy: bool) -> No
         tally.unreachable[f"{src} -> {dst} code {values['icmpv6.code']}"] += 1
 
 
-def _conversation(tally: _Tally, line: str) -> None:
-    """A "C" line: proto, tshark's stream index, one end, the other, packets, bytes (either direction of
-    a stream adds up; a port pair reused by a later connection is another conversation, as in tshark's)."""
-    proto, stream, a, b, packets, size = line.split("\t")
+def _conversation(tally: _Tally, file: str, line: str) -> None:
+    """A "C" line: proto, tshark's stream index, one end, the other, packets, bytes, and for TCP whether
+    it carried more than SYNs and resets (either direction of a stream adds up; a port pair reused by a
+    later connection is another conversation, as in tshark's)."""
+    proto, stream, a, b, packets, size, beyond_handshake = line.split("\t")
+    if beyond_handshake == "1":
+        tally.beyond_handshake.add((file, stream))
     first, second = sorted((a, b))
     entry = tally.conversations.setdefault((proto, stream, first, second), [0, 0])
     entry[0] += _int(packets)
@@ -296,7 +304,7 @@ def _read_file(
     the same file; a packet tshark names waits for esxcap's pass to reach it."""
     before = tally.packets
     sightings = _Sightings(path, tally, max_packets)
-    output = _TsharkOutput(tally, path.name, sightings, progress)
+    output = _TsharkOutput(tally, str(path), sightings, progress)
     with tempfile.TemporaryFile() as stderr:
         argv = _tshark_argv(path, script, max_packets)
         tshark = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
@@ -381,10 +389,10 @@ class _TsharkOutput:
             if tag == "P":
                 self._waiting.append(dict(zip(PROBLEM_FIELDS, [*rest.split("\t"), *EMPTY], strict=False)))
             elif tag == "C":
-                _conversation(self._tally, rest)
+                _conversation(self._tally, self._file, rest)
             elif tag == "N":
                 if self._progress is not None:
-                    self._progress(self._file, _int(rest))
+                    self._progress(Path(self._file).name, _int(rest))
             elif line == SCRIPT_STARTED:
                 self.started = True
             elif line:
@@ -397,7 +405,7 @@ class _TsharkOutput:
 
 def _last_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip() and "Running as user" not in line]
-    return lines[-1].strip() if lines else ""
+    return lines[-1].strip().removeprefix("tshark: ") if lines else ""
 
 
 def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
@@ -433,7 +441,7 @@ def _document(paths: Sequence[Path], tally: _Tally, top: int) -> dict[str, Any]:
             "duplicate_acks": tally.duplicate_acks,
             "resets": tally.resets,
             "zero_windows": tally.zero_windows,
-            "failed_handshakes": len(tally.syn_streams - tally.synack_streams),
+            "failed_handshakes": len(tally.syn_streams - tally.synack_streams - tally.beyond_handshake),
         },
         "tcp_copies_not_counted": tally.copies,
         "dns_errors": dict(tally.dns_errors),
@@ -466,6 +474,7 @@ def highlights(doc: dict[str, Any]) -> list[str]:
         + (", ".join(problems) if problems else "no retransmissions, resets or zero windows")
         + " (each packet counted once, however many capture points saw it)"
     )
+    lines += [f"not read to the end: {problem}" for problem in doc["read_errors"]]
     if doc["dns_errors"]:
         lines.append(f"DNS errors: {sum(doc['dns_errors'].values())}")
     if doc["icmp_unreachable"]:
