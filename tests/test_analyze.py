@@ -8,6 +8,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,60 @@ def test_a_dns_error_seen_at_two_points_counts_once(tmp_path: Path) -> None:
     )
     assert tshark_count(path, "dns.flags.rcode == 3") == 2
     assert analyze_files([path])["dns_errors"] == {"NXDomain gone.example.test": 1}
+
+
+def _custom_block(text: bytes) -> bytes:
+    """A pcapng Custom Block (type 0xBAD, private enterprise number 32473): tshark shows it as a frame of
+    its own, esxcap's reader skips it."""
+    body = struct.pack("<I", 32473) + text + b"\0" * (-len(text) % 4)
+    length = 12 + len(body)
+    return struct.pack("<II", 0x0BAD, length) + body + struct.pack("<I", length)
+
+
+def test_blocks_that_are_no_packets_do_not_shift_the_copies(tmp_path: Path) -> None:
+    """tshark numbers a custom block (or a systemd journal entry) as a frame, esxcap's pass does not read
+    it as a packet: the copies across capture points are still those of the packets tshark names."""
+    flow = Flow("tcp-test", FlowEnd(vm="a"), FlowEnd(vm="b"), "tcp", 80, 10.0, retransmit_every=3)
+    conv = Conversation(flow, CLIENT, SERVER, routed=False)
+    path, injected = tmp_path / "blocks.pcapng", 0
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("esx01:a eth0:VnicTx:both"))
+        writer.add_interface(Interface("esx01:vmnic0:UplinkSndKernel:out"))
+        for n in range(300):
+            _, step, _, _ = conv._tcp_step(n)
+            injected += step.repeat
+            ts = T0 + conv.send_time(n)
+            writer.write_blocks([_custom_block(b"note %d" % n)], 0)
+            writer.write_packet(0, ts, conv.frame(n))
+            writer.write_packet(1, ts + 40_000, frames.tag_vlan(conv.frame(n), 20))
+    assert tshark_totals(path)[0] == 900
+    doc = analyze_files([path])
+    assert doc["packets"] == 600 and doc["tcp_copies_not_counted"] == 300
+    assert doc["tcp"]["retransmissions"] == injected and doc["tcp"]["duplicate_acks"] == 0
+
+
+def test_a_syn_flood_is_not_held_in_memory(tmp_path: Path) -> None:
+    """Every packet a SYN (one flood, one stream): tshark prints a line for each, mostly after esxcap's
+    faster pass has ended; those lines are taken as they come, not all held first (150k lines held took
+    ~100 MB more)."""
+    path = tmp_path / "flood.pcapng"
+    segment = frames.tcp(CLIENT.ip, SERVER.ip, 40000, 80, 1, 0, frames.TCP_SYN, b"")
+    syn = frames.ipv4(CLIENT.mac, SERVER.mac, CLIENT.ip, SERVER.ip, 6, segment, 1)
+    with path.open("wb") as handle:
+        writer = PcapngWriter(handle)
+        writer.add_interface(Interface("esx01:a eth0:VnicTx:out"))
+        for n in range(150_000):
+            writer.write_packet(0, T0 + n * 1000, syn)
+    script = (
+        "import resource, sys; from pathlib import Path; from esxcap.ticket.analyze import analyze_files;"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "doc = analyze_files([Path(sys.argv[1])]);"
+        "print(doc['packets'], doc['tcp']['failed_handshakes'],"
+        " (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)"
+    )
+    argv = [sys.executable, "-c", script, str(path)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    packets, failed, grown_mb = map(int, out.stdout.split())
+    assert (packets, failed) == (150_000, 1)
+    assert grown_mb < 40, f"esxcap's analysis grew by {grown_mb} MB for one flood"

@@ -1,9 +1,12 @@
 -- esxcap analyze: what one tshark pass prints besides its protocol hierarchy (-z io,phs).
 -- The first line says the script runs; then, as packets are read, one "P" line per packet that may be a
 -- problem (TCP analysis flags, reset, SYN, DNS error, ICMP unreachable); at the end one "C" line per
--- TCP and UDP conversation (stream index, one end, the other) with its packets and bytes; every N packets dissected (N: the script's
--- argument, -X lua_script1:N) an "N" line with that count, flushed at once, for progress. Fields are
--- tab-separated; control characters in a value become "?".
+-- TCP and UDP conversation (stream index, one end, the other) with its packets and bytes; every N packets
+-- dissected (N: the script's argument, -X lua_script1:N) an "N" line with that count, flushed at once, for
+-- progress. Fields are tab-separated; control characters in a value become "?". tshark numbers every record
+-- of a file, esxcap's reader only its packets: an "S" line names each record that is no packet (a pcapng
+-- custom block, a systemd journal entry...), so that the "P" lines after it can be matched to esxcap's
+-- packets.
 io.write("esxcap-analyze 1\n")
 local progress_every = tonumber((...)) or 0
 
@@ -26,6 +29,12 @@ end
 local function present(info)
   if info == nil then return "" end
   return "1"
+end
+
+local skipped = Listener.new("frame", "!frame.encap_type")
+
+function skipped.packet(pinfo)
+  io.write("S\t", pinfo.number, "\n")
 end
 
 local problems = Listener.new("frame", "tcp.analysis.flags || tcp.flags.reset == 1 || tcp.flags.syn == 1"

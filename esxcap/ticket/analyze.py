@@ -360,6 +360,8 @@ class _Lines:
         return self._split(b"".join(chunks))
 
     def rest(self) -> Iterator[list[str]]:
+        """All the rest, a pipe's read at a time (tshark may still print a line per packet of a long
+        file after esxcap's pass has ended: they are never all held at once)."""
         os.set_blocking(self._fd, True)
         while chunk := os.read(self._fd, 1 << 16):
             yield self._split(self._tail + chunk)
@@ -380,6 +382,9 @@ class _TsharkOutput:
         self._file = file
         self._sightings = sightings
         self._waiting: deque[dict[str, str]] = deque()
+        self._skipped = 0
+        """Records tshark numbered that are no packets ("S" lines so far): tshark's frame number less
+        these is esxcap's packet number."""
         self.started = False
         self.hierarchy: list[str] = []
 
@@ -387,7 +392,11 @@ class _TsharkOutput:
         for line in lines:
             tag, _, rest = line.partition("\t")
             if tag == "P":
-                self._waiting.append(dict(zip(PROBLEM_FIELDS, [*rest.split("\t"), *EMPTY], strict=False)))
+                values = dict(zip(PROBLEM_FIELDS, [*rest.split("\t"), *EMPTY], strict=False))
+                values["number"] = str(_int(values["number"]) - self._skipped)
+                self._waiting.append(values)
+            elif tag == "S":
+                self._skipped += 1
             elif tag == "C":
                 _conversation(self._tally, self._file, rest)
             elif tag == "N":
@@ -397,6 +406,11 @@ class _TsharkOutput:
                 self.started = True
             elif line:
                 self.hierarchy.append(line)
+            self._settle()
+
+    def _settle(self) -> None:
+        """The waiting packet lines esxcap's pass has reached, taken into the tally (line by line: a
+        million SYNs are never a million waiting lines once esxcap's pass has read their packets)."""
         sightings = self._sightings
         while self._waiting and (sightings.done or _int(self._waiting[0]["number"]) <= sightings.read):
             values = self._waiting.popleft()
