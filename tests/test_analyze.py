@@ -465,3 +465,14 @@ def test_a_syn_flood_is_not_held_in_memory(tmp_path: Path) -> None:
     packets, failed, grown_mb = map(int, out.stdout.split())
     assert (packets, failed) == (150_000, 1)
     assert grown_mb < 40, f"esxcap's analysis grew by {grown_mb} MB for one flood"
+
+
+@pytest.mark.parametrize("name", ["-", "-r", "lua_script:x"])
+def test_a_file_named_like_an_option_is_read_by_tshark_too(tmp_path: Path, name: str) -> None:
+    """A file called "-" is not tshark's standard input, nor is one starting with a dash an option."""
+    model_capture(tmp_path / name, 40)
+    result = esxcap("analyze", "--json", "--", name, env=isolated_env(tmp_path), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["read_errors"] == [] and doc["packets"] == 40
+    assert sum(p["packets"] for p in doc["protocols"] if p["path"] == "eth") == 40

@@ -227,8 +227,10 @@ def _int(value: str, base: int = 10) -> int:
 
 
 def _tshark_argv(path: Path, script: Path, max_packets: int | None) -> list[str]:
+    # a file named "-" is tshark's standard input unless it has a directory in front
+    target = str(path) if path.is_absolute() else os.path.join(os.curdir, path)
     argv = ["tshark", "-n", "-q", "-X", f"lua_script:{script}", "-X", f"lua_script1:{PROGRESS_EVERY}"]
-    argv += ["-z", "io,phs", "-r", str(path)]
+    argv += ["-z", "io,phs", "-r", target]
     return argv if max_packets is None else [*argv, "-c", str(max_packets)]
 
 
