@@ -145,7 +145,9 @@ class _Sightings:
         return self._tally.interfaces.setdefault((self._file, str(interface)), [shown, 0, 0])
 
     def _seen_elsewhere(self, record: Record) -> bool:
-        while self._order and self._order[0][0] < record.ts_ns - COPY_WINDOW_NS:
+        # away from this packet's time either way: a file whose clock runs backwards (or jumps) keeps no
+        # more digests than one whose clock runs forwards
+        while self._order and abs(self._order[0][0] - record.ts_ns) > COPY_WINDOW_NS:
             _, old = self._order.popleft()
             self._recent.pop(old, None)
         found = _packet_key(record.data)
