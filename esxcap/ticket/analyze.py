@@ -38,7 +38,7 @@ INSTALL_HINT = (
     "install Wireshark's command-line tools: apt install tshark (Debian/Ubuntu), "
     "dnf install wireshark-cli (Fedora/RHEL), brew install wireshark (macOS)"
 )
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
 DNS_RESPONSE = 0x8000
 DNS_RCODES = {1: "FormErr", 2: "ServFail", 3: "NXDomain", 4: "NotImp", 5: "Refused"}
 COPY_WINDOW_NS = 1_000_000_000
