@@ -10,6 +10,7 @@ import re
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,13 +176,13 @@ def test_missing_tshark_is_a_clear_usage_error(tmp_path: Path) -> None:
     assert "needs tshark" in result.stderr and "apt install tshark" in result.stderr
 
 
-def test_a_packet_seen_at_several_points_is_no_retransmission(tmp_path: Path) -> None:
-    """Every packet at the VM's vNIC and again, VLAN-tagged, 40 us later at the uplink (as vm-to-vm
-    records it): tshark alone counts each copy as a retransmission or duplicate ACK; esxcap counts the
-    injected retransmissions only, and says how many copies it left out."""
+def two_point_capture(path: Path, before_each: Callable[[int], bytes] | None = None) -> int:
+    """300 packets of a retransmitting tcp flow at the VM's vNIC and again, VLAN-tagged, 40 us later at the
+    uplink (as vm-to-vm records them), each pair after `before_each(n)`'s block if given; returns how many
+    retransmissions the flow injected."""
     flow = Flow("tcp-test", FlowEnd(vm="a"), FlowEnd(vm="b"), "tcp", 80, 10.0, retransmit_every=3)
     conv = Conversation(flow, CLIENT, SERVER, routed=False)
-    path, injected = tmp_path / "points.pcapng", 0
+    injected = 0
     with path.open("wb") as handle:
         writer = PcapngWriter(handle)
         writer.add_interface(Interface("esx01:a eth0:VnicTx:both"))
@@ -190,8 +191,19 @@ def test_a_packet_seen_at_several_points_is_no_retransmission(tmp_path: Path) ->
             _, step, _, _ = conv._tcp_step(n)
             injected += step.repeat
             ts = T0 + conv.send_time(n)
+            if before_each is not None:
+                writer.write_blocks([before_each(n)], 0)
             writer.write_packet(0, ts, conv.frame(n))
             writer.write_packet(1, ts + 40_000, frames.tag_vlan(conv.frame(n), 20))
+    return injected
+
+
+def test_a_packet_seen_at_several_points_is_no_retransmission(tmp_path: Path) -> None:
+    """Every packet at the VM's vNIC and again, VLAN-tagged, 40 us later at the uplink (as vm-to-vm
+    records it): tshark alone counts each copy as a retransmission or duplicate ACK; esxcap counts the
+    injected retransmissions only, and says how many copies it left out."""
+    path = tmp_path / "points.pcapng"
+    injected = two_point_capture(path)
     assert injected >= 5
     assert tshark_count(path, "tcp.analysis.retransmission || tcp.analysis.duplicate_ack") > 2 * injected
     doc = analyze_files([path])
@@ -423,20 +435,8 @@ def _custom_block(text: bytes) -> bytes:
 def test_blocks_that_are_no_packets_do_not_shift_the_copies(tmp_path: Path) -> None:
     """tshark numbers a custom block (or a systemd journal entry) as a frame, esxcap's pass does not read
     it as a packet: the copies across capture points are still those of the packets tshark names."""
-    flow = Flow("tcp-test", FlowEnd(vm="a"), FlowEnd(vm="b"), "tcp", 80, 10.0, retransmit_every=3)
-    conv = Conversation(flow, CLIENT, SERVER, routed=False)
-    path, injected = tmp_path / "blocks.pcapng", 0
-    with path.open("wb") as handle:
-        writer = PcapngWriter(handle)
-        writer.add_interface(Interface("esx01:a eth0:VnicTx:both"))
-        writer.add_interface(Interface("esx01:vmnic0:UplinkSndKernel:out"))
-        for n in range(300):
-            _, step, _, _ = conv._tcp_step(n)
-            injected += step.repeat
-            ts = T0 + conv.send_time(n)
-            writer.write_blocks([_custom_block(b"note %d" % n)], 0)
-            writer.write_packet(0, ts, conv.frame(n))
-            writer.write_packet(1, ts + 40_000, frames.tag_vlan(conv.frame(n), 20))
+    path = tmp_path / "blocks.pcapng"
+    injected = two_point_capture(path, before_each=lambda n: _custom_block(b"note %d" % n))
     assert tshark_totals(path)[0] == 900
     doc = analyze_files([path])
     assert doc["packets"] == 600 and doc["tcp_copies_not_counted"] == 300

@@ -243,7 +243,7 @@ def analyze(
     json_out: JsonOpt = False,
 ) -> None:
     """Summarise a capture with tshark's dissectors: interfaces, protocols, conversations, problems."""
-    from esxcap.ticket.analyze import analyze_files, require_tshark
+    from esxcap.ticket.analyze import analyze_files
 
     if file.is_dir():
         raise UsageError(f"{file} is a folder, not a capture file", "give one pcap or pcapng file in it")
@@ -258,7 +258,6 @@ def analyze(
         raise UsageError("--top must be 0 (no conversations listed) or more", "e.g. --top 10")
     if max_packets < 0:
         raise UsageError("--max-packets must be 0 (all) or more", f"e.g. --max-packets {ANALYZE_PACKETS}")
-    require_tshark()
     doc = analyze_files([file], top=top, max_packets=max_packets or None, progress=_progress)
     if doc["partial"]:
         output.warning(f"only the first {max_packets} packets were analysed; --max-packets 0 reads them all")
