@@ -197,8 +197,8 @@ class ParamikoConnection(ClosingConnection):
 
 
 class ParamikoProcess:
-    """A running remote command; stdout is read on demand with `chan.recv` in a worker thread (the window
-    only opens as we read, so flow control reaches the host), stderr drains in the background."""
+    """A running remote command; stdout is read on demand with `paramiko_order.receive` in a worker thread
+    (the window only opens as we read, so flow control reaches the host), stderr drains in the background."""
 
     def __init__(self, chan: paramiko.Channel, conn: ParamikoConnection, threads: Threads) -> None:
         self._chan = chan
